@@ -1,0 +1,22 @@
+# The two commands: `make demo` (set up + run the main job) and `make test` (set up + tests).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CORPUS ?= data/corpus
+RUN ?= runs/quickstart
+
+.PHONY: setup demo test test-all bench clean
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	VENV=$(VENV) CORPUS=$(CORPUS) RUN=$(RUN) bash scripts/demo.sh
+
+test: setup
+	$(PY) -m pytest tests
+
+bench: setup
+	bash scripts/bench.sh
+
+clean:
+	rm -rf $(RUN) $(CORPUS)

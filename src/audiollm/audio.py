@@ -1,0 +1,124 @@
+"""Audio I/O: the one place that reads or writes audio files.
+
+Everything inside the library works on 16 kHz mono float32 tensors of shape ``(T,)``.
+`load_audio` turns any readable file (WAV/FLAC/OGG/MP3 through libsndfile) into that form:
+it downmixes, resamples, and refuses — with a one-line `AudioError` naming the file — input
+that cannot be used: missing, a directory, empty, corrupt, unsupported, 0 samples, silent,
+NaN/inf samples, or longer than the caller's limit.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from .errors import AudioError
+
+SAMPLE_RATE = 16_000
+# Anything quieter than this peak is treated as silence (about -100 dBFS).
+SILENCE_PEAK = 1e-5
+
+
+def resample(wav: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
+    """Band-limited (windowed-sinc) resampling along the last axis."""
+    if orig_sr == new_sr:
+        return wav
+    import julius  # pure-torch resampler; imported lazily because it is only needed here
+
+    return julius.resample_frac(wav, int(orig_sr), int(new_sr))
+
+
+def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
+    """Header information, with the same checks and errors as `load_audio`."""
+    p = _check_path(path)
+    try:
+        return sf.info(str(p))
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise AudioError(f"{p}: cannot read audio ({_short(e)})") from None
+
+
+def load_audio(
+    path: str | os.PathLike,
+    sample_rate: int = SAMPLE_RATE,
+    *,
+    offset: float = 0.0,
+    duration: float | None = None,
+    max_seconds: float | None = None,
+    allow_silence: bool = False,
+) -> torch.Tensor:
+    """Read ``path`` as a mono float32 tensor at ``sample_rate``.
+
+    ``offset``/``duration`` (seconds) select a window without reading the rest of the file.
+    ``max_seconds`` refuses longer input (after windowing) instead of silently truncating it.
+    """
+    p = _check_path(path)
+    try:
+        info = sf.info(str(p))
+        start = int(round(offset * info.samplerate))
+        frames = -1 if duration is None else int(round(duration * info.samplerate))
+        data, sr = sf.read(str(p), start=start, frames=frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+        raise AudioError(f"{p}: cannot read audio ({_short(e)})") from None
+    if offset and start >= info.frames:
+        raise AudioError(f"{p}: offset {offset:.2f} s is past the end ({info.duration:.2f} s)")
+    if data.shape[0] == 0:
+        raise AudioError(f"{p}: audio has 0 samples")
+    if not np.isfinite(data).all():
+        raise AudioError(f"{p}: audio contains NaN or infinite samples")
+    seconds = data.shape[0] / sr
+    if max_seconds is not None and seconds > max_seconds + 1e-6:
+        raise AudioError(
+            f"{p}: audio is {seconds:.1f} s long; the limit is {max_seconds:.1f} s "
+            "(choose a window with --offset/--duration)"
+        )
+    wav = torch.from_numpy(data.mean(axis=1))  # downmix (T, C) → (T,)
+    if not allow_silence and float(wav.abs().max()) < SILENCE_PEAK:
+        raise AudioError(f"{p}: audio is silent (peak below {SILENCE_PEAK:g})")
+    return resample(wav, sr, sample_rate).contiguous()
+
+
+def save_audio(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Write 16-bit PCM WAV atomically (temp file in the same folder, then rename)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    arr = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav)
+    arr = np.clip(arr.astype(np.float32), -1.0, 1.0)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    try:
+        sf.write(tmp, arr, sample_rate, subtype="PCM_16", format="WAV")
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p
+
+
+def pad_batch(wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad 1-D waveforms into ``(B, S)`` plus their lengths ``(B,)``."""
+    lengths = torch.tensor([w.shape[0] for w in wavs], dtype=torch.long)
+    out = torch.zeros(len(wavs), int(lengths.max()), dtype=torch.float32)
+    for i, w in enumerate(wavs):
+        out[i, : w.shape[0]] = w
+    return out, lengths
+
+
+def _check_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(f"{p}: no such file")
+    if p.is_dir():
+        raise AudioError(f"{p}: is a directory, expected an audio file")
+    if p.stat().st_size == 0:
+        raise AudioError(f"{p}: file is empty (0 bytes)")
+    return p
+
+
+def _short(e: Exception) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return msg[:160]

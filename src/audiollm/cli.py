@@ -1,0 +1,192 @@
+"""`audiollm` — one console script, thin argument parsing over library calls.
+
+Every user-fixable problem surfaces as one line, ``audiollm: error: …``, and a non-zero
+exit (2, or 130 after Ctrl-C). Heavy imports happen inside the handlers so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import AudioLLMError
+
+DEFAULT_QUESTION = "Describe this audio."
+
+
+def cmd_data_synth(args: argparse.Namespace) -> None:
+    from .data.synth.corpus import build_corpus
+
+    stats = build_corpus(
+        args.out_dir,
+        music_clips=args.music_clips,
+        speech_clips=args.speech_clips,
+        seed=args.seed,
+        clip_seconds=args.clip_seconds,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    print(json.dumps(stats.get("counts", stats), indent=2))
+    print(f"corpus written to {args.out_dir} (see stats.json and README.md there)")
+
+
+def cmd_data_manifest(args: argparse.Namespace) -> None:
+    from .data.formats import build_manifest
+    from .data.manifest import write_manifest
+
+    options = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise AudioLLMError(f"--option {item!r} must look like key=value")
+        options[key.replace("-", "_")] = value
+    rows = build_manifest(args.format, args.root, **options)
+    if args.split:
+        rows = [r for r in rows if r.get("split") == args.split]
+        if not rows:
+            raise AudioLLMError(f"no rows with split={args.split!r}")
+    write_manifest(args.out, rows)
+    splits: dict[str, int] = {}
+    for r in rows:
+        splits[r.get("split", "-")] = splits.get(r.get("split", "-"), 0) + 1
+    print(f"wrote {len(rows)} rows to {args.out} ({', '.join(f'{k}: {v}' for k, v in sorted(splits.items()))})")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .config import load_config
+    from .train import train
+
+    cfg = load_config(args.config, args.overrides)
+    final = train(cfg, resume=args.resume, progress=not args.no_progress)
+    print(f"final model: {final}")
+
+
+def cmd_ask(args: argparse.Namespace) -> None:
+    import torch
+
+    from .audio import load_audio
+    from .inference import answer
+    from .model_dir import load_model_dir
+
+    model, tokenizer = load_model_dir(args.model_dir)
+    wav = load_audio(args.audio, offset=args.offset, duration=args.duration, max_seconds=args.max_seconds)
+    question = args.question or DEFAULT_QUESTION
+    generator = torch.Generator().manual_seed(args.seed)
+    text = answer(
+        model, tokenizer, wav, question,
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+        top_k=args.top_k, top_p=args.top_p, generator=generator,
+    )
+    if args.json:
+        print(json.dumps({"audio": str(args.audio), "question": question, "answer": text}, ensure_ascii=False))
+    else:
+        print(text)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .evaluate import evaluate, format_table, write_json
+    from .model_dir import load_model_dir
+    from .train import load_rows
+
+    model, tokenizer = load_model_dir(args.model_dir)
+    rows = load_rows(args.data, args.split)
+    if args.tasks:
+        wanted = set(args.tasks.split(","))
+        rows = [r for r in rows if r["task"] in wanted]
+    if args.limit:
+        rows = rows[: args.limit]
+    if not rows:
+        raise AudioLLMError(f"{args.data}: no rows left to evaluate")
+    result = evaluate(model, tokenizer, rows, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                      progress=not args.no_progress)
+    print(format_table(result.results))
+    if args.json:
+        write_json(args.json, result.results, result.predictions, rows)
+        print(f"metrics and predictions written to {args.json}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="audiollm", description="Audio-language models: train, ask, evaluate.")
+    p.add_argument("--version", action="version", version=f"audiollm {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    data = sub.add_parser("data", help="build datasets: the embedded corpus or manifests of real datasets")
+    dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    s = dsub.add_parser("synth", help="render the embedded music + speech corpus (deterministic from --seed)")
+    s.add_argument("out_dir", type=Path, help="output folder (audio/, train|valid|test.jsonl, stats.json, README.md)")
+    s.add_argument("--music-clips", type=int, default=1600, help="number of rendered music clips (default 1600)")
+    s.add_argument("--speech-clips", type=int, default=1600, help="number of spoken-sentence clips (default 1600)")
+    s.add_argument("--seed", type=int, default=0, help="random seed: same seed, same corpus (default 0)")
+    s.add_argument("--clip-seconds", type=float, default=4.0, help="length of each music clip in seconds (default 4)")
+    s.add_argument("--workers", type=int, default=2, help="parallel worker processes (default 2)")
+    s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    s.set_defaults(func=cmd_data_synth)
+
+    m = dsub.add_parser("manifest", help="turn a real dataset layout into a JSONL manifest")
+    m.add_argument("root", type=Path, help="dataset root folder (e.g. the FSDD checkout)")
+    m.add_argument("--format", required=True, help="dataset layout name (e.g. fsdd)")
+    m.add_argument("--out", required=True, type=Path, help="manifest to write (.jsonl)")
+    m.add_argument("--split", default="", help="keep only rows of this split (train, valid or test)")
+    m.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="format-specific option, repeatable (fsdd: test_speaker=NAME)")
+    m.set_defaults(func=cmd_data_manifest)
+
+    t = sub.add_parser("train", help="train a model from a YAML config")
+    t.add_argument("config", type=Path, help="experiment YAML (see configs/)")
+    t.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="dotted overrides, e.g. train.lr=3e-4 output_dir=runs/x")
+    t.add_argument("--resume", metavar="DIR", help="continue from a run folder (latest checkpoint) or a checkpoint folder")
+    t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    t.set_defaults(func=cmd_train)
+
+    a = sub.add_parser("ask", help="answer a question about one audio file")
+    a.add_argument("model_dir", type=Path, help="a saved model directory (e.g. runs/quickstart/final)")
+    a.add_argument("audio", type=Path, help="audio file (WAV/FLAC/OGG/MP3; any rate, any channels)")
+    a.add_argument("--question", "-q", default=None, help=f"the question (default: {DEFAULT_QUESTION!r})")
+    a.add_argument("--json", action="store_true", help="print a JSON object instead of plain text")
+    a.add_argument("--offset", type=float, default=0.0, help="start of the window to listen to, in seconds")
+    a.add_argument("--duration", type=float, default=None, help="length of the window in seconds (default: to the end)")
+    a.add_argument("--max-seconds", type=float, default=30.0, help="refuse audio longer than this (default 30)")
+    a.add_argument("--max-new-tokens", type=int, default=64, help="answer length budget in tokens (default 64)")
+    a.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
+    a.add_argument("--top-k", type=int, default=0, help="sample from the k most likely tokens (0 = off)")
+    a.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1.0 = off)")
+    a.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    a.set_defaults(func=cmd_ask)
+
+    e = sub.add_parser("evaluate", help="score a model on a manifest: per-task metrics table (+ JSON)")
+    e.add_argument("model_dir", type=Path, help="a saved model directory")
+    e.add_argument("--data", required=True, type=Path, help="manifest to evaluate on (.jsonl)")
+    e.add_argument("--json", type=Path, default=None, help="also write metrics + per-example predictions here")
+    e.add_argument("--split", default="", help="keep only rows of this split")
+    e.add_argument("--tasks", default="", help="comma-separated tasks to keep (default: all)")
+    e.add_argument("--limit", type=int, default=0, help="evaluate only the first N rows (0 = all)")
+    e.add_argument("--batch-size", type=int, default=32, help="clips per generation batch (default 32)")
+    e.add_argument("--max-new-tokens", type=int, default=64, help="answer length budget in tokens (default 64)")
+    e.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    e.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        (parser if args.command is None else parser._subparsers._group_actions[0].choices[args.command]).print_help()
+        return 2
+    try:
+        args.func(args)
+    except AudioLLMError as e:
+        print(f"audiollm: error: {e}", file=sys.stderr)
+        return getattr(e, "exit_code", 2)
+    except KeyboardInterrupt:
+        print("audiollm: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Manifest rows → padded training batches, and the order rows are drawn in.
+
+Each example is ``[audio] <|user|> question <|assistant|> answer <|eos|>``; the labels
+mark only the answer and ``<|eos|>``. Everything random about an example (question
+paraphrase, crop, gain, speed) is drawn from a generator seeded by (seed, draw position),
+so a resumed run sees exactly the batches an uninterrupted run would have seen, and the
+global batch for a step is the same whatever the number of processes.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..audio import SAMPLE_RATE, load_audio, pad_batch, resample
+from ..tasks import get_task
+from ..tokenizers.text import TextTokenizer
+
+IGNORE_INDEX = -100
+
+
+def prompt_ids(tokenizer: TextTokenizer, question: str) -> list[int]:
+    """The prompt after the audio: ``<|user|> question <|assistant|>``."""
+    return [tokenizer.user_id, *tokenizer.encode(question), tokenizer.assistant_id]
+
+
+@dataclass
+class AudioAugment:
+    """Training-time waveform augmentation: random gain and speed perturbation."""
+
+    speed_perturb: float = 0.1  # ± relative speed; 0 disables
+    gain_db: float = 6.0  # ± gain in dB
+
+    def __call__(self, wav: torch.Tensor, rng: random.Random) -> torch.Tensor:
+        if self.speed_perturb > 0:
+            # Speed change by resampling: a 10% faster clip is the clip resampled to 90% length.
+            # Steps of 1/20 keep julius' filter sizes (and cost) small.
+            factor = 1.0 + rng.uniform(-self.speed_perturb, self.speed_perturb)
+            num, den = 20, max(1, round(20 * factor))
+            if num != den:
+                wav = resample(wav, den, num)
+        gain = 10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20)
+        return (wav * gain).clamp_(-1.0, 1.0)
+
+
+class ExampleBuilder:
+    """Turns manifest row ``index`` at draw position ``draw`` into one tokenised example."""
+
+    def __init__(
+        self,
+        rows: list[dict],
+        tokenizer: TextTokenizer,
+        *,
+        seed: int = 0,
+        max_audio_seconds: float = 10.0,
+        augment: AudioAugment | None = None,
+        sample_rate: int = SAMPLE_RATE,
+    ):
+        self.rows = rows
+        self.tokenizer = tokenizer
+        self.seed = seed
+        self.max_samples = int(max_audio_seconds * sample_rate)
+        self.augment = augment
+        self.sample_rate = sample_rate
+
+    def __call__(self, index: int, draw: int) -> dict:
+        row = self.rows[index]
+        rng = random.Random(f"{self.seed}:{draw}")
+        task = get_task(row["task"])
+        wav = load_audio(row["audio"], self.sample_rate)
+        if wav.shape[0] > self.max_samples:  # random training window from a long clip
+            start = rng.randrange(wav.shape[0] - self.max_samples + 1)
+            wav = wav[start : start + self.max_samples]
+        if self.augment is not None:
+            wav = self.augment(wav, rng)
+        prompt = prompt_ids(self.tokenizer, task.question(row, rng))
+        answer = self.tokenizer.encode(task.answer(row)) + [self.tokenizer.eos_id]
+        return {
+            "audio": wav,
+            "input_ids": prompt + answer,
+            "labels": [IGNORE_INDEX] * len(prompt) + answer,
+        }
+
+
+def collate(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad a list of examples into the model's batch (see docs/DESIGN.md)."""
+    audio, audio_lengths = pad_batch([e["audio"] for e in examples])
+    lengths = torch.tensor([len(e["input_ids"]) for e in examples], dtype=torch.long)
+    L = int(lengths.max())
+    input_ids = torch.full((len(examples), L), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), L), IGNORE_INDEX, dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e["input_ids"])
+        input_ids[i, :n] = torch.tensor(e["input_ids"])
+        labels[i, :n] = torch.tensor(e["labels"])
+    return {
+        "audio": audio,
+        "audio_lengths": audio_lengths,
+        "input_ids": input_ids,
+        "text_lengths": lengths,
+        "labels": labels,
+    }
+
+
+class MixtureSampler:
+    """Deterministic, resumable stream of row indices with per-task mixture weights.
+
+    Draw ``n`` is a pure function of (seed, n): rows are shuffled without replacement within
+    each task (a fresh permutation per pass), and the task of each draw is picked from the
+    weights. No state beyond the draw counter is needed to resume.
+    """
+
+    BLOCK = 4096
+
+    def __init__(self, rows: list[dict], task_weights: dict[str, float] | None = None, seed: int = 0):
+        by_task: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            by_task.setdefault(row["task"], []).append(i)
+        weights = dict(task_weights or {})
+        self.tasks = sorted(t for t in by_task if weights.get(t, 1.0) > 0) if weights else sorted(by_task)
+        if not self.tasks:
+            raise ValueError("every task has weight 0")
+        if weights:
+            w = np.array([weights.get(t, 1.0) for t in self.tasks], dtype=np.float64)
+        else:  # natural frequency
+            w = np.array([len(by_task[t]) for t in self.tasks], dtype=np.float64)
+        self.probs = w / w.sum()
+        self.by_task = {t: np.array(by_task[t]) for t in self.tasks}
+        self.seed = seed
+        self._cache: dict[int, np.ndarray] = {}
+
+    def _block(self, b: int) -> np.ndarray:
+        if b not in self._cache:
+            rng = np.random.default_rng([self.seed, b])
+            which = rng.choice(len(self.tasks), size=self.BLOCK, p=self.probs)
+            out = np.empty(self.BLOCK, dtype=np.int64)
+            for k, task in enumerate(self.tasks):
+                slots = np.flatnonzero(which == k)
+                pool = self.by_task[task]
+                # Permutations of this task's rows, continued from a task-specific stream.
+                perm_rng = np.random.default_rng([self.seed, b, k])
+                reps = -(-len(slots) // len(pool))
+                order = np.concatenate([perm_rng.permutation(pool) for _ in range(max(reps, 1))])
+                out[slots] = order[: len(slots)]
+            self._cache = {b: out}  # keep one block: draws are consumed in order
+        return self._cache[b]
+
+    def indices(self, start: int, stop: int) -> list[int]:
+        """Row indices for draw positions ``start .. stop-1``."""
+        return [int(self._block(n // self.BLOCK)[n % self.BLOCK]) for n in range(start, stop)]

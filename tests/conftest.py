@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny audio files and manifests built by the tests themselves."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def tone(seconds: float = 1.0, freq: float = 440.0, sr: int = 16000, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * math.pi * freq * t)).astype(np.float32)
+
+
+@pytest.fixture
+def wav_file(tmp_path: Path) -> Path:
+    p = tmp_path / "tone.wav"
+    sf.write(p, tone(), 16000)
+    return p
+
+
+@pytest.fixture
+def toy_corpus(tmp_path: Path) -> Path:
+    """A few-clip manifest per split: tones whose pitch is the 'instrument', plus 'speech'."""
+    root = tmp_path / "toy"
+    (root / "audio").mkdir(parents=True)
+    families = {"low": 220.0, "high": 880.0}
+    words = {"one": 300.0, "two": 600.0}
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("valid", 2), ("test", 2)):
+        rows = []
+        for i in range(n):
+            fam = list(families)[i % 2]
+            p = root / "audio" / f"{split}_m{i}.wav"
+            sf.write(p, tone(0.5 + 0.1 * (i % 3), families[fam]) + 0.01 * rng.standard_normal(int((0.5 + 0.1 * (i % 3)) * 16000)).astype(np.float32), 16000)
+            rows.append({"audio": f"audio/{p.name}", "task": "tagging", "answer": fam, "split": split, "id": f"{split}-t{i}"})
+            rows.append({"audio": f"audio/{p.name}", "task": "qa", "question": "Is it high or low?", "answer": f"It is {fam}.", "split": split, "id": f"{split}-q{i}"})
+            word = list(words)[i % 2]
+            p = root / "audio" / f"{split}_s{i}.wav"
+            sf.write(p, tone(0.4, words[word], sr=8000), 8000)  # a different rate on purpose
+            rows.append({"audio": f"audio/{p.name}", "task": "asr", "answer": word, "split": split, "id": f"{split}-a{i}"})
+            rows.append({"audio": f"audio/{p.name}", "task": "caption", "answer": f"a tone saying {word}", "split": split, "id": f"{split}-c{i}"})
+        with open(root / f"{split}.jsonl", "w") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+    return root

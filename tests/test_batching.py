@@ -1,0 +1,72 @@
+"""Batching: labels cover only the answer; the mixture stream is deterministic and weighted."""
+
+from collections import Counter
+
+import torch
+
+from audiollm.data.batching import IGNORE_INDEX, AudioAugment, ExampleBuilder, MixtureSampler, collate
+from audiollm.data.manifest import read_manifest
+from audiollm.tokenizers.text import TextTokenizer
+
+
+def _tok(rows):
+    return TextTokenizer.train([r["answer"] for r in rows] * 3 + ["Transcribe the speech."], vocab_size=300)
+
+
+def test_labels_only_on_answer_and_eos(toy_corpus):
+    rows = read_manifest(toy_corpus / "train.jsonl")
+    tok = _tok(rows)
+    ex = ExampleBuilder(rows, tok, seed=0)(0, 0)
+    answer = tok.encode(rows[0]["answer"]) + [tok.eos_id]
+    labelled = [l for l in ex["labels"] if l != IGNORE_INDEX]
+    assert labelled == answer
+    assert ex["input_ids"][-len(answer):] == answer
+    assert ex["input_ids"][0] == tok.user_id and tok.assistant_id in ex["input_ids"]
+
+
+def test_collate_pads_with_ignore(toy_corpus):
+    rows = read_manifest(toy_corpus / "train.jsonl")
+    tok = _tok(rows)
+    build = ExampleBuilder(rows, tok, seed=0)
+    batch = collate([build(i, i) for i in range(4)], tok.pad_id)
+    for i in range(4):
+        n = int(batch["text_lengths"][i])
+        assert (batch["input_ids"][i, n:] == tok.pad_id).all()
+        assert (batch["labels"][i, n:] == IGNORE_INDEX).all()
+        assert (batch["audio"][i, int(batch["audio_lengths"][i]):] == 0).all()
+
+
+def test_examples_are_a_function_of_draw(toy_corpus):
+    rows = read_manifest(toy_corpus / "train.jsonl")
+    tok = _tok(rows)
+    a = ExampleBuilder(rows, tok, seed=3, augment=AudioAugment())(5, 17)
+    b = ExampleBuilder(rows, tok, seed=3, augment=AudioAugment())(5, 17)
+    c = ExampleBuilder(rows, tok, seed=3, augment=AudioAugment())(5, 18)
+    assert torch.equal(a["audio"], b["audio"]) and a["input_ids"] == b["input_ids"]
+    assert not torch.equal(a["audio"], c["audio"][: a["audio"].shape[0]]) or a["audio"].shape != c["audio"].shape
+
+
+def test_augment_changes_audio():
+    import random
+
+    wav = torch.sin(torch.arange(16000) / 10.0) * 0.5
+    out = AudioAugment(speed_perturb=0.1, gain_db=6)(wav.clone(), random.Random(1))
+    assert out.shape != wav.shape or not torch.allclose(out, wav)
+
+
+def test_sampler_deterministic_and_weighted():
+    rows = [{"task": "a"}] * 10 + [{"task": "b"}] * 90
+    s1 = MixtureSampler(rows, {"a": 1.0, "b": 1.0}, seed=0)
+    s2 = MixtureSampler(rows, {"a": 1.0, "b": 1.0}, seed=0)
+    draws = s1.indices(0, 2000)
+    assert draws == s2.indices(0, 2000)
+    assert s1.indices(1000, 1010) == draws[1000:1010]  # random access = resumable
+    share_a = sum(rows[i]["task"] == "a" for i in draws) / len(draws)
+    assert 0.45 < share_a < 0.55
+    # Rows of a task are drawn without replacement within a pass: 10 'a' rows all appear early.
+    first_a = [i for i in draws if rows[i]["task"] == "a"][:10]
+    assert sorted(first_a) == list(range(10))
+    natural = MixtureSampler(rows, None, seed=0).indices(0, 2000)
+    assert Counter(rows[i]["task"] for i in natural)["b"] > 1600
+    zero = MixtureSampler(rows, {"a": 0.0, "b": 1.0}, seed=0).indices(0, 100)
+    assert all(rows[i]["task"] == "b" for i in zero)

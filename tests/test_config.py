@@ -1,0 +1,51 @@
+"""Configs: YAML + dotted overrides, strict keys, errors that name key and allowed values."""
+
+from pathlib import Path
+
+import pytest
+
+from audiollm.config import load_config
+from audiollm.errors import ConfigError
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+def test_overrides_parse_types():
+    c = load_config(None, ["train.lr=3e-4", "train.max_steps=7", "data.augment=false", "output_dir=runs/x"])
+    assert c.train.lr == 3e-4 and c.train.max_steps == 7 and c.data.augment is False and c.output_dir == "runs/x"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.lrr=1", "unknown config key 'train.lrr'; valid keys under 'train'"),
+        ("nope=1", "unknown config key 'nope'"),
+        ("train.mixed_precision=fp8", "allowed: auto, no, bf16, fp16"),
+        ("train.lr=abc", "train.lr must be a number"),
+        ("train.max_steps=0", "train.max_steps must be ≥ 1"),
+        ("train", "must look like key.sub=value"),
+    ],
+)
+def test_bad_overrides(override, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_config(None, [override])
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(bad)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_configs_load_and_build(path):
+    from audiollm.model_dir import build_model
+
+    text = path.read_text()
+    assert text.startswith("#"), "each config opens with a comment header"
+    cfg = load_config(path)
+    model = build_model(cfg.model, vocab_size=500)
+    assert sum(p.numel() for p in model.parameters()) > 0

@@ -1,0 +1,125 @@
+"""The training loop: learns, resumes exactly, and gives the same result for any split of a batch."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from audiollm.checkpoint import list_checkpoints
+from audiollm.config import load_config
+from audiollm.model_dir import load_model_dir
+from audiollm.models.audiollm import AudioLLMConfig
+from audiollm.train import train
+
+
+def write_config(tmp_path: Path, corpus: Path, **train_overrides) -> Path:
+    model = AudioLLMConfig.tiny().to_dict()
+    model["lm_config"].pop("vocab_size")
+    cfg = {
+        "output_dir": str(tmp_path / "run"),
+        "data": {"train": str(corpus / "train.jsonl"), "valid": str(corpus / "valid.jsonl"), "max_audio_seconds": 1.0},
+        "tokenizer": {"vocab_size": 300},
+        "model": model,
+        "train": {"max_steps": 10, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "eval_every": 0,
+                  "save_every": 0, "log_every": 1, "eval_examples": 8, "max_new_tokens": 8, **train_overrides},
+    }
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "cfg.yaml"
+    path.write_text("# test config\n" + yaml.safe_dump(cfg))
+    return path
+
+
+def weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def assert_same_weights(a: Path, b: Path, atol: float) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    worst = max(float((wa[k] - wb[k]).abs().max()) for k in wa)
+    assert worst <= atol, f"max weight difference {worst:g} > {atol:g}"
+
+
+def test_loss_goes_down_and_final_model_loads(tmp_path, toy_corpus):
+    cfg = load_config(write_config(tmp_path, toy_corpus, max_steps=40, eval_every=20, best_metric="tagging/accuracy"))
+    final = train(cfg, progress=False)
+    log = [yaml.safe_load(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
+    assert any("valid/tagging/accuracy" in r for r in log)  # task metrics, not only loss
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "README.md"):
+        assert (final / name).is_file()
+    assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
+    model, tok = load_model_dir(final)
+    assert model.training is False and tok.vocab_size == model.config.lm_config.vocab_size
+
+
+def test_resume_is_exact(tmp_path, toy_corpus):
+    """10 steps == 5 steps + resume + 5 steps (same schedule, data order, RNG)."""
+    straight = load_config(write_config(tmp_path / "a", toy_corpus))
+    train(straight, progress=False)
+    split = load_config(write_config(tmp_path / "b", toy_corpus, save_every=5, keep_checkpoints=5))
+    train(split, progress=False)
+    step5 = [c for c in list_checkpoints(tmp_path / "b" / "run") if c.name.endswith("0000005")][0]
+    resumed = load_config(write_config(tmp_path / "c", toy_corpus))
+    train(resumed, resume=str(step5), progress=False)
+    assert_same_weights(tmp_path / "a" / "run" / "final", tmp_path / "c" / "run" / "final", atol=1e-6)
+    # ... and the comparison can fail: another seed gives other weights.
+    other = load_config(write_config(tmp_path / "d", toy_corpus, seed=1))
+    train(other, progress=False)
+    with pytest.raises(AssertionError, match="max weight difference"):
+        assert_same_weights(tmp_path / "a" / "run" / "final", tmp_path / "d" / "run" / "final", atol=1e-6)
+
+
+def test_grad_accumulation_matches_full_batch(tmp_path, toy_corpus):
+    train(load_config(write_config(tmp_path / "a", toy_corpus, max_steps=4)), progress=False)
+    train(load_config(write_config(tmp_path / "b", toy_corpus, max_steps=4, grad_accum=4)), progress=False)
+    assert_same_weights(tmp_path / "a" / "run" / "final", tmp_path / "b" / "run" / "final", atol=1e-5)
+
+
+def test_checkpoints_are_atomic_and_pruned(tmp_path, toy_corpus):
+    train(load_config(write_config(tmp_path, toy_corpus, save_every=2, keep_checkpoints=2)), progress=False)
+    ckpts = list_checkpoints(tmp_path / "run")
+    assert [c.name for c in ckpts] == ["step-0000008", "step-0000010"]
+    leftovers = [p.name for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_ctrl_c_saves_a_checkpoint(tmp_path, toy_corpus, monkeypatch):
+    import audiollm.train as train_mod
+
+    real = train_mod.collate
+    calls = {"n": 0}
+
+    def interrupt_on_third(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "collate", interrupt_on_third)
+    with pytest.raises(train_mod.TrainingInterrupted, match="interrupted at step 2"):
+        train(load_config(write_config(tmp_path, toy_corpus)), progress=False)
+    assert [c.name for c in list_checkpoints(tmp_path / "run")] == ["step-0000002"]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(tmp_path, toy_corpus):
+    """`accelerate launch` with 2 CPU processes == 1 process on the same global batch."""
+    train(load_config(write_config(tmp_path / "one", toy_corpus, max_steps=4)), progress=False)
+    cfg = write_config(tmp_path / "two", toy_corpus, max_steps=4)
+    launcher = Path(sys.executable).parent / "accelerate"
+    cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "audiollm", "train", str(cfg), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert_same_weights(tmp_path / "one" / "run" / "final", tmp_path / "two" / "run" / "final", atol=1e-5)
