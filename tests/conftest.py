@@ -51,3 +51,14 @@ def toy_corpus(tmp_path: Path) -> Path:
             for r in rows:
                 f.write(json.dumps(r) + "\n")
     return root
+
+
+@pytest.fixture(scope="session")
+def wordnet():
+    """Install Debian's WordNet for NLTK (idempotent); skip only when Debian's files are absent."""
+    from audiollm import metrics_setup
+
+    missing = [f for f in metrics_setup.REQUIRED_FILES if not (metrics_setup.DEBIAN_WORDNET_DIR / f).is_file()]
+    if missing:
+        pytest.skip("Debian WordNet not installed (apt-get install wordnet-base wordnet-sense-index)")
+    metrics_setup.install_wordnet()

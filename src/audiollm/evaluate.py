@@ -1,0 +1,195 @@
+"""Evaluate a model on manifest rows: generate answers, score them per task, report.
+
+``evaluate(model, tokenizer, rows)`` = ``predict`` (greedy answers, deterministic questions)
++ ``score_predictions`` (each task's metrics over its rows). ``format_table`` prints the
+results; ``write_json`` saves them with every example's question, answer and prediction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .audio import SAMPLE_RATE, audio_info, load_audio
+from .errors import AudioLLMError, ManifestError
+from .inference import generate_answers
+from .tasks import Task, get_task, row_label
+
+
+@dataclass
+class EvalResult:
+    """What ``evaluate`` returns: metrics per task, and per-row predictions and questions."""
+
+    results: dict[str, dict[str, float]]
+    predictions: list[str]
+    questions: list[str]
+
+
+def _task_of(row: Mapping[str, Any], index: int) -> Task:
+    if "task" not in row:
+        raise ManifestError(f"{row_label(row, index)} has no 'task'")
+    task = get_task(row["task"])
+    task.validate(row, index)
+    return task
+
+
+def questions_for(rows: Sequence[Mapping[str, Any]], question_seed: int = 0) -> list[str]:
+    """The question asked for each row: the row's own, else a paraphrase drawn with
+    ``random.Random(question_seed + index)`` — the same every run, independent of batching."""
+    return [
+        _task_of(row, i).question(row, random.Random(question_seed + i)) for i, row in enumerate(rows)
+    ]
+
+
+def score_predictions(
+    rows: Sequence[Mapping[str, Any]], predictions: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Group rows by task (sorted by name) and score each group with its task."""
+    if len(rows) != len(predictions):
+        raise AudioLLMError(f"{len(predictions)} predictions for {len(rows)} rows")
+    groups: dict[str, tuple[list[str], list[Mapping[str, Any]]]] = {}
+    for i, (row, pred) in enumerate(zip(rows, predictions)):
+        task = _task_of(row, i)
+        preds, task_rows = groups.setdefault(task.name, ([], []))
+        preds.append(pred)
+        task_rows.append(row)
+    return {name: get_task(name).score(*groups[name]) for name in sorted(groups)}
+
+
+def predict(
+    model,
+    tokenizer,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    batch_size: int = 16,
+    max_new_tokens: int = 64,
+    question_seed: int = 0,
+    max_audio_seconds: float | None = None,
+    progress: bool = True,
+) -> list[str]:
+    """Greedy answers for ``rows``, returned in input order.
+
+    Rows are batched by audio duration (read from file headers) so each batch pads little;
+    questions come from :func:`questions_for`, so the prediction for a row does not depend on
+    the batch size or the other rows. ``max_audio_seconds`` keeps only each clip's first
+    seconds (for encoders with a fixed context); ``None`` feeds whole clips.
+    """
+    if batch_size < 1:
+        raise AudioLLMError(f"batch_size must be at least 1, got {batch_size}")
+    questions = questions_for(rows, question_seed)  # also validates every row up front
+    max_samples = None if max_audio_seconds is None else int(max_audio_seconds * SAMPLE_RATE)
+    durations = [audio_info(row["audio"]).duration for row in rows]
+    order = sorted(range(len(rows)), key=lambda i: durations[i])
+    predictions: list[str | None] = [None] * len(rows)
+
+    was_training = getattr(model, "training", False)
+    if hasattr(model, "eval"):
+        model.eval()
+    try:
+        with torch.inference_mode(), tqdm(
+            total=len(rows), desc="evaluate", unit="ex", disable=not progress
+        ) as bar:
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                wavs = [load_audio(rows[i]["audio"]) for i in idx]
+                if max_samples is not None:
+                    wavs = [w[:max_samples] for w in wavs]
+                texts = generate_answers(
+                    model, tokenizer, wavs, [questions[i] for i in idx], max_new_tokens=max_new_tokens
+                )
+                for i, text in zip(idx, texts):
+                    predictions[i] = get_task(rows[i]["task"]).postprocess(text)
+                bar.update(len(idx))
+    finally:
+        if was_training and hasattr(model, "train"):
+            model.train()
+    return [p if p is not None else "" for p in predictions]
+
+
+def evaluate(model, tokenizer, rows: Sequence[Mapping[str, Any]], **kw) -> EvalResult:
+    """Predict every row (keyword arguments go to :func:`predict`) and score per task."""
+    predictions = predict(model, tokenizer, rows, **kw)
+    questions = questions_for(rows, kw.get("question_seed", 0))
+    return EvalResult(score_predictions(rows, predictions), predictions, questions)
+
+
+def format_table(results: Mapping[str, Mapping[str, float]]) -> str:
+    """A plain aligned text table, one line per (task, metric): ``task metric value n``."""
+    lines = [("task", "metric", "value", "n")]
+    for task, metrics in results.items():
+        n = metrics.get("n", 0)
+        for metric, value in metrics.items():
+            if metric != "n":
+                lines.append((task, metric, f"{value:.4f}", str(int(n))))
+    widths = [max(len(line[c]) for line in lines) for c in range(4)]
+    out = []
+    for line in lines:
+        # Text columns left-aligned, numbers right-aligned.
+        out.append(
+            f"{line[0]:<{widths[0]}}  {line[1]:<{widths[1]}}  {line[2]:>{widths[2]}}  {line[3]:>{widths[3]}}"
+        )
+    return "\n".join(out)
+
+
+def write_json(
+    path: str | os.PathLike,
+    results: Mapping[str, Mapping[str, float]],
+    predictions: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    questions: Sequence[str] | None = None,
+    question_seed: int = 0,
+) -> Path:
+    """Write ``{"metrics", "n_examples", "examples"}`` atomically (temp file + rename).
+
+    Each example has ``id`` (the row's, else its position), ``task``, ``audio``, ``question``,
+    ``answer``, ``prediction`` and, for rows with several references, ``references``.
+    ``questions`` defaults to :func:`questions_for` with ``question_seed`` — the questions
+    :func:`predict` asked with the same seed.
+    """
+    if len(predictions) != len(rows):
+        raise AudioLLMError(f"{len(predictions)} predictions for {len(rows)} rows")
+    if questions is None:
+        questions = questions_for(rows, question_seed)
+    examples = []
+    for i, (row, question, pred) in enumerate(zip(rows, questions, predictions)):
+        task = _task_of(row, i)
+        example = {
+            "id": row.get("id", i),
+            "task": task.name,
+            "audio": row.get("audio"),
+            "question": question,
+            "answer": row.get("answer"),
+            "prediction": pred,
+        }
+        refs = task.references(row)
+        if len(refs) > 1:
+            example["references"] = refs
+        examples.append(example)
+    payload = {
+        "metrics": {t: dict(m) for t, m in results.items()},
+        "n_examples": len(rows),
+        "examples": examples,
+    }
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2, ensure_ascii=False, allow_nan=False)
+            f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p

@@ -1,0 +1,226 @@
+"""Evaluation metrics: short wrappers around the field's libraries.
+
+Every function takes predictions and references as lists of strings (one per example),
+normalises both with :func:`normalize_text` and returns a float (or a dict of floats).
+All scores are on a **0–1 scale**, including BLEU (sacrebleu's 0–100 score divided by 100),
+so one results table reads the same way throughout. WER and CER are error rates (lower is
+better, and can exceed 1 when the model inserts words); everything else is higher-is-better.
+
+Libraries: jiwer (WER/CER), sacrebleu (BLEU), rouge-score (ROUGE-L), nltk (METEOR, which
+needs WordNet: ``python -m audiollm.metrics_setup`` installs it offline). Only multi-label
+F1 is computed here, because it is a few lines and scikit-learn is not a dependency.
+
+Functions that accept several references per example (``bleu``, ``rouge_l``, ``meteor``,
+``exact_match``) take each reference either as a string or as a list of strings.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Sequence
+
+from audiollm.errors import AudioLLMError
+
+Refs = Sequence[str | Sequence[str]]
+
+# Curly and modifier apostrophes, which NFKC leaves alone, count as the ASCII apostrophe.
+_APOSTROPHES = {"\u2018": "'", "\u2019": "'", "\u02bc": "'", "\uff07": "'"}
+
+
+def normalize_text(s: str) -> str:
+    """Normalise text before any comparison (ASR transcripts, answers, labels, captions).
+
+    The rule, applied in this order:
+
+    1. Unicode NFKC normalisation (full-width and compatibility characters become their
+       plain forms, e.g. "ｆｕｌｌ" → "full", "ﬁ" → "fi"), then lowercase; curly
+       apostrophes (’ ‘ ʼ) become "'".
+    2. Every punctuation character (Unicode category P*) becomes a space, except three kinds
+       that carry meaning inside a token: an apostrophe between two letters or digits
+       ("don't", "90's"), a period between two digits ("3.5"), and "#" right after a letter
+       (the musical sharp: "c# minor"). Symbols such as "+", "%", "♯" are kept.
+    3. Whitespace runs collapse to one space; leading and trailing whitespace is removed.
+
+    Example: ``"  Don't STOP—it's 3.5 kHz, in C#!  "`` → ``"don't stop it's 3.5 khz in c#"``.
+    """
+    s = unicodedata.normalize("NFKC", s).lower()
+    s = "".join(_APOSTROPHES.get(c, c) for c in s)
+    out = []
+    n = len(s)
+    for i, c in enumerate(s):
+        if unicodedata.category(c).startswith("P"):
+            prev = s[i - 1] if i > 0 else ""
+            nxt = s[i + 1] if i + 1 < n else ""
+            keep = (
+                (c == "'" and prev.isalnum() and nxt.isalnum())
+                or (c == "." and prev.isdigit() and nxt.isdigit())
+                or (c == "#" and prev.isalpha())
+            )
+            out.append(c if keep else " ")
+        else:
+            out.append(c)
+    return " ".join("".join(out).split())
+
+
+def _check(preds: Sequence, refs: Sequence) -> None:
+    if len(preds) != len(refs):
+        raise AudioLLMError(f"{len(preds)} predictions but {len(refs)} references: they must pair up")
+    if len(preds) == 0:
+        raise AudioLLMError("nothing to score: no predictions")
+
+
+def _ref_lists(refs: Refs) -> list[list[str]]:
+    """Each reference as a non-empty list of normalised strings."""
+    out = []
+    for r in refs:
+        rs = [r] if isinstance(r, str) else list(r)
+        if not rs:
+            raise AudioLLMError("an example has an empty list of references")
+        out.append([normalize_text(x) for x in rs])
+    return out
+
+
+def exact_match(preds: Sequence[str], refs: Refs) -> float:
+    """Fraction of predictions equal to (any of) their reference(s) after normalisation."""
+    _check(preds, refs)
+    ref_lists = _ref_lists(refs)
+    hits = sum(normalize_text(p) in rs for p, rs in zip(preds, ref_lists))
+    return hits / len(preds)
+
+
+def accuracy(preds: Sequence[str], refs: Sequence[str]) -> float:
+    """Classification accuracy: fraction of predicted labels equal to the reference label
+    after normalisation (so "Piano." and "piano" agree)."""
+    _check(preds, refs)
+    return sum(normalize_text(p) == normalize_text(r) for p, r in zip(preds, refs)) / len(preds)
+
+
+def multilabel_f1(
+    pred_label_sets: Sequence[Iterable[str]], ref_label_sets: Sequence[Iterable[str]]
+) -> dict[str, float]:
+    """Per-label F1 plus micro and macro averages for multi-label tagging.
+
+    Labels are normalised. The label vocabulary is the set of reference labels; a predicted
+    label outside it is a false positive in the micro counts but gets no per-label entry.
+    Returns ``{"micro_precision", "micro_recall", "micro_f1", "macro_f1", "f1/<label>"...}``;
+    F1 = 2·TP / (2·TP + FP + FN), 0 when undefined.
+    """
+    _check(pred_label_sets, ref_label_sets)
+    preds = [{normalize_text(x) for x in s} - {""} for s in pred_label_sets]
+    refs = [{normalize_text(x) for x in s} - {""} for s in ref_label_sets]
+    vocab = sorted(set().union(*refs))
+    tp_all = fp_all = fn_all = 0
+    per_label: dict[str, float] = {}
+    for label in vocab:
+        tp = sum(label in p and label in r for p, r in zip(preds, refs))
+        fp = sum(label in p and label not in r for p, r in zip(preds, refs))
+        fn = sum(label not in p and label in r for p, r in zip(preds, refs))
+        per_label[f"f1/{label}"] = _f1(tp, fp, fn)
+    for p, r in zip(preds, refs):
+        tp_all += len(p & r)
+        fp_all += len(p - r)
+        fn_all += len(r - p)
+    return {
+        "micro_precision": tp_all / (tp_all + fp_all) if tp_all + fp_all else 0.0,
+        "micro_recall": tp_all / (tp_all + fn_all) if tp_all + fn_all else 0.0,
+        "micro_f1": _f1(tp_all, fp_all, fn_all),
+        "macro_f1": sum(per_label.values()) / len(per_label) if per_label else 0.0,
+        **per_label,
+    }
+
+
+def _f1(tp: int, fp: int, fn: int) -> float:
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def wer_cer(preds: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
+    """Corpus-level word and character error rates (jiwer), after normalisation.
+
+    Corpus-level means total edits over total reference words (characters), not a mean
+    of per-sentence rates. An empty reference contributes its prediction's length as
+    insertions and nothing to the denominator (older jiwer versions refuse empty references,
+    so those rows are counted here). If every reference is empty the rate is the number of
+    inserted units (0.0 when the predictions are empty too).
+    """
+    import jiwer
+
+    _check(preds, refs)
+    hyps = [normalize_text(p) for p in preds]
+    refs_n = [normalize_text(r) for r in refs]
+    keep = [i for i, r in enumerate(refs_n) if r]
+    empty_ref_words = sum(len(hyps[i].split()) for i in range(len(refs_n)) if not refs_n[i])
+    empty_ref_chars = sum(len(hyps[i]) for i in range(len(refs_n)) if not refs_n[i])
+
+    words_err, words_ref = empty_ref_words, 0
+    chars_err, chars_ref = empty_ref_chars, 0
+    if keep:
+        r = [refs_n[i] for i in keep]
+        h = [hyps[i] for i in keep]
+        w = jiwer.process_words(r, h)
+        words_err += w.substitutions + w.deletions + w.insertions
+        words_ref += w.substitutions + w.deletions + w.hits
+        c = jiwer.process_characters(r, h)
+        chars_err += c.substitutions + c.deletions + c.insertions
+        chars_ref += c.substitutions + c.deletions + c.hits
+    return {
+        "wer": words_err / max(words_ref, 1),
+        "cer": chars_err / max(chars_ref, 1),
+    }
+
+
+def bleu(preds: Sequence[str], refs: Refs) -> float:
+    """Corpus BLEU (sacrebleu, 13a tokenisation) on normalised text, scaled to 0–1.
+
+    Uses sacrebleu's ``effective_order``: n-gram orders that no prediction is long enough to
+    have are left out of the geometric mean, so a corpus of 1–3 word answers is not scored 0
+    for lacking 4-grams. For ordinary corpora this equals standard corpus BLEU.
+    """
+    from sacrebleu.metrics import BLEU
+
+    _check(preds, refs)
+    ref_lists = _ref_lists(refs)
+    n_streams = max(len(rs) for rs in ref_lists)
+    # sacrebleu wants one stream per reference slot; None fills slots a row does not have.
+    streams = [[rs[k] if k < len(rs) else None for rs in ref_lists] for k in range(n_streams)]
+    hyps = [normalize_text(p) for p in preds]
+    return BLEU(effective_order=True).corpus_score(hyps, streams).score / 100.0
+
+
+def rouge_l(preds: Sequence[str], refs: Refs) -> float:
+    """Mean ROUGE-L F-measure (rouge-score, Porter stemmer); with several references the
+    best-matching one counts, as in ``RougeScorer.score_multi``."""
+    from rouge_score import rouge_scorer
+
+    _check(preds, refs)
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    ref_lists = _ref_lists(refs)
+    total = 0.0
+    for p, rs in zip(preds, ref_lists):
+        total += scorer.score_multi(rs, normalize_text(p))["rougeL"].fmeasure
+    return total / len(preds)
+
+
+class WordNetMissingError(AudioLLMError):
+    """NLTK cannot find WordNet, which METEOR needs for synonym matching."""
+
+
+def meteor(preds: Sequence[str], refs: Refs) -> float:
+    """Mean METEOR (nltk ``meteor_score``: exact, Porter-stem and WordNet-synonym matches),
+    on normalised text split on whitespace; with several references the best one counts.
+
+    Needs WordNet: raises :class:`WordNetMissingError` pointing at
+    ``python -m audiollm.metrics_setup`` when NLTK cannot find it.
+    """
+    from nltk.translate.meteor_score import meteor_score
+
+    _check(preds, refs)
+    ref_lists = _ref_lists(refs)
+    total = 0.0
+    try:
+        for p, rs in zip(preds, ref_lists):
+            total += meteor_score([r.split() for r in rs], normalize_text(p).split())
+    except LookupError:
+        raise WordNetMissingError(
+            "METEOR needs NLTK's WordNet: run `python -m audiollm.metrics_setup`"
+        ) from None
+    return total / len(preds)

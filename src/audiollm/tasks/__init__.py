@@ -1,0 +1,26 @@
+"""Tasks: manifest row → (question, answer) text, and predictions → scores.
+
+Importing this package registers every task in :data:`TASKS`; use :func:`get_task`.
+"""
+
+from audiollm.tasks.base import TASKS, Task, get_task, register_task, row_label
+from audiollm.tasks.tagging import TAGGING_QUESTIONS, TaggingTask, split_labels
+from audiollm.tasks.asr import ASR_QUESTIONS, ASRTask
+from audiollm.tasks.caption import CAPTION_QUESTIONS, CaptionTask
+from audiollm.tasks.qa import QATask
+
+__all__ = [
+    "TASKS",
+    "Task",
+    "get_task",
+    "register_task",
+    "row_label",
+    "TAGGING_QUESTIONS",
+    "ASR_QUESTIONS",
+    "CAPTION_QUESTIONS",
+    "TaggingTask",
+    "ASRTask",
+    "CaptionTask",
+    "QATask",
+    "split_labels",
+]

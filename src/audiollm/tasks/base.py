@@ -1,0 +1,118 @@
+"""The Task interface and the task registry.
+
+A task turns a manifest row into the (question, answer) text pair the model trains on,
+cleans decoded model text into a prediction, and scores predictions with
+:mod:`audiollm.metrics`. One small class per task; ``@register_task("name")`` puts one
+instance in :data:`TASKS`, and ``row["task"]`` picks it.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from audiollm.errors import AudioLLMError, ManifestError
+
+Row = Mapping[str, Any]
+
+
+def row_label(row: Row, index: int | None = None) -> str:
+    """How error messages name a row: its id, else its manifest line, else its position,
+    else its audio path."""
+    if row.get("id") not in (None, ""):
+        return f"id={row['id']}"
+    if row.get("_line") is not None:  # set by data.manifest.read_manifest
+        return f"line {row['_line']}"
+    if index is not None:
+        return f"row {index}"
+    return f"audio={row['audio']}" if row.get("audio") else "row"
+
+
+class Task(ABC):
+    """Base class: subclasses set ``questions`` (and ``required_keys``) and implement ``score``."""
+
+    name: str = ""
+    #: Question paraphrases sampled at training time when a row has no ``question``.
+    questions: tuple[str, ...] = ()
+    #: Keys every manifest row of this task must have.
+    required_keys: tuple[str, ...] = ("audio", "answer")
+
+    def validate(self, row: Row, index: int | None = None) -> None:
+        """Raise ManifestError naming the row and the first missing or empty required key."""
+        for key in self.required_keys:
+            value = row.get(key)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                raise ManifestError(
+                    f"{self.name} {row_label(row, index)} lacks required key {key!r} "
+                    f"(needs: {', '.join(self.required_keys)})"
+                )
+
+    def question(self, row: Row, rng: random.Random) -> str:
+        """The row's own question if it has one, else a paraphrase drawn with ``rng``."""
+        q = row.get("question")
+        if isinstance(q, str) and q.strip():
+            return q.strip()
+        return rng.choice(self.questions)
+
+    def answer(self, row: Row) -> str:
+        """The training target text: the row's ``answer``."""
+        value = row.get("answer")
+        if value is None or not str(value).strip():
+            raise ManifestError(f"{self.name} {row_label(row)} has no 'answer'")
+        return str(value).strip()
+
+    def references(self, row: Row) -> list[str]:
+        """All acceptable answers: the ``answers`` list if the row has one, plus ``answer``."""
+        refs = [str(a).strip() for a in row.get("answers") or [] if str(a).strip()]
+        if row.get("answer") is not None and str(row["answer"]).strip():
+            main = str(row["answer"]).strip()
+            if main not in refs:
+                refs.insert(0, main)
+        if not refs:
+            raise ManifestError(f"{self.name} {row_label(row)} has no 'answer' or 'answers'")
+        return refs
+
+    def postprocess(self, text: str) -> str:
+        """Decoded model text → prediction: surrounding whitespace removed."""
+        return text.strip()
+
+    @abstractmethod
+    def score(self, predictions: Sequence[str], rows: Sequence[Row]) -> dict[str, float]:
+        """Task metrics over paired predictions and rows; always includes ``n``."""
+
+    def _check_pairs(self, predictions: Sequence[str], rows: Sequence[Row]) -> None:
+        if len(predictions) != len(rows):
+            raise AudioLLMError(
+                f"{self.name}: {len(predictions)} predictions for {len(rows)} rows"
+            )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
+    """Class decorator: instantiate the task, set its ``name`` and add it to :data:`TASKS`."""
+
+    def deco(cls: type[Task]) -> type[Task]:
+        if name in TASKS:
+            raise ValueError(f"task {name!r} registered twice")
+        cls.name = name
+        TASKS[name] = cls()
+        return cls
+
+    return deco
+
+
+def get_task(name: str) -> Task:
+    """The registered task called ``name``; AudioLLMError listing the valid names otherwise."""
+    try:
+        return TASKS[name]
+    except (KeyError, TypeError):
+        raise AudioLLMError(
+            f"unknown task {name!r}: valid tasks are {', '.join(sorted(TASKS))}"
+        ) from None
