@@ -26,10 +26,9 @@ def wav_file(tmp_path: Path) -> Path:
     return p
 
 
-@pytest.fixture
-def toy_corpus(tmp_path: Path) -> Path:
+def build_toy_corpus(base: Path) -> Path:
     """A few-clip manifest per split: tones whose pitch is the 'instrument', plus 'speech'."""
-    root = tmp_path / "toy"
+    root = base / "toy"
     (root / "audio").mkdir(parents=True)
     families = {"low": 220.0, "high": 880.0}
     words = {"one": 300.0, "two": 600.0}
@@ -51,6 +50,17 @@ def toy_corpus(tmp_path: Path) -> Path:
             for r in rows:
                 f.write(json.dumps(r) + "\n")
     return root
+
+
+@pytest.fixture
+def toy_corpus(tmp_path: Path) -> Path:
+    return build_toy_corpus(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def toy_corpus_shared(tmp_path_factory) -> Path:
+    """The same corpus, built once per session, for tests that only read it."""
+    return build_toy_corpus(tmp_path_factory.mktemp("shared"))
 
 
 @pytest.fixture(scope="session")

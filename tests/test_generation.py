@@ -1,0 +1,195 @@
+"""Decoding: cached == uncached, greedy == argmax, per-sequence stopping, sampling filters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from audiollm.errors import ConfigError
+from audiollm.generation import sample_next_token, top_k_filter, top_p_filter
+from audiollm.models import AudioLLM, AudioLLMConfig, Decoder, DecoderConfig
+
+torch.set_num_threads(1)
+
+PROMPTS = [[5, 9, 11, 3], [7], [12, 13]]
+
+
+def make_model(seed: int = 0, tie: bool = False) -> AudioLLM:
+    torch.manual_seed(seed)
+    cfg = AudioLLMConfig.tiny()
+    cfg.lm_config.tie_embeddings = tie
+    model = AudioLLM(cfg).eval()
+    # Random tiny models with small init repeat one token forever; a larger LM head makes the
+    # greedy paths non-trivial (tokens change from step to step), which is what we want to test.
+    with torch.no_grad():
+        if model.lm.lm_head is not None:
+            model.lm.lm_head.weight.mul_(40.0)
+    return model
+
+
+def make_audio(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([6400, 2000, 4800])
+    audio = torch.randn(3, 6400, generator=g) * 0.1
+    for i, n in enumerate(lengths.tolist()):
+        audio[i, n:] = 0
+    return audio, lengths
+
+
+def test_cached_equals_uncached_tokens_and_logits():
+    model = make_model()
+    audio, lengths = make_audio()
+    cached, cached_logits = model.generate(audio, lengths, PROMPTS, max_new_tokens=12, return_logits=True)
+    plain, plain_logits = model.generate(audio, lengths, PROMPTS, max_new_tokens=12, use_cache=False,
+                                         return_logits=True)
+    assert cached == plain
+    assert all(len(t) == 12 for t in cached)
+    assert all(len(set(t)) > 1 for t in cached)  # a non-trivial test: not one repeated token
+    for a, b in zip(cached_logits, plain_logits):
+        assert a.shape == (12, 128)
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+
+
+def test_batched_generation_equals_one_row_at_a_time():
+    model = make_model()
+    audio, lengths = make_audio()
+    batched = model.generate(audio, lengths, PROMPTS, max_new_tokens=10)
+    for i in range(3):
+        n = int(lengths[i])
+        alone = model.generate(audio[i : i + 1, :n], lengths[i : i + 1], PROMPTS[i : i + 1], max_new_tokens=10)
+        assert alone[0] == batched[i]
+
+
+def test_greedy_is_argmax_of_forward_logits():
+    model = make_model()
+    audio, lengths = make_audio()
+    tokens = model.generate(audio, lengths, PROMPTS, max_new_tokens=3)
+    for i, prompt in enumerate(PROMPTS):
+        n = int(lengths[i])
+        seq = list(prompt)
+        for step in range(3):
+            ids = torch.tensor([seq])
+            out = model(audio[i : i + 1, :n], lengths[i : i + 1], ids, torch.tensor([len(seq)]))
+            assert out.logits[0, -1].argmax().item() == tokens[i][step]
+            seq.append(tokens[i][step])
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_per_sequence_stopping_at_eos(use_cache):
+    model = make_model()
+    audio, lengths = make_audio()
+    free = model.generate(audio, lengths, PROMPTS, max_new_tokens=12, use_cache=use_cache)
+    eos = free[0][3]  # a token row 0 produces at step 3; other rows may or may not produce it
+    stopped = model.generate(audio, lengths, PROMPTS, max_new_tokens=12, eos_id=eos, use_cache=use_cache)
+    for row_free, row_stopped in zip(free, stopped):
+        expect = row_free[: row_free.index(eos)] if eos in row_free else row_free
+        assert row_stopped == expect
+    assert len(stopped[0]) <= 3
+
+
+def test_forced_eos_via_biased_lm_head_ends_the_loop():
+    model = make_model()
+    eos = 3
+    head = torch.nn.Linear(model.lm.d_model, 128, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(model.lm.lm_head.weight)
+        head.bias.zero_()
+        head.bias[eos] = 1e4
+    model.lm.lm_head = head
+    calls = []
+    model.lm.register_forward_hook(lambda *_: calls.append(1))
+    audio, lengths = make_audio()
+    assert model.generate(audio, lengths, PROMPTS, max_new_tokens=20, eos_id=eos) == [[], [], []]
+    assert len(calls) == 1  # the prefill produced eos everywhere: no further decode steps
+
+
+
+def test_decoder_generate_left_padded_batch_matches_single_rows():
+    torch.manual_seed(0)
+    dec = Decoder(DecoderConfig.tiny()).eval()
+    with torch.no_grad():
+        dec.embed.weight.mul_(20.0)
+    prompts = [[4, 8, 15, 16, 23], [42, 7]]
+    P = max(map(len, prompts))
+    ids = torch.zeros(2, P, dtype=torch.long)
+    mask = torch.zeros(2, P, dtype=torch.bool)
+    for i, p in enumerate(prompts):
+        ids[i, P - len(p):] = torch.tensor(p)
+        mask[i, P - len(p):] = True
+    batched = dec.generate(ids, mask, max_new_tokens=8)
+    uncached = dec.generate(ids, mask, max_new_tokens=8, use_cache=False)
+    assert batched == uncached
+    for i, p in enumerate(prompts):
+        assert dec.generate(torch.tensor([p]), None, max_new_tokens=8) == [batched[i]]
+    with pytest.raises(ValueError, match="LEFT-padded"):
+        dec.generate(ids, mask.flip(1), max_new_tokens=2)
+    with pytest.raises(ConfigError, match="max_seq_len"):
+        dec.generate(ids, mask, max_new_tokens=10_000)
+
+
+def test_temperature_sampling_is_reproducible_with_a_seeded_generator():
+    model = make_model()
+    audio, lengths = make_audio()
+    kwargs = dict(max_new_tokens=8, temperature=1.5, top_k=20, top_p=0.95)
+    a = model.generate(audio, lengths, PROMPTS, generator=torch.Generator().manual_seed(7), **kwargs)
+    b = model.generate(audio, lengths, PROMPTS, generator=torch.Generator().manual_seed(7), **kwargs)
+    c = model.generate(audio, lengths, PROMPTS, generator=torch.Generator().manual_seed(8), **kwargs)
+    assert a == b and a != c
+    # top_k=1 sampling is greedy whatever the temperature.
+    greedy = model.generate(audio, lengths, PROMPTS, max_new_tokens=8)
+    assert model.generate(audio, lengths, PROMPTS, max_new_tokens=8, temperature=2.0, top_k=1,
+                          generator=torch.Generator().manual_seed(0)) == greedy
+
+
+# ---------------------------------------------------------------------------------------------
+# sample_next_token and the filters
+# ---------------------------------------------------------------------------------------------
+
+
+def test_greedy_sampling_is_argmax():
+    logits = torch.randn(5, 50)
+    assert torch.equal(sample_next_token(logits), logits.argmax(-1))
+
+
+def test_top_k_filter():
+    logits = torch.tensor([[1.0, 5.0, 3.0, 4.0, 2.0]])
+    out = top_k_filter(logits, 2)
+    assert torch.isinf(out).tolist() == [[True, False, True, False, True]]
+    assert torch.equal(top_k_filter(logits, 0), logits) and torch.equal(top_k_filter(logits, 9), logits)
+
+
+def test_top_p_filter_keeps_smallest_set_reaching_p():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    logits = probs.log()
+    kept = lambda p: (~torch.isinf(top_p_filter(logits, p))).tolist()[0]  # noqa: E731
+    assert kept(0.5) == [True, False, False, False]  # 0.5 alone reaches 0.5
+    assert kept(0.6) == [True, True, False, False]
+    assert kept(0.8) == [True, True, False, False]  # 0.5 + 0.3 = 0.8 reaches 0.8
+    assert kept(0.81) == [True, True, True, False]
+    assert kept(1e-6) == [True, False, False, False]  # always at least one token
+    assert kept(1.0) == [True, True, True, True]
+    # Order-independent: shuffled columns keep the same tokens.
+    perm = torch.tensor([2, 0, 3, 1])
+    assert (~torch.isinf(top_p_filter(logits[:, perm], 0.6))).tolist()[0] == [False, True, False, True]
+
+
+def test_sampling_respects_filters_and_generator():
+    logits = torch.tensor([[0.0, 3.0, 2.9, -5.0, 1.0]]).repeat(2000, 1)
+    g = torch.Generator().manual_seed(0)
+    draws = sample_next_token(logits, temperature=1.0, top_k=2, generator=g)
+    assert set(draws.tolist()) == {1, 2}
+    draws = sample_next_token(logits, temperature=1.0, top_p=0.3, generator=g)
+    assert set(draws.tolist()) == {1}
+    a = sample_next_token(logits[:50], temperature=0.7, generator=torch.Generator().manual_seed(3))
+    b = sample_next_token(logits[:50], temperature=0.7, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [({"temperature": -1.0}, "temperature"), ({"top_k": -2}, "top_k"), ({"top_p": 0.0}, "top_p"),
+     ({"top_p": 1.5}, "top_p")],
+)
+def test_bad_sampling_args_raise_config_error(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        sample_next_token(torch.zeros(1, 4), **kwargs)
