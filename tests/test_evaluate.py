@@ -14,7 +14,7 @@ import torch
 from audiollm import metrics_setup
 from audiollm.audio import load_audio
 from audiollm.data.manifest import read_manifest
-from audiollm.errors import AudioLLMError, ManifestError
+from audiollm.errors import AudioError, AudioLLMError, ManifestError
 from audiollm.evaluate import evaluate, format_table, predict, questions_for, score_predictions, write_json
 from audiollm.tasks import TAGGING_QUESTIONS
 from audiollm.tokenizers.text import TextTokenizer
@@ -88,10 +88,12 @@ def test_eval_mode_during_generation_and_restored_after(setup):
     assert model.training
 
 
-def test_max_audio_seconds_crops(setup):
+def test_max_audio_seconds_refuses_long_clips_up_front(setup):
     rows, tok, model = setup
-    preds = predict(model, tok, rows, max_audio_seconds=0.25, progress=False)
-    assert set(preds) == {"4000"}
+    with pytest.raises(AudioError, match=r"the limit is 0.5 s \(\d+ row\(s\) over it"):
+        predict(model, tok, rows, max_audio_seconds=0.5, progress=False)
+    assert model.calls == []  # refused before any generation
+    assert len(predict(model, tok, rows, max_audio_seconds=5.0, progress=False)) == len(rows)
 
 
 def test_score_predictions_groups_by_task(setup):

@@ -101,7 +101,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if not rows:
         raise AudioLLMError(f"{args.data}: no rows left to evaluate")
     result = evaluate(model, tokenizer, rows, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                      progress=not args.no_progress)
+                      max_audio_seconds=args.max_seconds, progress=not args.no_progress)
     print(format_table(result.results))
     if args.json:
         write_json(args.json, result.results, result.predictions, rows)
@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=0, help="evaluate only the first N rows (0 = all)")
     e.add_argument("--batch-size", type=int, default=32, help="clips per generation batch (default 32)")
     e.add_argument("--max-new-tokens", type=int, default=64, help="answer length budget in tokens (default 64)")
+    e.add_argument("--max-seconds", type=float, default=30.0, help="refuse manifests with clips longer than this (default 30)")
     e.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     e.set_defaults(func=cmd_evaluate)
     return p

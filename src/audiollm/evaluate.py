@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .audio import SAMPLE_RATE, audio_info, load_audio
-from .errors import AudioLLMError, ManifestError
+from .audio import audio_info, load_audio
+from .errors import AudioError, AudioLLMError, ManifestError
 from .inference import generate_answers
 from .tasks import Task, get_task, row_label
 
@@ -80,14 +80,22 @@ def predict(
 
     Rows are batched by audio duration (read from file headers) so each batch pads little;
     questions come from :func:`questions_for`, so the prediction for a row does not depend on
-    the batch size or the other rows. ``max_audio_seconds`` keeps only each clip's first
-    seconds (for encoders with a fixed context); ``None`` feeds whole clips.
+    the batch size or the other rows. ``max_audio_seconds`` refuses (before any work) a
+    manifest with longer clips, naming the first one: scoring a silently truncated clip
+    would misreport the model. ``None`` feeds whole clips.
     """
     if batch_size < 1:
         raise AudioLLMError(f"batch_size must be at least 1, got {batch_size}")
     questions = questions_for(rows, question_seed)  # also validates every row up front
-    max_samples = None if max_audio_seconds is None else int(max_audio_seconds * SAMPLE_RATE)
     durations = [audio_info(row["audio"]).duration for row in rows]
+    if max_audio_seconds is not None:
+        too_long = [i for i, d in enumerate(durations) if d > max_audio_seconds + 1e-6]
+        if too_long:
+            first = too_long[0]
+            raise AudioError(
+                f"{rows[first]['audio']}: audio is {durations[first]:.1f} s long; the limit is "
+                f"{max_audio_seconds:.1f} s ({len(too_long)} row(s) over it; raise --max-seconds or cut the clips)"
+            )
     order = sorted(range(len(rows)), key=lambda i: durations[i])
     predictions: list[str | None] = [None] * len(rows)
 
@@ -101,8 +109,6 @@ def predict(
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 wavs = [load_audio(rows[i]["audio"]) for i in idx]
-                if max_samples is not None:
-                    wavs = [w[:max_samples] for w in wavs]
                 texts = generate_answers(
                     model, tokenizer, wavs, [questions[i] for i in idx], max_new_tokens=max_new_tokens
                 )
