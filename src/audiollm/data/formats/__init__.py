@@ -1,0 +1,60 @@
+"""Real dataset layouts → manifest rows.
+
+Each format is one function ``(root, **options) -> list[dict]`` registered by name::
+
+    @register_format("fsdd")
+    def fsdd_rows(root: Path, *, test_speaker: str = "yweweler", split: str = "") -> list[dict]: ...
+
+`build_manifest("fsdd", root, test_speaker="jackson")` looks the name up in `FORMATS` and
+calls it. Rows carry absolute audio paths and a ``split`` field; the CLI
+(``audiollm data manifest``) writes them as JSONL.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ...errors import AudioLLMError
+
+FormatFn = Callable[..., list[dict[str, Any]]]
+FORMATS: dict[str, FormatFn] = {}
+
+
+def register_format(name: str) -> Callable[[FormatFn], FormatFn]:
+    """Class-free registry decorator: ``@register_format("fsdd")`` adds the function to `FORMATS`."""
+
+    def add(fn: FormatFn) -> FormatFn:
+        if name in FORMATS:
+            raise ValueError(f"dataset format {name!r} is registered twice")
+        FORMATS[name] = fn
+        return fn
+
+    return add
+
+
+def build_manifest(format_name: str, root: str | os.PathLike, **options: Any) -> list[dict[str, Any]]:
+    """Rows for the dataset at ``root`` in layout ``format_name``.
+
+    Unknown formats and unknown options raise `AudioLLMError` listing the valid ones, so a
+    CLI typo gets a one-line answer instead of a TypeError.
+    """
+    if format_name not in FORMATS:
+        raise AudioLLMError(f"unknown dataset format {format_name!r}; valid formats: {', '.join(sorted(FORMATS))}")
+    fn = FORMATS[format_name]
+    params = inspect.signature(fn).parameters
+    accepted = [n for n, p in params.items() if p.kind == inspect.Parameter.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise AudioLLMError(f"format {format_name!r} has no option(s) {', '.join(unknown)}; "
+                            f"valid options: {', '.join(accepted) or 'none'}")
+    return fn(Path(root), **options)
+
+
+# Importing a module registers its format(s).
+from . import fsdd  # noqa: E402,F401
+
+__all__ = ["FORMATS", "build_manifest", "register_format"]
