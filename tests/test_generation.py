@@ -9,7 +9,6 @@ from audiollm.errors import ConfigError
 from audiollm.generation import sample_next_token, top_k_filter, top_p_filter
 from audiollm.models import AudioLLM, AudioLLMConfig, Decoder, DecoderConfig
 
-torch.set_num_threads(1)
 
 PROMPTS = [[5, 9, 11, 3], [7], [12, 13]]
 
@@ -193,3 +192,23 @@ def test_sampling_respects_filters_and_generator():
 def test_bad_sampling_args_raise_config_error(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         sample_next_token(torch.zeros(1, 4), **kwargs)
+
+
+def test_decoder_generate_matches_hf_llama_generate_on_left_padded_batch():
+    pytest.importorskip("transformers")
+    from audiollm.models import decoder_to_hf_llama
+
+    torch.manual_seed(0)
+    cfg = DecoderConfig.tiny()
+    cfg.tie_embeddings = False
+    dec = Decoder(cfg).eval()
+    with torch.no_grad():
+        dec.lm_head.weight.mul_(40.0)
+    hf = decoder_to_hf_llama(dec)
+    ids = torch.tensor([[0, 0, 0, 4, 8, 15], [16, 23, 42, 7, 9, 1], [0, 0, 0, 0, 0, 3]])
+    mask = (torch.arange(6)[None] >= torch.tensor([[3], [0], [5]])).long()
+    ours = dec.generate(ids, mask, max_new_tokens=10)
+    theirs = hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=10, do_sample=False,
+                         pad_token_id=0, eos_token_id=None)[:, 6:].tolist()
+    assert ours == theirs
+    assert all(len(set(row)) > 1 for row in ours)

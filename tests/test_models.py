@@ -29,7 +29,6 @@ from audiollm.models import (
 )
 from audiollm.models.lm import make_attention_mask
 
-torch.set_num_threads(1)
 
 
 def make_batch(vocab: int = 128, seed: int = 0):
@@ -396,3 +395,18 @@ def test_num_parameters():
     assert model.num_parameters(trainable_only=True) == total - sum(
         p.numel() for p in model.audio_encoder.parameters()
     )
+
+
+def test_bfloat16_model_runs_and_keeps_float32_frontend_and_rope():
+    model = tiny_model()
+    audio, audio_lengths, input_ids, text_lengths, labels = make_batch()
+    ref = model(audio, audio_lengths, input_ids, text_lengths, labels)
+    feats32, _ = model.frontend(audio, audio_lengths)
+    model = model.to(torch.bfloat16)
+    assert model.frontend.mel_fb.dtype == torch.float32 and model.lm.rope.inv_freq.dtype == torch.float32
+    torch.testing.assert_close(model.frontend(audio, audio_lengths)[0], feats32)
+    out = model(audio, audio_lengths, input_ids, text_lengths, labels)
+    assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.loss)
+    assert abs(out.loss.item() - ref.loss.item()) < 0.1
+    tokens = model.generate(audio, audio_lengths, [[5, 6], [7], [8, 9, 10]], max_new_tokens=4)
+    assert [len(t) for t in tokens] == [4, 4, 4]

@@ -1,0 +1,377 @@
+"""The audio-language model: log-mel → audio encoder → projector → causal LM.
+
+Each example becomes one CONTIGUOUS sequence ``[audio tokens (A_i)][text tokens (t_i)]``:
+right-padded for training (`forward`), left-padded for generation (`generate`, so every
+row's last real token sits in the last column). The merge is one vectorised gather from
+``cat([audio, text])``; padding is masked as attention keys and is never a loss target.
+
+Components are looked up by name in `registry` (AUDIO_ENCODERS / PROJECTORS /
+LANGUAGE_MODELS); nothing here branches on a component's name.
+
+Model directory (Hub-style): ``config.json`` (`AudioLLMConfig.to_dict`) and
+``model.safetensors``; `save_pretrained` writes both atomically, `from_pretrained` raises
+`ModelDirError` naming the missing/broken file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .. import __version__
+from ..errors import ConfigError, ModelDirError
+from .frontend import LogMel, LogMelConfig
+from .registry import get_entry
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+_META_KEYS = ("model_type", "audiollm_version")  # written to config.json, ignored when read back
+
+
+# ---------------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------------
+
+
+def _config_from_dict(config_cls: type, values: dict, where: str):
+    """Build ``config_cls(**values)``, naming ``where.key`` and the valid keys on a bad key."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(values).__name__}")
+    allowed = [f.name for f in dataclasses.fields(config_cls)]
+    for key in values:
+        if key not in allowed:
+            raise ConfigError(f"unknown key {where}.{key}; allowed: {', '.join(allowed)}")
+    return config_cls(**values)
+
+
+@dataclass
+class AudioLLMConfig:
+    frontend: LogMelConfig = field(default_factory=LogMelConfig)  # waveform → log-mel settings
+    audio_encoder: str = "conv_transformer"  # name in registry.AUDIO_ENCODERS
+    audio_encoder_config: Any = None  # that encoder's config (dataclass or dict; None = its defaults)
+    projector: str = "mlp"  # name in registry.PROJECTORS
+    projector_config: Any = None  # that projector's config (dataclass or dict; None = defaults)
+    lm: str = "llama"  # name in registry.LANGUAGE_MODELS
+    lm_config: Any = None  # that LM's config (dataclass or dict; None = defaults)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.frontend, dict):
+            self.frontend = _config_from_dict(LogMelConfig, self.frontend, "frontend")
+        elif not isinstance(self.frontend, LogMelConfig):
+            raise ConfigError(f"frontend must be a LogMelConfig or mapping, got {type(self.frontend).__name__}")
+        for kind in ("audio_encoder", "projector", "lm"):
+            entry = get_entry(kind, getattr(self, kind))
+            sub = getattr(self, f"{kind}_config")
+            if sub is None:
+                sub = {}
+            if isinstance(sub, dict):
+                sub = dict(sub)
+                names = {f.name for f in dataclasses.fields(entry.config_cls)}
+                if kind == "audio_encoder" and "n_mels" in names and "n_mels" not in sub:
+                    sub["n_mels"] = self.frontend.n_mels  # follow the frontend unless set explicitly
+                sub = _config_from_dict(entry.config_cls, sub, f"{kind}_config")
+            elif not isinstance(sub, entry.config_cls):
+                raise ConfigError(
+                    f"{kind}_config must be a {entry.config_cls.__name__} or mapping for {kind} "
+                    f"{getattr(self, kind)!r}, got {type(sub).__name__}"
+                )
+            setattr(self, f"{kind}_config", sub)
+        enc_mels = getattr(self.audio_encoder_config, "n_mels", None)
+        if enc_mels is not None and enc_mels != self.frontend.n_mels:
+            raise ConfigError(
+                f"audio_encoder_config.n_mels ({enc_mels}) must equal frontend.n_mels ({self.frontend.n_mels})"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (what config.json holds, minus metadata)."""
+        return {
+            "frontend": dataclasses.asdict(self.frontend),
+            "audio_encoder": self.audio_encoder,
+            "audio_encoder_config": dataclasses.asdict(self.audio_encoder_config),
+            "projector": self.projector,
+            "projector_config": dataclasses.asdict(self.projector_config),
+            "lm": self.lm,
+            "lm_config": dataclasses.asdict(self.lm_config),
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "AudioLLMConfig":
+        """Inverse of `to_dict`; missing keys take defaults, unknown keys raise ConfigError."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"model config must be a mapping, got {type(values).__name__}")
+        values = {k: v for k, v in values.items() if k not in _META_KEYS}
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        for key in values:
+            if key not in allowed:
+                raise ConfigError(f"unknown model config key {key!r}; allowed: {', '.join(allowed)}")
+        return cls(**values)
+
+    @classmethod
+    def tiny(
+        cls, audio_encoder: str = "conv_transformer", projector: str = "mlp", lm: str = "llama"
+    ) -> "AudioLLMConfig":
+        """Every component at its registered tiny size (the frontend follows the encoder's n_mels)."""
+        enc = get_entry("audio_encoder", audio_encoder).config_cls.tiny()
+        n_mels = getattr(enc, "n_mels", LogMelConfig.tiny().n_mels)
+        return cls(
+            frontend=LogMelConfig(n_mels=n_mels),
+            audio_encoder=audio_encoder,
+            audio_encoder_config=enc,
+            projector=projector,
+            projector_config=get_entry("projector", projector).config_cls.tiny(),
+            lm=lm,
+            lm_config=get_entry("lm", lm).config_cls.tiny(),
+        )
+
+
+@dataclass
+class AudioLLMOutput:
+    logits: torch.Tensor  # (B, T, V) next-token logits over the merged [audio][text] sequence
+    attention_mask: torch.Tensor  # (B, T) bool, True at real (audio or text) positions
+    audio_token_lengths: torch.Tensor  # (B,) A_i: audio tokens at the start of each row
+    loss: torch.Tensor | None = None  # mean CE over real target tokens (None without labels)
+    loss_sum: torch.Tensor | None = None  # summed CE, for exact averaging across batches/processes
+    n_targets: torch.Tensor | None = None  # number of real target tokens (long scalar)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sequence merging
+# ---------------------------------------------------------------------------------------------
+
+
+def merge_audio_text(
+    audio: torch.Tensor,
+    audio_lengths: torch.Tensor,
+    text: torch.Tensor,
+    text_lengths: torch.Tensor,
+    left_pad: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pack each row's real audio then real text tokens contiguously, padded to the longest row.
+
+    audio (B, A, D) with audio_lengths (B,); text (B, L, D) with text_lengths (B,).
+    Returns embeds (B, T, D) (zeros at padding), valid (B, T) bool, and text_index (B, T):
+    the text column each position came from, or -1 at audio/padding positions.
+    """
+    B, A, D = audio.shape
+    L = text.shape[1]
+    total = audio_lengths + text_lengths  # (B,)
+    T = int(total.max())
+    j = torch.arange(T, device=audio.device)[None, :]  # (1, T)
+    rel = j - (T - total)[:, None] if left_pad else j.expand(B, T)  # (B, T): index within the row's content
+    valid = (rel >= 0) & (rel < total[:, None])
+    is_audio = rel < audio_lengths[:, None]
+    text_col = rel - audio_lengths[:, None]  # (B, T)
+    src = torch.where(is_audio, rel, A + text_col).clamp(0, A + L - 1)  # column in cat([audio, text])
+    src = torch.where(valid, src, torch.zeros_like(src))
+    both = torch.cat([audio, text.to(audio.dtype)], dim=1)  # (B, A + L, D)
+    embeds = torch.gather(both, 1, src[..., None].expand(B, T, D))  # (B, T, D)
+    embeds = embeds * valid[..., None].to(embeds.dtype)
+    text_index = torch.where(valid & ~is_audio, text_col, torch.full_like(text_col, -1))
+    return embeds, valid, text_index
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------
+
+
+class AudioLLM(nn.Module):
+    """Audio in, text out. See the module docstring and docs/DESIGN.md (Model API)."""
+
+    def __init__(self, config: AudioLLMConfig):
+        super().__init__()
+        self.config = config
+        self.frontend = LogMel(config.frontend)
+        self.audio_encoder = get_entry("audio_encoder", config.audio_encoder).module_cls(config.audio_encoder_config)
+        self.lm = get_entry("lm", config.lm).module_cls(config.lm_config)
+        self.projector = get_entry("projector", config.projector).module_cls(
+            config.projector_config, in_dim=self.audio_encoder.output_dim, out_dim=self.lm.d_model
+        )
+
+    # -- pieces ---------------------------------------------------------------------------------
+
+    def encode_audio(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S) waveforms + sample lengths → audio tokens (B, A, d_lm) + token counts (B,)."""
+        audio_lengths = audio_lengths.to(audio.device).long()
+        features, frame_lengths = self.frontend(audio, audio_lengths)  # (B, n_mels, F)
+        hidden, enc_lengths = self.audio_encoder(features, frame_lengths)  # (B, F', d_enc)
+        return self.projector(hidden, enc_lengths)  # (B, A, d_lm), (B,)
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    # -- training forward -----------------------------------------------------------------------
+
+    def forward(
+        self,
+        audio: torch.Tensor,
+        audio_lengths: torch.Tensor,
+        input_ids: torch.Tensor,
+        text_lengths: torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> AudioLLMOutput:
+        """Logits over ``[audio][text]`` per row (right-padded); CE loss where labels != -100.
+
+        labels (B, L) are aligned with input_ids and the model shifts: merged position p
+        predicts the label at merged position p + 1 (so the last audio token predicts the
+        first text label). Labels past text_lengths are ignored.
+        """
+        audio_emb, audio_tok_lengths = self.encode_audio(audio, audio_lengths)
+        text_lengths = text_lengths.to(input_ids.device).long()
+        text_emb = self.lm.embed_tokens(input_ids)  # (B, L, d_lm)
+        embeds, valid, text_index = merge_audio_text(
+            audio_emb, audio_tok_lengths, text_emb, text_lengths, left_pad=False
+        )  # (B, T, d_lm), (B, T), (B, T)
+        logits = self.lm(inputs_embeds=embeds, attention_mask=valid)  # (B, T, V)
+        out = AudioLLMOutput(logits=logits, attention_mask=valid, audio_token_lengths=audio_tok_lengths)
+        if labels is None:
+            return out
+        targets = torch.gather(labels.long(), 1, text_index.clamp(min=0))  # (B, T): label at each merged position
+        targets = torch.where(text_index >= 0, targets, torch.full_like(targets, -100))
+        # Shift the targets, not the logits (no copy of the big tensor): position p predicts p + 1.
+        shifted = F.pad(targets[:, 1:], (0, 1), value=-100)  # (B, T)
+        loss_sum = F.cross_entropy(
+            logits.float().view(-1, logits.shape[-1]), shifted.view(-1), ignore_index=-100, reduction="sum"
+        )
+        n_targets = (shifted != -100).sum()
+        out.loss_sum = loss_sum
+        out.n_targets = n_targets
+        out.loss = loss_sum / n_targets.clamp(min=1)
+        return out
+
+    # -- generation -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(
+        self,
+        audio: torch.Tensor,
+        audio_lengths: torch.Tensor,
+        prompt_ids: list[list[int]],
+        max_new_tokens: int = 64,
+        eos_id: int | None = None,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+        return_logits: bool = False,
+    ) -> list[list[int]] | tuple[list[list[int]], list[torch.Tensor]]:
+        """Answer tokens per row (eos excluded) for prefixes ``[audio_i][prompt_i]``.
+
+        The prefixes are LEFT-padded so every row's last real token is aligned; positions
+        count real tokens only; rows stop at ``eos_id`` independently (KV cache by default,
+        use_cache=False recomputes the prefix every step). With return_logits, also returns
+        each row's (n_steps, V) next-token logits.
+        """
+        if len(prompt_ids) != audio.shape[0]:
+            raise ValueError(f"got {len(prompt_ids)} prompts for a batch of {audio.shape[0]} clips")
+        audio_emb, audio_tok_lengths = self.encode_audio(audio, audio_lengths)
+        device = audio_emb.device
+        B = len(prompt_ids)
+        L = max(1, max(len(p) for p in prompt_ids))
+        ids = torch.zeros(B, L, dtype=torch.long, device=device)
+        for i, p in enumerate(prompt_ids):  # one small copy per row (B is the batch size, not tokens)
+            if p:
+                ids[i, : len(p)] = torch.as_tensor(p, dtype=torch.long, device=device)
+        text_lengths = torch.tensor([len(p) for p in prompt_ids], dtype=torch.long, device=device)
+        embeds, valid, _ = merge_audio_text(
+            audio_emb, audio_tok_lengths, self.lm.embed_tokens(ids), text_lengths, left_pad=True
+        )  # (B, P, d_lm), (B, P)
+        return self.lm.generate(
+            inputs_embeds=embeds,
+            attention_mask=valid,
+            max_new_tokens=max_new_tokens,
+            eos_id=eos_id,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            generator=generator,
+            use_cache=use_cache,
+            return_logits=return_logits,
+        )
+
+    # -- save / load ----------------------------------------------------------------------------
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write config.json + model.safetensors into ``directory`` atomically.
+
+        Both files are written into a temporary sibling directory first; a new directory is
+        then renamed into place in one step, an existing one (e.g. already holding the
+        tokenizer) gets each file via `os.replace`. A crash never leaves a half-written file.
+        """
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+        try:
+            config = {"model_type": "audiollm", "audiollm_version": __version__, **self.config.to_dict()}
+            (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+            state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
+            save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+            if not directory.exists():
+                os.replace(tmp, directory)
+            else:
+                for name in (WEIGHTS_NAME, CONFIG_NAME):
+                    os.replace(tmp / name, directory / name)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> "AudioLLM":
+        """Load a `save_pretrained` directory; ModelDirError names what is missing or wrong."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise ModelDirError(f"model directory not found: {directory}")
+        config_path = directory / CONFIG_NAME
+        if not config_path.is_file():
+            raise ModelDirError(f"{config_path}: missing {CONFIG_NAME} (not a saved audiollm model directory?)")
+        try:
+            raw = json.loads(config_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ModelDirError(f"{config_path}: cannot read {CONFIG_NAME}: {e}") from e
+        try:
+            config = AudioLLMConfig.from_dict(raw)
+        except ConfigError as e:
+            raise ModelDirError(f"{config_path}: {e}") from e
+        weights_path = directory / WEIGHTS_NAME
+        if not weights_path.is_file():
+            raise ModelDirError(f"{weights_path}: missing {WEIGHTS_NAME}")
+        try:
+            state = load_file(str(weights_path), device=str(map_location))
+        except Exception as e:  # safetensors raises its own error types for corrupt headers/data
+            raise ModelDirError(f"{weights_path}: cannot read {WEIGHTS_NAME}: {e}") from e
+
+        model = cls(config)
+        expected = model.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        if missing or unexpected:
+            parts = []
+            if missing:
+                parts.append(f"missing {len(missing)} key(s) e.g. {', '.join(missing[:3])}")
+            if unexpected:
+                parts.append(f"unexpected {len(unexpected)} key(s) e.g. {', '.join(unexpected[:3])}")
+            raise ModelDirError(f"{weights_path}: weights do not match {CONFIG_NAME}: {'; '.join(parts)}")
+        for key, value in state.items():
+            if value.shape != expected[key].shape:
+                raise ModelDirError(
+                    f"{weights_path}: {key} has shape {tuple(value.shape)}, {CONFIG_NAME} implies "
+                    f"{tuple(expected[key].shape)}"
+                )
+        model.load_state_dict(state, strict=True)
+        return model.to(map_location).eval()

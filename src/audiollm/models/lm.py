@@ -1,0 +1,506 @@
+"""A LLaMA-style decoder-only language model, written out in full.
+
+Reads top-down: config → RMSNorm → rotary embeddings → attention → SwiGLU MLP →
+TransformerBlock → KV cache → Decoder (forward, generate).
+
+The layer layout, RoPE convention (rotate-half, as in HF Llama) and norm placement match
+HF Llama exactly, so weights convert both ways (`hf_llama.decoder_to_hf_llama`,
+`hf_llama.hf_llama_to_decoder`) and logits agree to float32 rounding. `TransformerBlock(causal=False)` is also the audio
+encoder's block: there is one attention implementation in the codebase.
+
+Masks. Every forward takes an optional ``attention_mask`` (B, T_total) of *valid keys*
+(True = a real token). Padded keys are never attended to. Padded *queries* (whose every key
+may be masked, e.g. left padding under a causal mask) are always allowed to attend to
+themselves, so no softmax row is empty and no NaN appears; their outputs are ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+from ..generation import check_sampling_args, sample_next_token
+from .registry import register_language_model
+
+# enable_gqa (grouped K/V heads without copying them) arrived in torch 2.5.
+_SDPA_HAS_GQA = tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 5)
+_HAS_FUSED_RMS_NORM = hasattr(F, "rms_norm")  # torch >= 2.4
+
+
+# ---------------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DecoderConfig:
+    vocab_size: int = 2048  # token ids the embedding/LM head cover (tokenizer vocab incl. specials)
+    d_model: int = 256  # residual stream width
+    n_layers: int = 4  # number of transformer blocks
+    n_heads: int = 8  # query heads; head_dim = d_model // n_heads
+    n_kv_heads: int = 4  # key/value heads (grouped-query attention); must divide n_heads
+    ffn_hidden: int = 704  # SwiGLU inner width (~8/3 · d_model, rounded to a multiple of 64)
+    max_seq_len: int = 2048  # longest prompt + generation generate() accepts (HF max_position_embeddings)
+    rope_theta: float = 10000.0  # RoPE base frequency
+    norm_eps: float = 1e-5  # RMSNorm epsilon
+    tie_embeddings: bool = True  # LM head reuses the token embedding matrix
+    dropout: float = 0.0  # dropout on attention probabilities and residual branches (training only)
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "ffn_hidden", "max_seq_len"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"lm_config.{name} must be a positive integer, got {value!r}")
+        if self.d_model % self.n_heads != 0:
+            raise ConfigError(
+                f"lm_config.d_model ({self.d_model}) must be divisible by lm_config.n_heads ({self.n_heads})"
+            )
+        if self.head_dim % 2 != 0:
+            raise ConfigError(f"lm_config.d_model / n_heads must be even for RoPE, got head_dim={self.head_dim}")
+        if self.n_heads % self.n_kv_heads != 0:
+            raise ConfigError(
+                f"lm_config.n_kv_heads ({self.n_kv_heads}) must divide lm_config.n_heads ({self.n_heads})"
+            )
+        if not self.rope_theta > 0:
+            raise ConfigError(f"lm_config.rope_theta must be > 0, got {self.rope_theta}")
+        if not self.norm_eps > 0:
+            raise ConfigError(f"lm_config.norm_eps must be > 0, got {self.norm_eps}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"lm_config.dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @classmethod
+    def tiny(cls) -> "DecoderConfig":
+        """The test-size config (hidden 32, 2 layers, GQA 4→2 heads)."""
+        return cls(vocab_size=128, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_hidden=64, max_seq_len=512)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------------
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm (no mean subtraction, no bias), computed in float32 like HF Llama."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _HAS_FUSED_RMS_NORM:  # same formula; a fused kernel where torch has one (e.g. CUDA)
+            return self.weight * F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
+        y = x.float()
+        y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * y.to(x.dtype)
+
+
+class RotaryEmbedding(nn.Module):
+    """cos/sin tables for rotary position embeddings, computed from explicit position ids.
+
+    Computing from position ids (rather than slicing a table by offset) is what makes left
+    padding work: a left-padded row's first real token gets position 0.
+    """
+
+    def __init__(self, head_dim: int, theta: float = 10000.0):
+        super().__init__()
+        self.head_dim, self.theta = head_dim, theta
+        self.register_buffer("inv_freq", self._inv_freq(), persistent=False)
+
+    def _inv_freq(self, device=None) -> torch.Tensor:
+        exponents = torch.arange(0, self.head_dim, 2, dtype=torch.float32, device=device) / self.head_dim
+        return 1.0 / (self.theta**exponents)
+
+    def _apply(self, fn, recurse=True):
+        # model.to(torch.bfloat16) must not round the frequencies (angles = position × inv_freq):
+        # move the buffer, keep it float32.
+        super()._apply(fn, recurse)
+        self.inv_freq = self._inv_freq(self.inv_freq.device)
+        return self
+
+    def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = position_ids[..., None].float() * self.inv_freq  # (B, T, head_dim/2)
+        emb = torch.cat((freqs, freqs), dim=-1)  # (B, T, head_dim): rotate-half layout
+        return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, H, T, head_dim) queries/keys by per-position angles (cos/sin: (B, T, head_dim))."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, T, head_dim): broadcast over heads
+    return x * cos + rotate_half(x) * sin
+
+
+def make_attention_mask(
+    key_valid: torch.Tensor | None, q_len: int, k_len: int, causal: bool, device: torch.device | None = None
+) -> torch.Tensor | None:
+    """Boolean SDPA mask (B or 1, 1, q_len, k_len), True = may attend; None when none is needed.
+
+    Queries are the *last* q_len of the k_len keys (that is how a KV cache grows), so query i
+    sits at key slot ``k_len - q_len + i``. Each query may always see its own slot, which
+    keeps every row non-empty (no NaN for padded queries). Returns None when the plain
+    ``is_causal`` / unmasked SDPA path gives the same result, so the fast kernels are used.
+    """
+    if key_valid is not None and bool(key_valid.all()):
+        key_valid = None
+    if key_valid is None and (not causal or q_len == 1 or q_len == k_len):
+        return None
+    q_slot = torch.arange(k_len - q_len, k_len, device=device)[:, None]  # (q_len, 1)
+    k_slot = torch.arange(k_len, device=device)[None, :]  # (1, k_len)
+    allowed = torch.ones(1, 1, q_len, k_len, dtype=torch.bool, device=device)
+    if key_valid is not None:
+        allowed = allowed & key_valid[:, None, None, :]  # (B, 1, q_len, k_len)
+    if causal:
+        allowed = allowed & (k_slot <= q_slot)
+    return allowed | (k_slot == q_slot)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with grouped-query K/V, RoPE and `F.scaled_dot_product_attention`."""
+
+    def __init__(self, d_model: int, n_heads: int, n_kv_heads: int, dropout: float, causal: bool):
+        super().__init__()
+        self.n_heads = n_heads
+        self.n_kv_heads = n_kv_heads
+        self.head_dim = d_model // n_heads
+        self.causal = causal
+        self.dropout = dropout
+        self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(n_heads * self.head_dim, d_model, bias=False)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        cache: "KVCache | None" = None,
+        layer_idx: int = 0,
+    ) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, n_heads, T, hd)
+        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, n_kv, T, hd)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, n_kv, T, hd)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(layer_idx, k, v)  # (B, n_kv, T_total, hd)
+        # Without a mask, causal attention is SDPA's is_causal (queries == keys) or no mask at all
+        # (a single new query sees every cached key); make_attention_mask guarantees one of these.
+        is_causal = mask is None and self.causal and T > 1
+        dropout_p = self.dropout if self.training else 0.0
+        rep = self.n_heads // self.n_kv_heads
+        if rep == 1:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
+        elif T == 1:
+            # One new token (decoding): the rep query heads sharing a K/V head become rep "queries"
+            # of that head, so the cache is read as is instead of being copied rep times.
+            q = q.view(B, self.n_kv_heads, rep, self.head_dim)  # (B, n_kv, rep, hd)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)  # (B, n_kv, rep, hd)
+            y = y.view(B, self.n_heads, 1, self.head_dim)  # (B, n_heads, 1, hd)
+        elif mask is None and _SDPA_HAS_GQA:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal, enable_gqa=True)
+        else:
+            k = k[:, :, None].expand(B, self.n_kv_heads, rep, *k.shape[2:]).reshape(B, self.n_heads, -1, self.head_dim)
+            v = v[:, :, None].expand(B, self.n_kv_heads, rep, *v.shape[2:]).reshape(B, self.n_heads, -1, self.head_dim)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
+        y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, d_model)
+        return self.o_proj(y)
+
+
+class SwiGLU(nn.Module):
+    """LLaMA's gated MLP: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, d_model: int, hidden: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(d_model, hidden, bias=False)
+        self.up_proj = nn.Linear(d_model, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: x + attn(norm(x)), then x + mlp(norm(x)). causal=False for encoders."""
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        n_kv_heads: int,
+        ffn_hidden: int,
+        norm_eps: float = 1e-5,
+        dropout: float = 0.0,
+        causal: bool = True,
+    ):
+        super().__init__()
+        self.attn_norm = RMSNorm(d_model, norm_eps)
+        self.attn = Attention(d_model, n_heads, n_kv_heads, dropout, causal)
+        self.mlp_norm = RMSNorm(d_model, norm_eps)
+        self.mlp = SwiGLU(d_model, ffn_hidden)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        cache: "KVCache | None" = None,
+        layer_idx: int = 0,
+    ) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.attn_norm(x), cos, sin, mask, cache, layer_idx))
+        return x + self.drop(self.mlp(self.mlp_norm(x)))
+
+
+def init_weights(module: nn.Module, n_layers: int, std: float = 0.02) -> None:
+    """GPT-2/nanoGPT init: N(0, 0.02) weights, zero biases; residual output projections
+    (attention o_proj, MLP down_proj) scaled by 1/sqrt(2·n_layers) so the residual stream's
+    variance does not grow with depth."""
+    for name, p in module.named_parameters():
+        if p.dim() < 2:
+            continue  # norms keep their ones, biases are zeroed below
+        if name.endswith(("o_proj.weight", "down_proj.weight")):
+            nn.init.normal_(p, mean=0.0, std=std / math.sqrt(2 * n_layers))
+        else:
+            nn.init.normal_(p, mean=0.0, std=std)
+    for name, p in module.named_parameters():
+        if name.endswith(".bias"):
+            nn.init.zeros_(p)
+
+
+# ---------------------------------------------------------------------------------------------
+# KV cache
+# ---------------------------------------------------------------------------------------------
+
+
+class KVCache:
+    """Preallocated keys/values, one (B, n_kv_heads, max_len, head_dim) pair per layer.
+
+    ``length`` is the write index: slots [0, length) hold the tokens seen so far (padding
+    included, so slots line up with the attention mask's columns). Each layer writes its new
+    keys/values at [length, length + T); `Decoder.forward` advances ``length`` once after the
+    last layer. `select_rows` drops finished sequences from a batch.
+    """
+
+    def __init__(
+        self,
+        n_layers: int,
+        batch_size: int,
+        n_kv_heads: int,
+        max_len: int,
+        head_dim: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ):
+        shape = (batch_size, n_kv_heads, max_len, head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.max_len = max_len
+        self.length = 0
+
+    def update(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write (B, n_kv, T, hd) new keys/values; return all keys/values so far (B, n_kv, length+T, hd)."""
+        start, end = self.length, self.length + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"KV cache overflow: {end} tokens > max_len {self.max_len}")
+        self.k[layer_idx][:, :, start:end] = k
+        self.v[layer_idx][:, :, start:end] = v
+        return self.k[layer_idx][:, :, :end], self.v[layer_idx][:, :, :end]
+
+    def advance(self, n: int) -> None:
+        self.length += n
+
+    def select_rows(self, rows: torch.Tensor) -> None:
+        """Keep only batch rows ``rows`` (a long index), e.g. the still-unfinished sequences."""
+        self.k = [t.index_select(0, rows) for t in self.k]
+        self.v = [t.index_select(0, rows) for t in self.v]
+
+
+# ---------------------------------------------------------------------------------------------
+# The decoder
+# ---------------------------------------------------------------------------------------------
+
+
+@register_language_model("llama", DecoderConfig)
+class Decoder(nn.Module):
+    """Token embedding → n_layers causal TransformerBlocks → RMSNorm → LM head."""
+
+    def __init__(self, config: DecoderConfig):
+        super().__init__()
+        self.config = config
+        self.d_model = config.d_model
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(
+                config.d_model,
+                config.n_heads,
+                config.n_kv_heads,
+                config.ffn_hidden,
+                config.norm_eps,
+                config.dropout,
+                causal=True,
+            )
+            for _ in range(config.n_layers)
+        )
+        self.norm = RMSNorm(config.d_model, config.norm_eps)
+        # Tied: the head is F.linear with the embedding matrix, so there is one tensor, one
+        # state-dict entry, and nothing shared to de-duplicate when saving.
+        self.lm_head = None if config.tie_embeddings else nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.rope = RotaryEmbedding(config.head_dim, config.rope_theta)
+        init_weights(self, config.n_layers)
+
+    def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids → (B, T, d_model) embeddings (what `inputs_embeds` expects)."""
+        return self.embed(input_ids)
+
+    def new_cache(self, batch_size: int, max_len: int, dtype: torch.dtype | None = None, device=None) -> KVCache:
+        c = self.config
+        return KVCache(
+            c.n_layers,
+            batch_size,
+            c.n_kv_heads,
+            max_len,
+            c.head_dim,
+            dtype=dtype or self.embed.weight.dtype,
+            device=device or self.embed.weight.device,
+        )
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        logits_to_keep: int = 0,
+    ) -> torch.Tensor:
+        """Next-token logits (B, T, V) for T new tokens; ``cache`` (if given) is updated in place.
+
+        attention_mask: (B, T_total) bool, True = real token, over cached + new tokens.
+        position_ids: (B, T); default counts real tokens only (cumsum of the mask − 1), which
+        is right for both right padding (training) and left padding (batched generation).
+        logits_to_keep: if > 0, only the last that many positions go through the LM head.
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
+        B, T, _ = x.shape
+        past = cache.length if cache is not None else 0
+        k_len = past + T
+        if attention_mask is not None:
+            if attention_mask.shape != (B, k_len):
+                raise ValueError(
+                    f"attention_mask must be (B, T_total)=({B}, {k_len}), got {tuple(attention_mask.shape)}"
+                )
+            attention_mask = attention_mask.bool()
+        if position_ids is None:
+            if attention_mask is not None:
+                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]  # (B, T)
+            else:
+                position_ids = torch.arange(past, k_len, device=x.device).expand(B, T)  # (B, T)
+        cos, sin = self.rope(position_ids, x.dtype)
+        mask = make_attention_mask(attention_mask, T, k_len, causal=True, device=x.device)
+
+        x = self.drop(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cos, sin, mask, cache, i)
+        if cache is not None:
+            cache.advance(T)
+        if logits_to_keep > 0:
+            x = x[:, -logits_to_keep:]
+        x = self.norm(x)
+        return F.linear(x, self.embed.weight) if self.lm_head is None else self.lm_head(x)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        max_new_tokens: int = 32,
+        eos_id: int | None = None,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+        inputs_embeds: torch.Tensor | None = None,
+        return_logits: bool = False,
+    ) -> list[list[int]] | tuple[list[list[int]], list[torch.Tensor]]:
+        """Continue LEFT-padded prompts; return each row's new tokens (eos excluded).
+
+        Prompts are ``input_ids`` (B, P) or ``inputs_embeds`` (B, P, D) with ``attention_mask``
+        (B, P) marking real tokens; the last column must be real in every row. A row stops at
+        ``eos_id`` and is dropped from the batch (its cache rows too); the loop ends when all
+        rows stopped or after ``max_new_tokens``. use_cache=False recomputes the whole prefix
+        every step (the reference the cached path is tested against).
+        With return_logits, also returns each row's (n_steps, V) float32 next-token logits.
+        """
+        check_sampling_args(temperature, top_k, top_p)
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds  # (B, P, D)
+        B, P, _ = x.shape
+        mask = torch.ones(B, P, dtype=torch.bool, device=x.device) if attention_mask is None else attention_mask.bool()
+        if not bool(mask[:, -1].all()):
+            raise ValueError("generate expects LEFT-padded prompts: attention_mask[:, -1] must be all True")
+        if P + max_new_tokens > self.config.max_seq_len:
+            raise ConfigError(
+                f"prompt ({P} tokens) + max_new_tokens ({max_new_tokens}) exceeds lm_config.max_seq_len "
+                f"({self.config.max_seq_len})"
+            )
+        tokens: list[list[int]] = [[] for _ in range(B)]
+        step_logits: list[list[torch.Tensor]] = [[] for _ in range(B)]
+        if max_new_tokens <= 0:
+            return (tokens, [torch.empty(0, self.config.vocab_size) for _ in range(B)]) if return_logits else tokens
+
+        rows = list(range(B))  # original row index of each still-active batch row
+        cache = self.new_cache(B, P + max_new_tokens, dtype=x.dtype, device=x.device) if use_cache else None
+        seq = x  # uncached path: the full sequence of embeddings so far
+        logits = self(inputs_embeds=x, attention_mask=mask, cache=cache, logits_to_keep=1)[:, -1]  # (B, V)
+        for step in range(max_new_tokens):
+            next_tok = sample_next_token(logits, temperature, top_k, top_p, generator)  # (b,)
+            keep = []
+            for j, (row, tok) in enumerate(zip(rows, next_tok.tolist())):
+                if return_logits:
+                    step_logits[row].append(logits[j].float())
+                if eos_id is not None and tok == eos_id:
+                    continue
+                tokens[row].append(tok)
+                keep.append(j)
+            if not keep or step == max_new_tokens - 1:
+                break
+            if len(keep) < len(rows):  # drop finished rows so they cost nothing from now on
+                idx = torch.tensor(keep, device=x.device)
+                rows = [rows[j] for j in keep]
+                next_tok, mask = next_tok[idx], mask[idx]
+                if cache is not None:
+                    cache.select_rows(idx)
+                else:
+                    seq = seq[idx]
+            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)  # (b, T+1)
+            if cache is not None:
+                logits = self(input_ids=next_tok[:, None], attention_mask=mask, cache=cache)[:, -1]
+            else:
+                seq = torch.cat([seq, self.embed(next_tok[:, None])], dim=1)  # (b, T+1, D)
+                logits = self(inputs_embeds=seq, attention_mask=mask, logits_to_keep=1)[:, -1]
+        if return_logits:
+            V = self.config.vocab_size
+            return tokens, [torch.stack(s) if s else torch.empty(0, V) for s in step_logits]
+        return tokens

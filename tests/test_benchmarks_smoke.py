@@ -1,0 +1,47 @@
+"""Each benchmark runs end to end at toy size (--quick) and prints one JSON object.
+
+Only correctness is asserted (outputs identical, fields present) — never timings.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_quick(script: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick"], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one JSON line on stdout, got: {proc.stdout[-1000:]}"
+    return json.loads(lines[0])
+
+
+def test_decode_kv_cache_quick():
+    out = run_quick("decode_kv_cache.py")
+    assert out["benchmark"] == "decode_kv_cache" and out["outputs_identical"] is True
+    assert out["kv_cache_tokens_per_s"] > 0 and out["recompute_tokens_per_s"] > 0 and out["speedup"] > 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="needs transformers")
+def test_vs_hf_llama_quick():
+    out = run_quick("vs_hf_llama.py")
+    for key in ("generate_batch1", "generate_batch8"):
+        assert out[key]["outputs_identical"] is True and out[key]["ratio"] > 0
+    assert out["train_step"]["losses_equal"] is True and out["train_step"]["ratio"] > 0
+
+
+def test_mfu_quick():
+    out = run_quick("mfu.py")
+    for dtype in ("float32", "bfloat16"):
+        assert out[dtype]["matmul_peak_gflops"] > 0 and 0 < out[dtype]["mfu"]
+    assert out["config"]["flops_per_token"] > 0
