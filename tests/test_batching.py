@@ -52,6 +52,11 @@ def test_augment_changes_audio():
     wav = torch.sin(torch.arange(16000) / 10.0) * 0.5
     out = AudioAugment(speed_perturb=0.1, gain_db=6)(wav.clone(), random.Random(1))
     assert out.shape != wav.shape or not torch.allclose(out, wav)
+    # each part on its own changes the waveform (same length, different samples)
+    for aug in (AudioAugment(0, 0, tilt=0.8), AudioAugment(0, 0, noise_snr_db=10), AudioAugment(0, 6)):
+        outs = [aug(wav.clone(), random.Random(seed)) for seed in range(4)]
+        assert all(o.shape == wav.shape for o in outs)
+        assert any(not torch.allclose(o, wav, atol=1e-4) for o in outs)
 
 
 def test_sampler_deterministic_and_weighted():

@@ -410,3 +410,16 @@ def test_bfloat16_model_runs_and_keeps_float32_frontend_and_rope():
     assert abs(out.loss.item() - ref.loss.item()) < 0.1
     tokens = model.generate(audio, audio_lengths, [[5, 6], [7], [8, 9, 10]], max_new_tokens=4)
     assert [len(t) for t in tokens] == [4, 4, 4]
+
+
+def test_peak_level_frontend_is_gain_invariant():
+    """A recording 20 dB quieter gives the same features with level="peak" (not with "absolute")."""
+    from audiollm.models.frontend import LogMel, LogMelConfig
+
+    torch.manual_seed(0)
+    wav = torch.randn(1, 8000) * 0.2
+    n = torch.tensor([8000])
+    peak = LogMel(LogMelConfig(level="peak"))
+    assert torch.allclose(peak(wav, n)[0], peak(wav * 0.1, n)[0], atol=1e-5)
+    absolute = LogMel(LogMelConfig(level="absolute"))
+    assert not torch.allclose(absolute(wav, n)[0], absolute(wav * 0.1, n)[0], atol=1e-2)

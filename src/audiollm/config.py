@@ -34,12 +34,18 @@ class DataConfig:
     max_audio_seconds: float = 10.0  # longer training clips are randomly cropped to this
     augment: bool = True  # random gain + speed perturbation on training audio
     speed_perturb: float = 0.1  # ± relative speed change when augmenting (0 disables)
+    tilt: float = 0.0  # max spectral-tilt filter coefficient when augmenting (0 disables, < 1)
+    noise_snr_db: float = 0.0  # lowest SNR (dB) of white noise added to half the clips (0 disables)
 
     def __post_init__(self) -> None:
         if self.max_audio_seconds <= 0:
             raise ConfigError(f"data.max_audio_seconds must be > 0, got {self.max_audio_seconds}")
         if not 0 <= self.speed_perturb < 0.5:
             raise ConfigError(f"data.speed_perturb must be in [0, 0.5), got {self.speed_perturb}")
+        if not 0 <= self.tilt < 1:
+            raise ConfigError(f"data.tilt must be in [0, 1), got {self.tilt}")
+        if self.noise_snr_db < 0:
+            raise ConfigError(f"data.noise_snr_db must be ≥ 0, got {self.noise_snr_db}")
         for task, w in self.task_weights.items():
             if not isinstance(w, (int, float)) or w < 0:
                 raise ConfigError(f"data.task_weights.{task} must be a number ≥ 0, got {w!r}")

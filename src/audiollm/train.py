@@ -95,7 +95,11 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
             print(f"resumed from {ckpt} at step {state['step']}")
 
     sampler = MixtureSampler(train_rows, cfg.data.task_weights, seed=tc.seed)
-    augment = AudioAugment(speed_perturb=cfg.data.speed_perturb) if cfg.data.augment else None
+    augment = (
+        AudioAugment(speed_perturb=cfg.data.speed_perturb, tilt=cfg.data.tilt, noise_snr_db=cfg.data.noise_snr_db)
+        if cfg.data.augment
+        else None
+    )
     build = ExampleBuilder(train_rows, tokenizer, seed=tc.seed, max_audio_seconds=cfg.data.max_audio_seconds, augment=augment)
     per_rank = tc.batch_size // world
     micro = per_rank // tc.grad_accum

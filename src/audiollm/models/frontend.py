@@ -22,6 +22,9 @@ import torch.nn as nn
 from ..errors import ConfigError
 
 
+LEVELS = ("peak", "absolute")
+
+
 @dataclass
 class LogMelConfig:
     sample_rate: int = 16000  # input sample rate in Hz (the library-wide audio convention)
@@ -30,12 +33,16 @@ class LogMelConfig:
     n_mels: int = 64  # mel bands
     f_min: float = 0.0  # lowest filter edge in Hz
     f_max: float = 8000.0  # highest filter edge in Hz (≤ sample_rate / 2)
+    level: str = "peak"  # "peak": log-mel relative to the clip's loudest bin (gain-invariant);
+    #                      "absolute": Whisper's normalisation, which keeps the recording level
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "n_fft", "hop_length", "n_mels"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"frontend.{name} must be a positive integer, got {value!r}")
+        if self.level not in LEVELS:
+            raise ConfigError(f"frontend.level={self.level!r}; allowed: {', '.join(LEVELS)}")
         if not 0.0 <= self.f_min < self.f_max:
             raise ConfigError(f"frontend.f_min ({self.f_min}) must be >= 0 and < frontend.f_max ({self.f_max})")
         if self.f_max > self.sample_rate / 2:
@@ -134,6 +141,13 @@ class LogMel(nn.Module):
             frame_valid = torch.arange(logmel.shape[-1], device=audio.device)[None, :] < frame_lengths[:, None]
             frame_valid = frame_valid[:, None, :]  # (B, 1, F)
             peak = logmel.masked_fill(~frame_valid, float("-inf")).amax(dim=(1, 2), keepdim=True)  # (B, 1, 1)
-            logmel = (torch.maximum(logmel, peak - 8.0) + 4.0) / 4.0
+            # 80 dB of dynamic range below the clip's peak. Whisper's "+4" pins the scale to an
+            # absolute level, so a recording 15 dB quieter than the training data looks like
+            # another sound; "peak" puts every clip's loudest bin at 1 instead.
+            floor = torch.maximum(logmel, peak - 8.0)
+            if c.level == "peak":
+                logmel = (floor - peak) / 4.0 + 1.0  # loudest bin → 1, 80 dB below it → -1
+            else:
+                logmel = (floor + 4.0) / 4.0  # Whisper
             logmel = logmel.masked_fill(~frame_valid, 0.0)
         return logmel, frame_lengths
