@@ -82,8 +82,9 @@ def test_mel_filterbank_matches_transformers_slaney():
     torch.testing.assert_close(ours, torch.from_numpy(ref).float(), atol=1e-6, rtol=1e-4)
 
 
-def test_logmel_shapes_and_padding_invariance():
-    fe = LogMel(LogMelConfig())
+@pytest.mark.parametrize("level", ["peak", "band_mean", "absolute"])
+def test_logmel_shapes_and_padding_invariance(level):
+    fe = LogMel(LogMelConfig(level=level))
     g = torch.Generator().manual_seed(0)
     clip = torch.randn(4321, generator=g) * 0.3
     feats_alone, n_alone = fe(clip[None], torch.tensor([4321]))
@@ -95,7 +96,7 @@ def test_logmel_shapes_and_padding_invariance():
     torch.testing.assert_close(feats[0, :, :28], feats_alone[0], atol=1e-5, rtol=0)
     assert torch.all(feats[0, :, 28:] == 0)
     assert torch.isfinite(feats).all()
-    # Whisper normalisation: values within [max-8, max] in log10 → (x + 4) / 4, max per clip.
+    # Every level keeps 80 dB (8 in log10) of range below the clip's peak → spread ≤ 2 after /4.
     real = feats[1]
     assert real.max() - real.min() <= 2.0 + 1e-5
 
@@ -421,5 +422,7 @@ def test_peak_level_frontend_is_gain_invariant():
     n = torch.tensor([8000])
     peak = LogMel(LogMelConfig(level="peak"))
     assert torch.allclose(peak(wav, n)[0], peak(wav * 0.1, n)[0], atol=1e-5)
+    band_mean = LogMel(LogMelConfig(level="band_mean"))
+    assert torch.allclose(band_mean(wav, n)[0], band_mean(wav * 0.1, n)[0], atol=1e-5)
     absolute = LogMel(LogMelConfig(level="absolute"))
     assert not torch.allclose(absolute(wav, n)[0], absolute(wav * 0.1, n)[0], atol=1e-2)

@@ -224,3 +224,8 @@ def meteor(preds: Sequence[str], refs: Refs) -> float:
             "METEOR needs NLTK's WordNet: run `python -m audiollm.metrics_setup`"
         ) from None
     return total / len(preds)
+
+
+def text_similarity(preds: Sequence[str], refs: Sequence[str | Sequence[str]]) -> dict[str, float]:
+    """The free-text trio used for captions and answers: BLEU, ROUGE-L and METEOR."""
+    return {"bleu": bleu(preds, refs), "rouge_l": rouge_l(preds, refs), "meteor": meteor(preds, refs)}

@@ -22,7 +22,7 @@ import torch.nn as nn
 from ..errors import ConfigError
 
 
-LEVELS = ("peak", "absolute")
+LEVELS = ("peak", "band_mean", "absolute")
 
 
 @dataclass
@@ -34,7 +34,8 @@ class LogMelConfig:
     f_min: float = 0.0  # lowest filter edge in Hz
     f_max: float = 8000.0  # highest filter edge in Hz (≤ sample_rate / 2)
     level: str = "peak"  # "peak": log-mel relative to the clip's loudest bin (gain-invariant);
-    #                      "absolute": Whisper's normalisation, which keeps the recording level
+    #   "band_mean": each band minus its mean over the clip (cepstral mean normalisation: also
+    #   removes a microphone's fixed frequency response); "absolute": Whisper's, keeps the level
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "n_fft", "hop_length", "n_mels"):
@@ -147,6 +148,10 @@ class LogMel(nn.Module):
             floor = torch.maximum(logmel, peak - 8.0)
             if c.level == "peak":
                 logmel = (floor - peak) / 4.0 + 1.0  # loudest bin → 1, 80 dB below it → -1
+            elif c.level == "band_mean":
+                n = frame_lengths.clamp(min=1)[:, None, None].to(floor.dtype)
+                mean = (floor * frame_valid).sum(dim=-1, keepdim=True) / n  # (B, n_mels, 1)
+                logmel = (floor - mean) / 4.0
             else:
                 logmel = (floor + 4.0) / 4.0  # Whisper
             logmel = logmel.masked_fill(~frame_valid, 0.0)

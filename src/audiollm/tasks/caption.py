@@ -32,9 +32,4 @@ class CaptionTask(Task):
         if not rows:
             return {"n": 0}
         refs = [self.references(r) for r in rows]
-        return {
-            "n": len(rows),
-            "bleu": metrics.bleu(predictions, refs),
-            "rouge_l": metrics.rouge_l(predictions, refs),
-            "meteor": metrics.meteor(predictions, refs),
-        }
+        return {"n": len(rows), **metrics.text_similarity(predictions, refs)}

@@ -36,7 +36,5 @@ class QATask(Task):
         return {
             "n": len(rows),
             "exact_match": metrics.exact_match(predictions, refs),
-            "bleu": metrics.bleu(predictions, refs),
-            "rouge_l": metrics.rouge_l(predictions, refs),
-            "meteor": metrics.meteor(predictions, refs),
+            **metrics.text_similarity(predictions, refs),
         }
