@@ -125,7 +125,8 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
                 sync = contextlib.nullcontext() if k == tc.grad_accum - 1 else accelerator.no_sync(model)
                 with sync, accelerator.autocast():
                     out = model(**batch)
-                    loss = out.loss_sum / n_targets * world
+                    objective = out.loss_sum if out.aux_loss_sum is None else out.loss_sum + out.aux_loss_sum
+                    loss = objective / n_targets * world
                 accelerator.backward(loss)
                 loss_total += float(out.loss_sum.detach())
                 tokens_since += int(batch["text_lengths"].sum())

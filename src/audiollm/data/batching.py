@@ -98,6 +98,7 @@ class ExampleBuilder:
             "audio": wav,
             "input_ids": prompt + answer,
             "labels": [IGNORE_INDEX] * len(prompt) + answer,
+            "ctc_labels": answer[:-1] if task.aligned_answer else [],  # no eos: CTC ends by itself
         }
 
 
@@ -112,12 +113,21 @@ def collate(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
         n = len(e["input_ids"])
         input_ids[i, :n] = torch.tensor(e["input_ids"])
         labels[i, :n] = torch.tensor(e["labels"])
+    # Transcript targets for the auxiliary CTC loss; length 0 = the row has none.
+    ctc_lists = [e.get("ctc_labels", []) for e in examples]
+    ctc_lengths = torch.tensor([len(c) for c in ctc_lists], dtype=torch.long)
+    ctc_labels = torch.full((len(examples), max(1, int(ctc_lengths.max()))), pad_id, dtype=torch.long)
+    for i, c in enumerate(ctc_lists):
+        if c:
+            ctc_labels[i, : len(c)] = torch.tensor(c)
     return {
         "audio": audio,
         "audio_lengths": audio_lengths,
         "input_ids": input_ids,
         "text_lengths": lengths,
         "labels": labels,
+        "ctc_labels": ctc_labels,
+        "ctc_lengths": ctc_lengths,
     }
 
 

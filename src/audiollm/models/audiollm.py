@@ -63,8 +63,13 @@ class AudioLLMConfig:
     projector_config: Any = None  # that projector's config (dataclass or dict; None = defaults)
     lm: str = "llama"  # name in registry.LANGUAGE_MODELS
     lm_config: Any = None  # that LM's config (dataclass or dict; None = defaults)
+    ctc_weight: float = 0.0  # > 0 adds a CTC head on the encoder, trained on transcript-like
+    #   answers (tasks with aligned_answer) with this weight next to the LM loss (hybrid
+    #   CTC/attention training: the encoder learns to align sound and tokens much sooner)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.ctc_weight, (int, float)) or isinstance(self.ctc_weight, bool) or self.ctc_weight < 0:
+            raise ConfigError(f"ctc_weight must be a number >= 0, got {self.ctc_weight!r}")
         if isinstance(self.frontend, dict):
             self.frontend = _config_from_dict(LogMelConfig, self.frontend, "frontend")
         elif not isinstance(self.frontend, LogMelConfig):
@@ -102,6 +107,7 @@ class AudioLLMConfig:
             "projector_config": dataclasses.asdict(self.projector_config),
             "lm": self.lm,
             "lm_config": dataclasses.asdict(self.lm_config),
+            "ctc_weight": self.ctc_weight,
         }
 
     @classmethod
@@ -142,6 +148,7 @@ class AudioLLMOutput:
     loss: torch.Tensor | None = None  # mean CE over real target tokens (None without labels)
     loss_sum: torch.Tensor | None = None  # summed CE, for exact averaging across batches/processes
     n_targets: torch.Tensor | None = None  # number of real target tokens (long scalar)
+    aux_loss_sum: torch.Tensor | None = None  # ctc_weight × summed CTC loss (0 without CTC rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,15 +204,45 @@ class AudioLLM(nn.Module):
         self.projector = get_entry("projector", config.projector).module_cls(
             config.projector_config, in_dim=self.audio_encoder.output_dim, out_dim=self.lm.d_model
         )
+        # CTC over the LM's vocabulary plus one blank (the last index).
+        vocab = config.lm_config.vocab_size
+        self.ctc_head = nn.Linear(self.audio_encoder.output_dim, vocab + 1) if config.ctc_weight > 0 else None
 
     # -- pieces ---------------------------------------------------------------------------------
 
-    def encode_audio(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, S) waveforms + sample lengths → audio tokens (B, A, d_lm) + token counts (B,)."""
+    def encode_frames(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S) waveforms + sample lengths → encoder frames (B, F', d_enc) + frame counts (B,)."""
         audio_lengths = audio_lengths.to(audio.device).long()
         features, frame_lengths = self.frontend(audio, audio_lengths)  # (B, n_mels, F)
-        hidden, enc_lengths = self.audio_encoder(features, frame_lengths)  # (B, F', d_enc)
-        return self.projector(hidden, enc_lengths)  # (B, A, d_lm), (B,)
+        return self.audio_encoder(features, frame_lengths)  # (B, F', d_enc), (B,)
+
+    def encode_audio(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S) waveforms + sample lengths → audio tokens (B, A, d_lm) + token counts (B,)."""
+        return self.projector(*self.encode_frames(audio, audio_lengths))  # (B, A, d_lm), (B,)
+
+    def ctc_loss_sum(
+        self, hidden: torch.Tensor, enc_lengths: torch.Tensor, ctc_labels: torch.Tensor, ctc_lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """Summed CTC loss of the rows with ``ctc_lengths > 0`` (a 0-d zero when there are none).
+
+        Rows without a transcript still contribute a zero-weighted term, so every process
+        runs the head and DDP sees a gradient for it on every step.
+        """
+        rows = ctc_lengths.to(hidden.device) > 0
+        logits = self.ctc_head(hidden).float()  # (B, F', V + 1)
+        if not bool(rows.any()):
+            return logits.sum() * 0.0
+        log_probs = F.log_softmax(logits[rows], dim=-1).transpose(0, 1)  # (F', B_ctc, V + 1)
+        loss = F.ctc_loss(
+            log_probs,
+            ctc_labels[rows].to(hidden.device),
+            enc_lengths[rows],
+            ctc_lengths.to(hidden.device)[rows],
+            blank=logits.shape[-1] - 1,
+            reduction="sum",
+            zero_infinity=True,  # a transcript longer than its audio contributes nothing, not inf
+        )
+        return loss + logits.sum() * 0.0
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
@@ -219,14 +256,18 @@ class AudioLLM(nn.Module):
         input_ids: torch.Tensor,
         text_lengths: torch.Tensor,
         labels: torch.Tensor | None = None,
+        ctc_labels: torch.Tensor | None = None,
+        ctc_lengths: torch.Tensor | None = None,
     ) -> AudioLLMOutput:
         """Logits over ``[audio][text]`` per row (right-padded); CE loss where labels != -100.
 
         labels (B, L) are aligned with input_ids and the model shifts: merged position p
         predicts the label at merged position p + 1 (so the last audio token predicts the
-        first text label). Labels past text_lengths are ignored.
+        first text label). Labels past text_lengths are ignored. With a CTC head, rows with
+        ``ctc_lengths > 0`` also get the CTC loss on ``ctc_labels`` (``aux_loss_sum``).
         """
-        audio_emb, audio_tok_lengths = self.encode_audio(audio, audio_lengths)
+        hidden, enc_lengths = self.encode_frames(audio, audio_lengths)
+        audio_emb, audio_tok_lengths = self.projector(hidden, enc_lengths)
         text_lengths = text_lengths.to(input_ids.device).long()
         text_emb = self.lm.embed_tokens(input_ids)  # (B, L, d_lm)
         embeds, valid, text_index = merge_audio_text(
@@ -247,6 +288,8 @@ class AudioLLM(nn.Module):
         out.loss_sum = loss_sum
         out.n_targets = n_targets
         out.loss = loss_sum / n_targets.clamp(min=1)
+        if self.ctc_head is not None and ctc_labels is not None and ctc_lengths is not None:
+            out.aux_loss_sum = self.config.ctc_weight * self.ctc_loss_sum(hidden, enc_lengths, ctc_labels, ctc_lengths)
         return out
 
     # -- generation -----------------------------------------------------------------------------

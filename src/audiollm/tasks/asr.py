@@ -25,6 +25,7 @@ ASR_QUESTIONS: tuple[str, ...] = (
 class ASRTask(Task):
     questions = ASR_QUESTIONS
     required_keys = ("audio", "answer")
+    aligned_answer = True  # a transcript follows the speech in time: CTC can supervise it
 
     def score(self, predictions: Sequence[str], rows: Sequence[Row]) -> dict[str, float]:
         """``wer``, ``cer`` (lower is better) and ``exact_match`` over the rows' answers."""

@@ -38,6 +38,10 @@ class Task(ABC):
     questions: tuple[str, ...] = ()
     #: Keys every manifest row of this task must have.
     required_keys: tuple[str, ...] = ("audio", "answer")
+    #: True when the answer is the clip's content in temporal order (a transcript): such
+    #: answers also supervise the audio encoder through an auxiliary CTC loss when the model
+    #: has one (``model.ctc_weight > 0``), which teaches it to align sounds with tokens fast.
+    aligned_answer: bool = False
 
     def validate(self, row: Row, index: int | None = None) -> None:
         """Raise ManifestError naming the row and the first missing or empty required key."""
