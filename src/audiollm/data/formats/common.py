@@ -67,7 +67,7 @@ def read_csv(path: Path, required: Sequence[str], *, delimiter: str = ",") -> li
     quotes (doubled) and newlines. A header that lacks a ``required`` column is a one-line
     error that shows the expected header."""
     text = read_text(path)
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = reader.fieldnames or []
         missing = [c for c in required if c not in header]
