@@ -75,7 +75,9 @@ def read_csv(path: Path, required: Sequence[str], *, delimiter: str = ",") -> li
             sep = "TAB" if delimiter == "\t" else repr(delimiter)
             raise AudioLLMError(f"{path}: missing column(s) {', '.join(missing)}; expected a {sep}-separated "
                                 f"header with {', '.join(required)}")
-        return [dict(r) for r in reader]
+        # Surplus fields (DictReader files them under the key None) are dropped; missing
+        # trailing fields come back as None, which the readers treat as empty.
+        return [{k: v for k, v in r.items() if k is not None} for r in reader]
     except csv.Error as e:
         raise AudioLLMError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
 

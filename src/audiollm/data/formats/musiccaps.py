@@ -104,9 +104,8 @@ def musiccaps_rows(root: Path, *, audio_dir: str = "", tagging: str = "false") -
             aspects = []
         is_eval = (rec["is_audioset_eval"] or "").strip().lower() == "true"
         split = "test" if is_eval else "valid" if bucket(ytid) < 5 else "train"
-        common = {
-            "split": split,
-            "audio": str(audio),
+        head = {"split": split, "audio": str(audio)}
+        labels = {
             "ytid": ytid,
             "start_s": start,
             "end_s": end,
@@ -116,10 +115,10 @@ def musiccaps_rows(root: Path, *, audio_dir: str = "", tagging: str = "false") -
             "is_balanced_subset": (rec["is_balanced_subset"] or "").strip().lower() == "true",
             "is_audioset_eval": is_eval,
         }
-        rows.append({"id": f"musiccaps-{ytid}", "task": "caption", "answer": caption, **common})
+        rows.append({"id": f"musiccaps-{ytid}", "task": "caption", **head, "answer": caption, **labels})
         if with_tags and aspects:
-            rows.append({"id": f"musiccaps-{ytid}-aspects", "task": "tagging", "question": TAGGING_QUESTION,
-                         "answer": ", ".join(aspects), "labels": aspects, "tags": aspects, **common})
+            rows.append({"id": f"musiccaps-{ytid}-aspects", "task": "tagging", **head, "question": TAGGING_QUESTION,
+                         "answer": ", ".join(aspects), "labels": aspects, "tags": aspects, **labels})
     report_skipped(csv_path, "row(s) without ytid, caption or start/end seconds", bad)
     report_skipped(csv_path, "clip(s) without aspects (aspect_list is not a list literal)", bad_aspects,
                    verb="kept")
