@@ -239,6 +239,20 @@ def test_clotho_errors(tmp_path):
         build_manifest("clotho", tmp_path)
 
 
+def test_clotho_aac_datasets_layout_and_misspelt_evaluation_folder(tmp_path):
+    base = tmp_path / "CLOTHO_v2.1"
+    write_clotho_csv(base / "clotho_csv_files" / "clotho_captions_evaluation.csv",
+                     [["bird song 01.wav", "Birds sing.", "Birds chirp.", "Many birds.", "Tweeting.", "Song birds."]])
+    write_audio(base / "clotho_audio_files" / "evaluation" / "bird song 01.wav")
+    rows, _ = build("clotho", tmp_path)
+    assert len(rows) == 1 and rows[0]["split"] == "test"
+    write_clotho_csv(tmp_path / "v1" / "clotho_captions_evaluation.csv",
+                     [["bird song 01.wav", "Birds sing.", "Birds chirp.", "Many birds.", "Tweeting.", "Song birds."]])
+    write_audio(tmp_path / "v1" / "clotho_audio_evalution" / "bird song 01.wav")
+    rows, _ = build("clotho", tmp_path / "v1")
+    assert len(rows) == 1 and rows[0]["audio"].endswith("clotho_audio_evalution/bird song 01.wav")
+
+
 # --------------------------------------------------------------------------- MAESTRO
 
 MAESTRO_TABLE = [

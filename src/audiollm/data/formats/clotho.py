@@ -4,11 +4,14 @@ Layout: ``ROOT/clotho_captions_{development,validation,evaluation}.csv`` (header
 ``file_name,caption_1,...,caption_5``; captions are quoted when they hold commas, with
 doubled quotes inside) — also found under ``ROOT/clotho_csv_files/`` — and the audio of each
 split in ``ROOT/<split>/`` (what the ``clotho_audio_<split>.7z`` archives extract to), or
-``ROOT/clotho_audio_<split>/``, ``ROOT/audio/<split>/``, ``ROOT/clotho_audio_files/<split>/``.
+``ROOT/clotho_audio_<split>/`` (also the misspelt ``clotho_audio_evalution/``, after the
+upstream archive's name), ``ROOT/audio/<split>/`` or ``ROOT/clotho_audio_files/<split>/``
+(the aac-datasets layout, whose ROOT may be the folder holding ``CLOTHO_v2.1/``).
 File names contain spaces, commas and non-ASCII letters, so they are taken verbatim from
-the CSV. Upstream: https://zenodo.org/records/4783391 (Drossos et al. 2020); the captions
-are released for research use with the dataset, the audio comes from Freesound under
-CC0 / CC BY / CC BY-NC licences (per clip, listed in the metadata CSVs).
+the CSV. Upstream: https://zenodo.org/records/4783391 (Drossos et al. 2020, v2.1); the
+audio and metadata come from Freesound, each clip under its own Creative Commons licence
+(listed in the metadata CSVs); the captions under the Tampere University licence stated on
+the Zenodo record.
 
 Splits: development → train, validation → valid, evaluation → test (Clotho v1 has no
 validation split; its rows are simply absent). ``answer`` is ``caption_1``, ``answers`` all
@@ -31,7 +34,10 @@ CAPTION_COLUMNS = tuple(f"caption_{i}" for i in range(1, 6))
 
 
 def audio_dir(root: Path, subset: str) -> Path | None:
-    return first_dir(root, (subset, f"clotho_audio_{subset}", f"audio/{subset}", f"clotho_audio_files/{subset}"))
+    names = [subset, f"clotho_audio_{subset}", f"audio/{subset}", f"clotho_audio_files/{subset}"]
+    if subset == "evaluation":
+        names += ["evalution", "clotho_audio_evalution"]
+    return first_dir(root, names)
 
 
 @register_format("clotho")
@@ -39,6 +45,8 @@ def clotho_rows(root: Path) -> list[dict[str, Any]]:
     """One ``caption`` row per clip, with ``answers`` (all non-empty captions, in CSV order),
     ``file_name`` and ``subset``."""
     root = dataset_dir(root, "Clotho", LAYOUT)
+    if (root / "CLOTHO_v2.1").is_dir() and not list(root.glob("clotho_captions_*.csv")):
+        root = root / "CLOTHO_v2.1"
     rows: list[dict[str, Any]] = []
     csv_found = False
     for subset, split in SPLIT_OF.items():
