@@ -21,7 +21,6 @@ from ...errors import AudioLLMError
 
 #: Audio containers soundfile (libsndfile >= 1.1) reads; what the readers look for on disk.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".au")
-SPLITS = ("train", "valid", "test")
 
 
 def dataset_dir(root: str | os.PathLike, name: str, layout: str) -> Path:
