@@ -34,6 +34,8 @@ def cmd_data_synth(args: argparse.Namespace) -> None:
 
 
 def cmd_data_manifest(args: argparse.Namespace) -> None:
+    import warnings
+
     from .data.formats import build_manifest
     from .data.manifest import write_manifest
 
@@ -43,7 +45,15 @@ def cmd_data_manifest(args: argparse.Namespace) -> None:
         if not sep:
             raise AudioLLMError(f"--option {item!r} must look like key=value")
         options[key.replace("-", "_")] = value
-    rows = build_manifest(args.format, args.root, **options)
+    # Readers report skipped entries (missing audio, malformed lines) as warnings: show
+    # each as one line, also when the build then fails for want of rows.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            rows = build_manifest(args.format, args.root, **options)
+        finally:
+            for w in caught:
+                print(f"audiollm: warning: {w.message}", file=sys.stderr)
     if args.split:
         rows = [r for r in rows if r.get("split") == args.split]
         if not rows:
@@ -53,6 +63,28 @@ def cmd_data_manifest(args: argparse.Namespace) -> None:
     for r in rows:
         splits[r.get("split", "-")] = splits.get(r.get("split", "-"), 0) + 1
     print(f"wrote {len(rows)} rows to {args.out} ({', '.join(f'{k}: {v}' for k, v in sorted(splits.items()))})")
+
+
+FORMATS_EPILOG = "<dataset formats>"
+
+
+class ManifestHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Fills the epilog with the registered dataset formats only when help is printed, so
+    building the parser does not import the format readers."""
+
+    def _format_text(self, text: str) -> str:
+        if text == FORMATS_EPILOG:
+            from .data.formats import describe_formats
+
+            lines = ["dataset formats (--format NAME; options via --option KEY=VALUE):"]
+            for name, summary, options in describe_formats():
+                lines.append(f"  {name:<14} {summary}")
+                if options:
+                    lines.append(f"  {'':<14} options: {', '.join(options)}")
+            lines.append("each reader's module docstring (audiollm/data/formats/NAME.py) documents its layout, "
+                         "licence and split rule")
+            text = "\n".join(lines)
+        return super()._format_text(text)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -125,13 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     s.set_defaults(func=cmd_data_synth)
 
-    m = dsub.add_parser("manifest", help="turn a real dataset layout into a JSONL manifest")
-    m.add_argument("root", type=Path, help="dataset root folder (e.g. the FSDD checkout)")
-    m.add_argument("--format", required=True, help="dataset layout name (e.g. fsdd)")
+    m = dsub.add_parser("manifest", help="turn a real dataset layout into a JSONL manifest",
+                        description="Turn a real dataset layout into a JSONL manifest (one example a line).\n"
+                                    "Skipped entries (e.g. missing audio) are reported as warnings with counts.",
+                        epilog=FORMATS_EPILOG, formatter_class=ManifestHelpFormatter)
+    m.add_argument("root", type=Path, help="dataset root folder, in the layout of --format")
+    m.add_argument("--format", required=True, help="dataset layout name (listed below, e.g. librispeech)")
     m.add_argument("--out", required=True, type=Path, help="manifest to write (.jsonl)")
     m.add_argument("--split", default="", help="keep only rows of this split (train, valid or test)")
     m.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="format-specific option, repeatable (fsdd: test_speaker=NAME)")
+                   help="format-specific option, repeatable (e.g. gtzan: scheme=folds; see the options below)")
     m.set_defaults(func=cmd_data_manifest)
 
     t = sub.add_parser("train", help="train a model from a YAML config")

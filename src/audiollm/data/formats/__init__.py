@@ -55,6 +55,32 @@ def build_manifest(format_name: str, root: str | os.PathLike, **options: Any) ->
 
 
 # Importing a module registers its format(s).
-from . import fsdd  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    audiocaps,
+    clotho,
+    fsdd,
+    gtzan,
+    librispeech,
+    ljspeech,
+    maestro,
+    magnatagatune,
+    musiccaps,
+    musicqa,
+)
 
-__all__ = ["FORMATS", "build_manifest", "register_format"]
+
+
+def describe_formats() -> list[tuple[str, str, list[str]]]:
+    """(name, first docstring line, option names) for every registered format, sorted —
+    what ``audiollm data manifest --help`` lists."""
+    out = []
+    for name in sorted(FORMATS):
+        fn = FORMATS[name]
+        module = inspect.getmodule(fn)
+        summary = ((module.__doc__ if module else None) or fn.__doc__ or "").strip().splitlines()
+        options = [n for n, p in inspect.signature(fn).parameters.items() if p.kind == inspect.Parameter.KEYWORD_ONLY]
+        out.append((name, summary[0] if summary else "", options))
+    return out
+
+
+__all__ = ["FORMATS", "build_manifest", "describe_formats", "register_format"]
