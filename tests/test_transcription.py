@@ -182,3 +182,54 @@ def test_evaluate_scores_long_clips_through_windows(tmp_path, tok):
     assert bad["note_recall"] == 0.5 and bad["note_precision"] == 1.0
     with pytest.raises(AudioLLMError, match="not a note list"):
         TASK.score(["piano"], [row])
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory, tok):
+    """A tiny untrained model whose tokenizer holds the MIDI vocabulary, saved like a trained one."""
+    from audiollm.model_dir import save_model_dir
+    from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
+
+    cfg = AudioLLMConfig.tiny()
+    cfg.lm_config.vocab_size = tok.vocab_size
+    torch.manual_seed(0)
+    return save_model_dir(tmp_path_factory.mktemp("tiny") / "model", AudioLLM(cfg), tok)
+
+
+@pytest.mark.parametrize("seconds", [1.5, 7.0])  # shorter than a window; two windows
+def test_cli_transcribe_writes_a_midi_file_and_a_plot(tiny_model_dir, tmp_path, capsys, seconds):
+    from audiollm.cli import main
+
+    audio = write_wav(tmp_path / "in.wav", seconds)
+    out, plot = tmp_path / "out" / "song.mid", tmp_path / "roll.png"
+    code = main(["transcribe", str(tiny_model_dir), audio, "--out", str(out), "--plot", str(plot),
+                 "--max-new-tokens", "24", "--no-progress"])
+    printed = capsys.readouterr().out
+    assert code == 0 and f"written to {out}" in printed
+    pm = pretty_midi.PrettyMIDI(str(out))  # a valid MIDI file (notes, if any, lie inside the audio)
+    assert all(0 <= n.start < n.end <= seconds + 1e-6 for i in pm.instruments for n in i.notes)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_transcribe_bad_input_is_one_line(tiny_model_dir, tmp_path, capsys):
+    from audiollm.cli import main
+    from audiollm.model_dir import save_model_dir
+
+    audio = write_wav(tmp_path / "in.wav", 1.0)
+    cases = [
+        ([str(tiny_model_dir), audio, "--out", str(tmp_path / "x.wav")], "must end in .mid"),
+        ([str(tiny_model_dir), str(tmp_path / "missing.wav"), "--out", str(tmp_path / "x.mid")], "no such file"),
+        ([str(tiny_model_dir), audio, "--out", str(tmp_path / "x.mid"), "--window", "0.123"], "not a positive multiple"),
+    ]
+    from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
+
+    text_only = TextTokenizer.train(["notes"] * 3, vocab_size=300)
+    cfg = AudioLLMConfig.tiny()
+    cfg.lm_config.vocab_size = text_only.vocab_size
+    text_dir = save_model_dir(tmp_path / "text_model", AudioLLM(cfg), text_only)
+    cases.append(([str(text_dir), audio, "--out", str(tmp_path / "x.mid")], "no MIDI vocabulary"))
+    for argv, fragment in cases:
+        code = main(["transcribe", *argv, "--no-progress"])
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code != 0 and len(lines) == 1 and lines[0].startswith("audiollm: error:") and fragment in lines[0], err

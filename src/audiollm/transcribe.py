@@ -97,3 +97,35 @@ def transcribe(
         vocab.decode_windows(windows, window_seconds, total_seconds=wav.shape[0] / SAMPLE_RATE)[0]
         for windows, wav in zip(per_wav, wavs)
     ]
+
+
+def plot_piano_roll(notes: Sequence[Note], path, duration: float | None = None):
+    """Save a piano roll (time × pitch, one colour per program, darker = louder) as an image."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise AudioLLMError("--plot needs matplotlib: pip install 'audiollm[plot]'") from None
+    from pathlib import Path
+
+    fig, ax = plt.subplots(figsize=(12, 4))
+    programs = sorted({n.program for n in notes})
+    colours = plt.get_cmap("tab10")
+    for n in notes:
+        c = colours(programs.index(n.program) % 10)
+        ax.broken_barh([(n.start, n.end - n.start)], (n.pitch - 0.4, 0.8), facecolors=[c],
+                       alpha=0.35 + 0.65 * n.velocity / 127)
+    pitches = [n.pitch for n in notes] or [60]
+    ax.set_ylim(min(pitches) - 2, max(pitches) + 2)
+    ax.set_xlim(0, duration if duration else max((n.end for n in notes), default=1.0))
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("MIDI pitch")
+    ax.set_title(f"{len(notes)} notes" + (f", programs {', '.join(map(str, programs))}" if len(programs) > 1 else ""))
+    fig.tight_layout()
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p, dpi=100)
+    plt.close(fig)
+    return p
