@@ -20,14 +20,14 @@ from audiollm.tasks import (
 
 
 
-def test_registry_lists_all_four():
-    assert set(TASKS) == {"tagging", "asr", "caption", "qa"}
+def test_registry_lists_every_task():
+    assert set(TASKS) == {"tagging", "asr", "caption", "qa", "transcription"}
     for name, task in TASKS.items():
         assert task.name == name and get_task(name) is task
 
 
 def test_unknown_task_names_valid_ones():
-    with pytest.raises(AudioLLMError, match="unknown task 'music'.*asr, caption, qa, tagging"):
+    with pytest.raises(AudioLLMError, match="unknown task 'music'.*asr, caption, qa, tagging, transcription"):
         get_task("music")
 
 

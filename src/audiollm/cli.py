@@ -140,8 +140,27 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"metrics and predictions written to {args.json}")
 
 
+def cmd_transcribe(args: argparse.Namespace) -> None:
+    from .audio import SAMPLE_RATE, load_audio
+    from .model_dir import load_model_dir
+    from .tokenizers.midi import write_midi
+    from .transcribe import plot_piano_roll, transcribe
+
+    if args.out.suffix.lower() not in (".mid", ".midi"):
+        raise AudioLLMError(f"--out {args.out} must end in .mid or .midi")
+    model, tokenizer = load_model_dir(args.model_dir)
+    wav = load_audio(args.audio, max_seconds=args.max_seconds)
+    (notes,) = transcribe(model, tokenizer, [wav], window_seconds=args.window, batch_size=args.batch_size,
+                          max_new_tokens=args.max_new_tokens, progress=not args.no_progress)
+    write_midi(notes, args.out)
+    print(f"{len(notes)} notes written to {args.out}")
+    if args.plot:
+        plot_piano_roll(notes, args.plot, duration=wav.shape[0] / SAMPLE_RATE)
+        print(f"piano roll saved to {args.plot}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="audiollm", description="Audio-language models: train, ask, evaluate.")
+    p = argparse.ArgumentParser(prog="audiollm", description="Audio-language models: train, ask, evaluate, transcribe.")
     p.add_argument("--version", action="version", version=f"audiollm {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -204,6 +223,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-seconds", type=float, default=30.0, help="refuse manifests with clips longer than this (default 30)")
     e.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     e.set_defaults(func=cmd_evaluate)
+
+    tr = sub.add_parser("transcribe", help="transcribe the notes of an audio file into a MIDI file")
+    tr.add_argument("model_dir", type=Path, help="a saved model directory trained on the transcription task")
+    tr.add_argument("audio", type=Path, help="audio file of any length (cut into windows and stitched)")
+    tr.add_argument("--out", required=True, type=Path, help="MIDI file to write (.mid)")
+    tr.add_argument("--plot", type=Path, default=None, help="also save a piano-roll image here (.png; needs matplotlib)")
+    tr.add_argument("--window", type=float, default=5.0, help="window length in seconds, as in training (default 5)")
+    tr.add_argument("--batch-size", type=int, default=8, help="windows decoded together (default 8)")
+    tr.add_argument("--max-new-tokens", type=int, default=1024,
+                    help="event-token budget per window, capped by the decoder's context (default 1024)")
+    tr.add_argument("--max-seconds", type=float, default=3600.0, help="refuse audio longer than this (default 3600)")
+    tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    tr.set_defaults(func=cmd_transcribe)
     return p
 
 

@@ -55,10 +55,34 @@ class DataConfig:
 class TokenizerConfig:
     vocab_size: int = 2000  # BPE vocabulary learned from the training text
     min_frequency: int = 2  # a merge must occur this often to be learned
+    # MIDI event tokens, appended only when a task answers in events (transcription):
+    midi_time_step: float = 0.01  # seconds per time step (onset/offset resolution)
+    midi_max_shift_steps: int = 100  # longest single time-shift token, in steps (100 × 10 ms = 1 s)
+    midi_velocity_bins: int = 32  # velocity resolution
+    midi_programs: str = ""  # GM programs the vocabulary names, e.g. "0" (piano only) or "0,24-27"; "" = all 128
 
     def __post_init__(self) -> None:
         if self.vocab_size < 300:
             raise ConfigError(f"tokenizer.vocab_size must be ≥ 300 (256 bytes + specials), got {self.vocab_size}")
+        self.midi_vocab()  # validate now, naming the key
+
+    def midi_vocab(self):
+        """The :class:`MidiVocab` these settings describe."""
+        from .errors import AudioLLMError
+        from .tokenizers.midi import MidiVocab
+
+        programs: list[int] = []
+        for part in filter(None, (p.strip(" []") for p in str(self.midi_programs).split(","))):
+            lo, _, hi = part.partition("-")
+            try:
+                programs += range(int(lo), int(hi or lo) + 1)
+            except ValueError:
+                raise ConfigError(f"tokenizer.midi_programs: {part!r} is not a program or range like 24-27") from None
+        try:
+            return MidiVocab(time_step=self.midi_time_step, max_shift_steps=self.midi_max_shift_steps,
+                             velocity_bins=self.midi_velocity_bins, programs=tuple(programs or range(128)))
+        except AudioLLMError as e:
+            raise ConfigError(f"tokenizer.midi_*: {e}") from None
 
 
 @dataclass

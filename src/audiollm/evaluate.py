@@ -78,25 +78,31 @@ def predict(
 ) -> list[str]:
     """Greedy answers for ``rows``, returned in input order.
 
-    Rows are batched by audio duration (read from file headers) so each batch pads little;
-    questions come from :func:`questions_for`, so the prediction for a row does not depend on
-    the batch size or the other rows. ``max_audio_seconds`` refuses (before any work) a
-    manifest with longer clips, naming the first one: scoring a silently truncated clip
-    would misreport the model. ``None`` feeds whole clips.
+    Rows are batched by task, then by audio duration (read from file headers) so each batch
+    pads little (text tasks share batches; a windowed task's rows go to its ``generate``); questions come from
+    :func:`questions_for`, so the prediction for a row does not depend on the batch size or
+    the other rows. ``max_audio_seconds`` refuses (before any work) a manifest with longer
+    clips, naming the first one: scoring a silently truncated clip would misreport the model.
+    ``None`` feeds whole clips. Tasks that cut audio into windows (transcription) take clips
+    of any length.
     """
     if batch_size < 1:
         raise AudioLLMError(f"batch_size must be at least 1, got {batch_size}")
     questions = questions_for(rows, question_seed)  # also validates every row up front
     durations = [audio_info(row["audio"]).duration for row in rows]
     if max_audio_seconds is not None:
-        too_long = [i for i, d in enumerate(durations) if d > max_audio_seconds + 1e-6]
+        too_long = [i for i, d in enumerate(durations)
+                    if d > max_audio_seconds + 1e-6 and get_task(rows[i]["task"]).window_seconds is None]
         if too_long:
             first = too_long[0]
             raise AudioError(
                 f"{rows[first]['audio']}: audio is {durations[first]:.1f} s long; the limit is "
                 f"{max_audio_seconds:.1f} s ({len(too_long)} row(s) over it; raise --max-seconds or cut the clips)"
             )
-    order = sorted(range(len(rows)), key=lambda i: durations[i])
+    # Text answers of all tasks share batches; a windowed task's rows are batched apart and
+    # answered by its own ``generate`` (window, transcribe, stitch).
+    groups = [rows[i]["task"] if get_task(rows[i]["task"]).window_seconds is not None else "" for i in range(len(rows))]
+    order = sorted(range(len(rows)), key=lambda i: (groups[i], durations[i]))
     predictions: list[str | None] = [None] * len(rows)
 
     was_training = getattr(model, "training", False)
@@ -106,14 +112,21 @@ def predict(
         with torch.inference_mode(), tqdm(
             total=len(rows), desc="evaluate", unit="ex", disable=not progress
         ) as bar:
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
+            start = 0
+            while start < len(order):
+                group = groups[order[start]]
+                idx = [i for i in order[start : start + batch_size] if groups[i] == group]
+                start += len(idx)
                 wavs = [load_audio(rows[i]["audio"]) for i in idx]
-                texts = generate_answers(
-                    model, tokenizer, wavs, [questions[i] for i in idx], max_new_tokens=max_new_tokens
-                )
-                for i, text in zip(idx, texts):
-                    predictions[i] = get_task(rows[i]["task"]).postprocess(text)
+                batch_questions = [questions[i] for i in idx]
+                if group:
+                    outputs = get_task(group).generate(model, tokenizer, wavs, batch_questions,
+                                                       max_new_tokens=max_new_tokens, batch_size=batch_size)
+                else:
+                    texts = generate_answers(model, tokenizer, wavs, batch_questions, max_new_tokens=max_new_tokens)
+                    outputs = [get_task(rows[i]["task"]).postprocess(t) for i, t in zip(idx, texts)]
+                for i, pred in zip(idx, outputs):
+                    predictions[i] = pred
                 bar.update(len(idx))
     finally:
         if was_training and hasattr(model, "train"):
@@ -178,6 +191,8 @@ def write_json(
             "prediction": pred,
         }
         refs = task.references(row)
+        if example["answer"] is None:  # e.g. transcription: the reference note list
+            example["answer"] = refs[0]
         if len(refs) > 1:
             example["references"] = refs
         examples.append(example)

@@ -7,7 +7,8 @@ so one results table reads the same way throughout. WER and CER are error rates 
 better, and can exceed 1 when the model inserts words); everything else is higher-is-better.
 
 Libraries: jiwer (WER/CER), sacrebleu (BLEU), rouge-score (ROUGE-L), nltk (METEOR, which
-needs WordNet: ``python -m audiollm.metrics_setup`` installs it offline). Only multi-label
+needs WordNet: ``python -m audiollm.metrics_setup`` installs it offline), mir_eval (note
+transcription scores, which take note lists instead of strings). Only multi-label
 F1 is computed here, because it is a few lines and scikit-learn is not a dependency.
 
 Functions that accept several references per example (``bleu``, ``rouge_l``, ``meteor``,
@@ -229,3 +230,50 @@ def meteor(preds: Sequence[str], refs: Refs) -> float:
 def text_similarity(preds: Sequence[str], refs: Sequence[str | Sequence[str]]) -> dict[str, float]:
     """The free-text trio used for captions and answers: BLEU, ROUGE-L and METEOR."""
     return {"bleu": bleu(preds, refs), "rouge_l": rouge_l(preds, refs), "meteor": meteor(preds, refs)}
+
+
+def _note_arrays(notes: Sequence) -> tuple:
+    """Notes (anything with pitch/start/end/velocity) → mir_eval's intervals, Hz and velocities."""
+    import numpy as np
+    from mir_eval.util import midi_to_hz
+
+    intervals = np.array([[n.start, n.end] for n in notes], dtype=float).reshape(-1, 2)
+    pitches = midi_to_hz(np.array([n.pitch for n in notes], dtype=float))
+    velocities = np.array([n.velocity for n in notes], dtype=float)
+    return intervals, pitches, velocities
+
+
+def note_scores(ref_notes: Sequence, est_notes: Sequence, onset_tolerance: float = 0.05) -> dict[str, float]:
+    """mir_eval note-level scores of one piece (the MAESTRO / Onsets-and-Frames protocol).
+
+    ``note_precision``/``note_recall``/``note_f1``: onset within ``onset_tolerance`` (50 ms)
+    and the same pitch; ``note_offset_f1``: also the offset within 20 % of the note's length
+    (at least 50 ms); ``note_offset_velocity_f1``: also the velocity within 0.1 after
+    mir_eval rescales the estimate's velocities onto the reference's range.
+    """
+    import warnings
+
+    from mir_eval import transcription, transcription_velocity
+
+    ri, rp, rv = _note_arrays(ref_notes)
+    ei, ep, ev = _note_arrays(est_notes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # mir_eval warns on an empty estimate; it scores 0, as it should
+        p, r, f, _ = transcription.precision_recall_f1_overlap(
+            ri, rp, ei, ep, onset_tolerance=onset_tolerance, offset_ratio=None)
+        _, _, f_off, _ = transcription.precision_recall_f1_overlap(
+            ri, rp, ei, ep, onset_tolerance=onset_tolerance, offset_ratio=0.2, offset_min_tolerance=0.05)
+        _, _, f_vel, _ = transcription_velocity.precision_recall_f1_overlap(
+            ri, rp, rv, ei, ep, ev, onset_tolerance=onset_tolerance, offset_ratio=0.2,
+            offset_min_tolerance=0.05, velocity_tolerance=0.1)
+    return {"note_precision": float(p), "note_recall": float(r), "note_f1": float(f),
+            "note_offset_f1": float(f_off), "note_offset_velocity_f1": float(f_vel)}
+
+
+def transcription_scores(ref_pieces: Sequence[Sequence], est_pieces: Sequence[Sequence]) -> dict[str, float]:
+    """:func:`note_scores` per piece, averaged over pieces (the field's convention)."""
+    _check(est_pieces, ref_pieces)
+    if any(len(r) == 0 for r in ref_pieces):
+        raise AudioLLMError("a reference piece has no notes: note scores are undefined for it")
+    per_piece = [note_scores(r, e) for r, e in zip(ref_pieces, est_pieces)]
+    return {k: sum(d[k] for d in per_piece) / len(per_piece) for k in per_piece[0]}

@@ -187,15 +187,26 @@ def load_rows(path: str, split: str = "") -> list[dict]:
     unknown = sorted({r["task"] for r in rows} - set(TASKS))
     if unknown:
         raise ConfigError(f"{path}: unknown task {unknown[0]!r}; registered tasks: {', '.join(sorted(TASKS))}")
+    # Each task may drop rows it cannot use (e.g. transcription rows with a corrupt MIDI file).
+    kept = {id(r) for name in sorted({r["task"] for r in rows})
+            for r in get_task(name).prepare_rows([r for r in rows if r["task"] == name], path)}
+    rows = [r for r in rows if id(r) in kept]
+    if not rows:
+        raise ConfigError(f"{path}: no usable rows left")
     return rows
 
 
 def train_tokenizer(rows: list[dict], cfg: ExperimentConfig) -> TextTokenizer:
-    """BPE on every answer and question the model will see, including all paraphrases."""
-    texts = [r["answer"] for r in rows] + [r["question"] for r in rows if r.get("question")]
-    for name in sorted({r["task"] for r in rows}):
-        texts.extend(get_task(name).questions)
-    return TextTokenizer.train(texts, vocab_size=cfg.tokenizer.vocab_size, min_frequency=cfg.tokenizer.min_frequency)
+    """BPE on every text answer and question the model will see, including all paraphrases;
+    MIDI event tokens are appended when a task answers in events."""
+    tasks = [get_task(name) for name in sorted({r["task"] for r in rows})]
+    event_tasks = {t.name for t in tasks if t.answers_are_events}
+    texts = [r["answer"] for r in rows if r["task"] not in event_tasks]
+    texts += [r["question"] for r in rows if r.get("question")]
+    for task in tasks:
+        texts.extend(task.questions)
+    tokenizer = TextTokenizer.train(texts, vocab_size=cfg.tokenizer.vocab_size, min_frequency=cfg.tokenizer.min_frequency)
+    return tokenizer.with_midi(cfg.tokenizer.midi_vocab()) if event_tasks else tokenizer
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

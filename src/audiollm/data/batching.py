@@ -41,8 +41,8 @@ class AudioAugment:
     tilt: float = 0.0  # max |a| of the tilt filter (0 disables; 0.9 ≈ strong pre-emphasis)
     noise_snr_db: float = 0.0  # lowest SNR of added noise, in dB (0 disables; SNR drawn up to +30 dB)
 
-    def __call__(self, wav: torch.Tensor, rng: random.Random) -> torch.Tensor:
-        if self.speed_perturb > 0:
+    def __call__(self, wav: torch.Tensor, rng: random.Random, speed: bool = True) -> torch.Tensor:
+        if self.speed_perturb > 0 and speed:
             # Speed change by resampling: a 10% faster clip is the clip resampled to 90% length.
             # Steps of 1/20 keep julius' filter sizes (and cost) small.
             factor = 1.0 + rng.uniform(-self.speed_perturb, self.speed_perturb)
@@ -87,13 +87,24 @@ class ExampleBuilder:
         rng = random.Random(f"{self.seed}:{draw}")
         task = get_task(row["task"])
         wav = load_audio(row["audio"], self.sample_rate)
-        if wav.shape[0] > self.max_samples:  # random training window from a long clip
-            start = rng.randrange(wav.shape[0] - self.max_samples + 1)
-            wav = wav[start : start + self.max_samples]
+        crop = self.max_samples
+        if task.window_seconds is not None:
+            crop = min(crop, int(round(task.window_seconds * self.sample_rate)))
+        start = 0
+        if wav.shape[0] > crop:  # random training window from a long clip
+            start = rng.randrange(wav.shape[0] - crop + 1)
+            if task.answers_are_events and self.tokenizer.midi is not None:
+                # Event times are on the tokenizer's grid: start the window on it too.
+                grid = max(1, int(round(self.tokenizer.midi.time_step * self.sample_rate)))
+                start -= start % grid
+            wav = wav[start : start + crop]
+        duration = wav.shape[0] / self.sample_rate
         if self.augment is not None:
-            wav = self.augment(wav, rng)
+            # A speed change would move every note: event answers keep the clip's timing.
+            wav = self.augment(wav, rng, speed=not task.answers_are_events)
         prompt = prompt_ids(self.tokenizer, task.question(row, rng))
-        answer = self.tokenizer.encode(task.answer(row)) + [self.tokenizer.eos_id]
+        target = task.target_ids(row, self.tokenizer, start / self.sample_rate, duration)
+        answer = target + [self.tokenizer.eos_id]
         return {
             "audio": wav,
             "input_ids": prompt + answer,

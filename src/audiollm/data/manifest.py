@@ -1,7 +1,7 @@
 """Manifests: JSON Lines, one example per line (the unifying format of the project).
 
 A row is ``{"audio": path, "task": name, "answer": text, "question"?: text, ...labels}``.
-Relative audio paths resolve against the manifest's folder, so a corpus folder can be moved
+Relative audio (and ``midi``) paths resolve against the manifest's folder, so a corpus folder can be moved
 as a whole. Reading reports the line number of anything malformed.
 """
 
@@ -16,6 +16,16 @@ from typing import Iterable
 from ..errors import ManifestError
 
 REQUIRED_KEYS = ("audio", "task")
+PATH_KEYS = ("audio", "midi")  # file paths, resolved against the manifest's folder
+
+
+def _needs_answer(row: dict) -> bool:
+    """Text tasks need an ``answer``; a registered task whose target comes from other keys
+    (transcription: ``notes`` or ``midi``) says so by leaving it out of ``required_keys``."""
+    from ..tasks import TASKS
+
+    task = TASKS.get(row.get("task")) if isinstance(row.get("task"), str) else None
+    return task is None or "answer" in task.required_keys
 
 
 def read_manifest(path: str | os.PathLike, *, require_answer: bool = True) -> list[dict]:
@@ -37,12 +47,14 @@ def read_manifest(path: str | os.PathLike, *, require_answer: bool = True) -> li
                 raise ManifestError(f"{p}:{lineno}: not valid JSON ({e.msg})") from None
             if not isinstance(row, dict):
                 raise ManifestError(f"{p}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            needed = REQUIRED_KEYS + (("answer",) if require_answer else ())
+            needed = REQUIRED_KEYS + (("answer",) if require_answer and _needs_answer(row) else ())
             missing = [k for k in needed if k not in row]
             if missing:
                 raise ManifestError(f"{p}:{lineno}: missing key(s) {', '.join(missing)}")
-            audio = Path(str(row["audio"]))
-            row["audio"] = str(audio if audio.is_absolute() else base / audio)
+            for key in PATH_KEYS:
+                if row.get(key) not in (None, ""):
+                    value = Path(str(row[key]))
+                    row[key] = str(value if value.is_absolute() else base / value)
             row.setdefault("_line", lineno)
             rows.append(row)
     if not rows:

@@ -8,6 +8,7 @@ from audiollm.tasks.tagging import TAGGING_QUESTIONS, TaggingTask, split_labels
 from audiollm.tasks.asr import ASR_QUESTIONS, ASRTask
 from audiollm.tasks.caption import CAPTION_QUESTIONS, CaptionTask
 from audiollm.tasks.qa import QATask
+from audiollm.tasks.transcription import TRANSCRIPTION_QUESTIONS, TranscriptionTask
 
 __all__ = [
     "TASKS",
@@ -22,5 +23,7 @@ __all__ = [
     "ASRTask",
     "CaptionTask",
     "QATask",
+    "TRANSCRIPTION_QUESTIONS",
+    "TranscriptionTask",
     "split_labels",
 ]

@@ -42,6 +42,12 @@ class Task(ABC):
     #: answers also supervise the audio encoder through an auxiliary CTC loss when the model
     #: has one (``model.ctc_weight > 0``), which teaches it to align sounds with tokens fast.
     aligned_answer: bool = False
+    #: True when answers are MIDI event tokens rather than text: the tokenizer then needs a
+    #: MIDI vocabulary (``TextTokenizer.with_midi``) and the answer is not BPE training text.
+    answers_are_events: bool = False
+    #: Audio window (seconds) the task is trained and run on; long clips are cut into windows
+    #: of this length. None: the whole clip (training crops it to ``data.max_audio_seconds``).
+    window_seconds: float | None = None
 
     def validate(self, row: Row, index: int | None = None) -> None:
         """Raise ManifestError naming the row and the first missing or empty required key."""
@@ -81,6 +87,26 @@ class Task(ABC):
     def postprocess(self, text: str) -> str:
         """Decoded model text → prediction: surrounding whitespace removed."""
         return text.strip()
+
+    def prepare_rows(self, rows: list[Row], source: str = "") -> list[Row]:
+        """Rows of this task ready for use; a task whose targets live in other files drops
+        the unusable ones here (with a warning naming each file). Default: all rows."""
+        return list(rows)
+
+    def target_ids(self, row: Row, tokenizer: Any, start: float, duration: float) -> list[int]:
+        """Token ids of the answer for the audio ``[start, start + duration)`` seconds of the
+        row's clip. Text answers describe the whole clip, so the window is ignored here."""
+        return tokenizer.encode(self.answer(row))
+
+    def generate(self, model: Any, tokenizer: Any, wavs: Sequence[Any], questions: Sequence[str], *,
+                 max_new_tokens: int = 64, batch_size: int = 16) -> list[str]:
+        """Greedy predictions (already postprocessed) for one batch of this task's waveforms.
+        Evaluation calls it for tasks with ``window_seconds`` (whose clips it must cut into
+        windows); text tasks share batches there and are answered the same way as here."""
+        from audiollm.inference import generate_answers
+
+        texts = generate_answers(model, tokenizer, list(wavs), list(questions), max_new_tokens=max_new_tokens)
+        return [self.postprocess(t) for t in texts]
 
     @abstractmethod
     def score(self, predictions: Sequence[str], rows: Sequence[Row]) -> dict[str, float]:

@@ -1,0 +1,131 @@
+"""Long audio → one note list: cut into windows, transcribe each, stitch the windows.
+
+Window k covers ``[k·W, (k+1)·W)`` seconds (the last one is shorter). Each window's answer is
+its MIDI event tokens, with a held section naming the notes still sounding from the window
+before; :meth:`MidiVocab.decode_windows` joins those into single notes, so a note crossing a
+boundary comes out once, with the onset and velocity of the window it started in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .audio import SAMPLE_RATE, pad_batch
+from .data.batching import prompt_ids
+from .errors import AudioLLMError
+from .tokenizers.midi import Note
+from .tokenizers.text import TextTokenizer
+
+DEFAULT_QUESTION = "Transcribe the notes."
+
+
+def split_windows(wav: torch.Tensor, window_samples: int) -> list[torch.Tensor]:
+    """Consecutive windows of ``window_samples`` (the last may be shorter; at least one)."""
+    if wav.shape[0] == 0:
+        raise AudioLLMError("cannot transcribe empty audio")
+    return [wav[s : s + window_samples] for s in range(0, wav.shape[0], window_samples)]
+
+
+def _answer_budget(model, tokenizer: TextTokenizer, window_samples: int, question: str, wanted: int) -> int:
+    """Largest answer length that fits the decoder's context after a full window's prompt."""
+    with torch.no_grad():
+        device = next(model.parameters()).device
+        _, n_audio = model.encode_audio(torch.zeros(1, window_samples, device=device),
+                                        torch.tensor([window_samples], device=device))
+    room = model.config.lm_config.max_seq_len - int(n_audio[0]) - len(prompt_ids(tokenizer, question))
+    if room < 1:
+        raise AudioLLMError(
+            f"a {window_samples / SAMPLE_RATE:g} s window leaves no room for an answer in the decoder's "
+            f"{model.config.lm_config.max_seq_len} positions; use a shorter window"
+        )
+    return min(wanted, room)
+
+
+@torch.no_grad()
+def transcribe(
+    model,
+    tokenizer: TextTokenizer,
+    wavs: Sequence[torch.Tensor],
+    *,
+    window_seconds: float = 5.0,
+    questions: Sequence[str] | None = None,
+    batch_size: int = 8,
+    max_new_tokens: int = 1024,
+    progress: bool = False,
+) -> list[list[Note]]:
+    """Notes (absolute seconds) for each 16 kHz waveform, decoding greedily window by window.
+
+    Windows of all waveforms are batched together; audio shorter than a window is one
+    shorter window. ``max_new_tokens`` is capped so a full window's prompt plus answer fits
+    the decoder's context.
+    """
+    vocab = tokenizer.midi
+    if vocab is None:
+        raise AudioLLMError("this model's tokenizer has no MIDI vocabulary: it was not trained for transcription")
+    vocab.check_window(window_seconds)
+    if batch_size < 1:
+        raise AudioLLMError(f"batch_size must be at least 1, got {batch_size}")
+    questions = list(questions) if questions is not None else [DEFAULT_QUESTION] * len(wavs)
+    if len(questions) != len(wavs):
+        raise AudioLLMError(f"{len(questions)} questions for {len(wavs)} waveforms")
+    window_samples = int(round(window_seconds * SAMPLE_RATE))
+    jobs = [(i, w) for i, wav in enumerate(wavs) for w in split_windows(wav, window_samples)]
+    budget = _answer_budget(model, tokenizer, window_samples, max(questions, key=len, default=""), max_new_tokens)
+    device = next(model.parameters()).device
+    tokens: list[list[str]] = []
+    was_training = model.training
+    model.eval()
+    try:
+        for start in tqdm(range(0, len(jobs), batch_size), desc="transcribe", unit="batch", disable=not progress):
+            chunk = jobs[start : start + batch_size]
+            audio, lengths = pad_batch([w for _, w in chunk])
+            out = model.generate(
+                audio.to(device), lengths.to(device),
+                prompt_ids=[prompt_ids(tokenizer, questions[i]) for i, _ in chunk],
+                max_new_tokens=budget, eos_id=tokenizer.eos_id,
+            )
+            tokens += [tokenizer.decode_events(ids) for ids in out]
+    finally:
+        model.train(was_training)
+    per_wav: list[list[list[str]]] = [[] for _ in wavs]
+    for (i, _), toks in zip(jobs, tokens):
+        per_wav[i].append(toks)
+    return [
+        vocab.decode_windows(windows, window_seconds, total_seconds=wav.shape[0] / SAMPLE_RATE)[0]
+        for windows, wav in zip(per_wav, wavs)
+    ]
+
+
+def plot_piano_roll(notes: Sequence[Note], path, duration: float | None = None):
+    """Save a piano roll (time × pitch, one colour per program, darker = louder) as an image."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise AudioLLMError("--plot needs matplotlib: pip install 'audiollm[plot]'") from None
+    from pathlib import Path
+
+    fig, ax = plt.subplots(figsize=(12, 4))
+    programs = sorted({n.program for n in notes})
+    colours = plt.get_cmap("tab10")
+    for n in notes:
+        c = colours(programs.index(n.program) % 10)
+        ax.broken_barh([(n.start, n.end - n.start)], (n.pitch - 0.4, 0.8), facecolors=[c],
+                       alpha=0.35 + 0.65 * n.velocity / 127)
+    pitches = [n.pitch for n in notes] or [60]
+    ax.set_ylim(min(pitches) - 2, max(pitches) + 2)
+    ax.set_xlim(0, duration if duration else max((n.end for n in notes), default=1.0))
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("MIDI pitch")
+    ax.set_title(f"{len(notes)} notes" + (f", programs {', '.join(map(str, programs))}" if len(programs) > 1 else ""))
+    fig.tight_layout()
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p, dpi=100)
+    plt.close(fig)
+    return p
