@@ -426,3 +426,52 @@ def test_peak_level_frontend_is_gain_invariant():
     assert torch.allclose(band_mean(wav, n)[0], band_mean(wav * 0.1, n)[0], atol=1e-5)
     absolute = LogMel(LogMelConfig(level="absolute"))
     assert not torch.allclose(absolute(wav, n)[0], absolute(wav * 0.1, n)[0], atol=1e-2)
+
+
+def test_vtlp_warps_features_in_training_only_and_keeps_shapes():
+    from audiollm.models.frontend import mel_filterbank, vtlp_warp, warped_mel_filterbank
+
+    # The warp is the identity at alpha = 1, monotonic, and maps [0, nyquist] onto itself.
+    freqs = torch.linspace(0, 8000, 201, dtype=torch.float64)
+    w = vtlp_warp(freqs, torch.tensor([0.9, 1.0, 1.1]), 6400.0, 8000.0)
+    torch.testing.assert_close(w[1], freqs)
+    assert torch.all(w.diff(dim=1) > 0) and torch.allclose(w[:, -1], torch.full((3,), 8000.0, dtype=torch.float64))
+    assert w[0, 50] < freqs[50] < w[2, 50]  # below the knee: f → α·f
+    cfg = LogMelConfig(vtlp=0.1)
+    torch.testing.assert_close(warped_mel_filterbank(cfg, torch.ones(2))[0], mel_filterbank(16000, 400, 64, 0.0, 8000.0))
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(9000) / 16000
+    audio = torch.stack([torch.sin(2 * torch.pi * 700 * t), torch.randn(9000, generator=g) * 0.2])
+    lengths = torch.tensor([9000, 6000])
+    fe = LogMel(cfg)
+    plain, n_plain = LogMel(LogMelConfig())(audio, lengths)
+    fe.eval()
+    torch.testing.assert_close(fe(audio, lengths)[0], plain)  # inference never warps
+    fe.train()
+    torch.manual_seed(0)
+    warped, n_warped = fe(audio, lengths)
+    assert warped.shape == plain.shape and torch.equal(n_warped, n_plain)
+    assert not torch.allclose(warped, plain, atol=1e-3)
+    assert torch.all(warped[1, :, int(n_plain[1]):] == 0)  # padding stays zero
+    # The 700 Hz tone's strongest band moves with the warp (up for alpha > 1, down for < 1).
+    peak_band = lambda feats: int(feats[0, :, 10].argmax())
+    up = LogMel(LogMelConfig(vtlp=0.2)).train()
+    torch.manual_seed(1)
+    bands = []
+    for _ in range(8):
+        bands.append(peak_band(up(audio, lengths)[0]))
+    assert len(set(bands)) > 1 and min(bands) <= peak_band(plain) <= max(bands)
+
+
+def test_logmel_top_db_sets_the_floor():
+    g = torch.Generator().manual_seed(0)
+    audio = torch.randn(1, 8000, generator=g) * torch.linspace(0, 1, 8000) ** 4
+    lengths = torch.tensor([8000])
+    for top_db in (40.0, 80.0):
+        feats, _ = LogMel(LogMelConfig(top_db=top_db))(audio, lengths)
+        assert abs(float(feats.min()) - (1.0 - top_db / 40.0)) < 1e-5  # floor = peak − top_db, /40 dB per unit
+    with pytest.raises(ConfigError, match="top_db"):
+        LogMelConfig(top_db=0)
+    with pytest.raises(ConfigError, match="vtlp"):
+        LogMelConfig(vtlp=0.7)
