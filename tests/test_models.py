@@ -475,3 +475,22 @@ def test_logmel_top_db_sets_the_floor():
         LogMelConfig(top_db=0)
     with pytest.raises(ConfigError, match="vtlp"):
         LogMelConfig(vtlp=0.7)
+
+
+def test_random_eq_in_training_only_and_bounded():
+    from audiollm.models.frontend import random_eq
+
+    torch.manual_seed(0)
+    curves = random_eq(64, 40, 12.0)
+    assert curves.shape == (64, 40) and curves.abs().max() <= 1.2 + 1e-6  # ≤ 12 dB = 1.2 in log10
+    assert curves.std(dim=0).min() > 0  # every band gets a random gain
+    g = torch.Generator().manual_seed(0)
+    audio, lengths = torch.randn(2, 8000, generator=g) * 0.3, torch.tensor([8000, 5000])
+    fe = LogMel(LogMelConfig(eq_db=12.0))
+    plain, n = LogMel(LogMelConfig())(audio, lengths)
+    torch.testing.assert_close(fe.eval()(audio, lengths)[0], plain)
+    eq, n_eq = fe.train()(audio, lengths)
+    assert eq.shape == plain.shape and torch.equal(n, n_eq) and not torch.allclose(eq, plain, atol=1e-3)
+    assert torch.all(eq[1, :, int(n[1]):] == 0)
+    with pytest.raises(ConfigError, match="eq_db"):
+        LogMelConfig(eq_db=-1)

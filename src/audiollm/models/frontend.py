@@ -9,7 +9,9 @@ clamped at 1e-10, then a per-example normalisation (``level``; Whisper's is
 Optional vocal-tract-length perturbation (``vtlp``, training mode only): each clip's filterbank
 is evaluated on a randomly warped frequency axis (Jaitly & Hinton, 2013), so its formants land
 up to ±``vtlp`` higher or lower on the mel axis, as they would for a longer or shorter vocal
-tract. Unlike speed perturbation it leaves the tempo alone.
+tract. Unlike speed perturbation it leaves the tempo alone. Optional random equalisation
+(``eq_db``, training mode only) adds a smooth random gain curve over the mel bands (three
+cosines, up to ±``eq_db`` dB in all), imitating another microphone's or room's response.
 
 Variable length: samples past ``lengths`` are zeroed before the STFT, so the frames of a
 clip are the same whether it is alone or zero/garbage-padded in a batch, and the per-clip
@@ -43,6 +45,7 @@ class LogMelConfig:
     #   removes a microphone's fixed frequency response); "absolute": Whisper's, keeps the level
     top_db: float = 80.0  # dynamic range kept below the clip's peak; quieter bins are clamped to it
     vtlp: float = 0.0  # training only: max relative frequency warp per clip (0.1 → ×0.9…×1.1; 0 disables)
+    eq_db: float = 0.0  # training only: max gain (dB) of a random smooth EQ curve over the mel bands (0 disables)
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "n_fft", "hop_length", "n_mels"):
@@ -55,6 +58,8 @@ class LogMelConfig:
             raise ConfigError(f"frontend.top_db must be > 0, got {self.top_db}")
         if not 0.0 <= self.vtlp < 0.5:
             raise ConfigError(f"frontend.vtlp must be in [0, 0.5), got {self.vtlp}")
+        if not 0.0 <= self.eq_db <= 40.0:
+            raise ConfigError(f"frontend.eq_db must be in [0, 40], got {self.eq_db}")
         if not 0.0 <= self.f_min < self.f_max:
             raise ConfigError(f"frontend.f_min ({self.f_min}) must be >= 0 and < frontend.f_max ({self.f_max})")
         if self.f_max > self.sample_rate / 2:
@@ -129,6 +134,16 @@ def warped_mel_filterbank(config: "LogMelConfig", alpha: torch.Tensor) -> torch.
     return _triangles(warped, hz_pts).float()
 
 
+def random_eq(batch: int, n_mels: int, max_db: float, device: torch.device | None = None) -> torch.Tensor:
+    """(B, n_mels) smooth random gain curves in log10 units: three cosines over the bands,
+    amplitudes uniform with ``|sum| ≤ max_db`` dB."""
+    k = torch.arange(1, 4, device=device, dtype=torch.float32)  # 1..3 half-periods over the axis
+    m = torch.linspace(0.0, 1.0, n_mels, device=device)
+    basis = torch.cos(torch.pi * k[:, None] * m[None, :])  # (3, n_mels)
+    amps = (2.0 * torch.rand(batch, 3, device=device) - 1.0) * (max_db / 3.0)  # (B, 3) in dB
+    return (amps @ basis) / 10.0  # dB → log10 units
+
+
 class LogMel(nn.Module):
     """(B, S) waveforms + lengths → (B, n_mels, F) normalised log-mel + frame lengths (B,)."""
 
@@ -179,6 +194,8 @@ class LogMel(nn.Module):
             else:
                 mel = torch.matmul(self.mel_fb.T, power)  # (B, n_mels, F)
             logmel = torch.log10(mel.clamp(min=1e-10))
+            if self.training and c.eq_db > 0:
+                logmel = logmel + random_eq(B, c.n_mels, c.eq_db, audio.device)[:, :, None]
 
             frame_lengths = self.frame_lengths(lengths)
             frame_valid = torch.arange(logmel.shape[-1], device=audio.device)[None, :] < frame_lengths[:, None]
