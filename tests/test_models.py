@@ -494,3 +494,22 @@ def test_random_eq_in_training_only_and_bounded():
     assert torch.all(eq[1, :, int(n[1]):] == 0)
     with pytest.raises(ConfigError, match="eq_db"):
         LogMelConfig(eq_db=-1)
+
+
+def test_conv2d_subsampling_shapes_and_padding_invariance():
+    torch.manual_seed(0)
+    cfg = AudioEncoderConfig.tiny()
+    cfg.subsample = "conv2d"
+    enc = AudioEncoder(cfg).eval()
+    assert isinstance(enc.conv1, torch.nn.Conv2d) and enc.conv_proj.in_features == 32 * 4  # 16 mels → 4
+    feats = torch.randn(1, 16, 37)
+    alone, n_alone = enc(feats, torch.tensor([37]))
+    assert alone.shape == (1, 10, 32) and n_alone.tolist() == [10]
+    batch = torch.randn(3, 16, 61)  # garbage after each clip's frames must not leak in
+    batch[1, :, :37] = feats[0]
+    out, n = enc(batch, torch.tensor([61, 37, 5]))
+    assert out.shape == (3, 16, 32) and n.tolist() == [16, 10, 2]
+    torch.testing.assert_close(out[1, :10], alone[0], atol=1e-5, rtol=0)
+    assert torch.all(out[2, 2:] == 0)
+    with pytest.raises(ConfigError, match="subsample"):
+        AudioEncoderConfig(subsample="conv3d")
