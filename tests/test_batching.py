@@ -75,3 +75,23 @@ def test_sampler_deterministic_and_weighted():
     assert Counter(rows[i]["task"] for i in natural)["b"] > 1600
     zero = MixtureSampler(rows, {"a": 0.0, "b": 1.0}, seed=0).indices(0, 100)
     assert all(rows[i]["task"] == "b" for i in zero)
+
+
+def test_cached_audio_gives_the_same_examples(toy_corpus, tmp_path):
+    import shutil
+
+    rows = read_manifest(toy_corpus / "train.jsonl")[:3]
+    copies = []
+    for i, r in enumerate(rows):  # private copies of the clips, so one can be deleted
+        dst = tmp_path / f"clip{i}.wav"
+        shutil.copy(r["audio"], dst)
+        copies.append({**r, "audio": str(dst)})
+    tok = _tok(rows)
+    plain = ExampleBuilder(copies, tok, seed=1, augment=AudioAugment())
+    cached = ExampleBuilder(copies, tok, seed=1, augment=AudioAugment(), cache_audio=True)
+    first = cached(0, 5)
+    assert torch.equal(first["audio"], plain(0, 5)["audio"])
+    (tmp_path / "clip0.wav").unlink()  # the cache read it once; later draws do not touch the file
+    again = cached(0, 5)
+    assert torch.equal(again["audio"], first["audio"])  # augmentation did not alter the cached clip
+    assert not torch.equal(cached(0, 6)["audio"][:10], first["audio"][:10]) or cached(0, 6)["audio"].shape != first["audio"].shape

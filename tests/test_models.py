@@ -426,3 +426,90 @@ def test_peak_level_frontend_is_gain_invariant():
     assert torch.allclose(band_mean(wav, n)[0], band_mean(wav * 0.1, n)[0], atol=1e-5)
     absolute = LogMel(LogMelConfig(level="absolute"))
     assert not torch.allclose(absolute(wav, n)[0], absolute(wav * 0.1, n)[0], atol=1e-2)
+
+
+def test_vtlp_warps_features_in_training_only_and_keeps_shapes():
+    from audiollm.models.frontend import mel_filterbank, vtlp_warp, warped_mel_filterbank
+
+    # The warp is the identity at alpha = 1, monotonic, and maps [0, nyquist] onto itself.
+    freqs = torch.linspace(0, 8000, 201, dtype=torch.float64)
+    w = vtlp_warp(freqs, torch.tensor([0.9, 1.0, 1.1]), 6400.0, 8000.0)
+    torch.testing.assert_close(w[1], freqs)
+    assert torch.all(w.diff(dim=1) > 0) and torch.allclose(w[:, -1], torch.full((3,), 8000.0, dtype=torch.float64))
+    assert w[0, 50] < freqs[50] < w[2, 50]  # below the knee: f → α·f
+    cfg = LogMelConfig(vtlp=0.1)
+    torch.testing.assert_close(warped_mel_filterbank(cfg, torch.ones(2))[0], mel_filterbank(16000, 400, 64, 0.0, 8000.0))
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(9000) / 16000
+    audio = torch.stack([torch.sin(2 * torch.pi * 700 * t), torch.randn(9000, generator=g) * 0.2])
+    lengths = torch.tensor([9000, 6000])
+    fe = LogMel(cfg)
+    plain, n_plain = LogMel(LogMelConfig())(audio, lengths)
+    fe.eval()
+    torch.testing.assert_close(fe(audio, lengths)[0], plain)  # inference never warps
+    fe.train()
+    torch.manual_seed(0)
+    warped, n_warped = fe(audio, lengths)
+    assert warped.shape == plain.shape and torch.equal(n_warped, n_plain)
+    assert not torch.allclose(warped, plain, atol=1e-3)
+    assert torch.all(warped[1, :, int(n_plain[1]):] == 0)  # padding stays zero
+    # The 700 Hz tone's strongest band moves with the warp (up for alpha > 1, down for < 1).
+    peak_band = lambda feats: int(feats[0, :, 10].argmax())
+    up = LogMel(LogMelConfig(vtlp=0.2)).train()
+    torch.manual_seed(1)
+    bands = []
+    for _ in range(8):
+        bands.append(peak_band(up(audio, lengths)[0]))
+    assert len(set(bands)) > 1 and min(bands) <= peak_band(plain) <= max(bands)
+
+
+def test_logmel_top_db_sets_the_floor():
+    g = torch.Generator().manual_seed(0)
+    audio = torch.randn(1, 8000, generator=g) * torch.linspace(0, 1, 8000) ** 4
+    lengths = torch.tensor([8000])
+    for top_db in (40.0, 80.0):
+        feats, _ = LogMel(LogMelConfig(top_db=top_db))(audio, lengths)
+        assert abs(float(feats.min()) - (1.0 - top_db / 40.0)) < 1e-5  # floor = peak − top_db, /40 dB per unit
+    with pytest.raises(ConfigError, match="top_db"):
+        LogMelConfig(top_db=0)
+    with pytest.raises(ConfigError, match="vtlp"):
+        LogMelConfig(vtlp=0.7)
+
+
+def test_random_eq_in_training_only_and_bounded():
+    from audiollm.models.frontend import random_eq
+
+    torch.manual_seed(0)
+    curves = random_eq(64, 40, 12.0)
+    assert curves.shape == (64, 40) and curves.abs().max() <= 1.2 + 1e-6  # ≤ 12 dB = 1.2 in log10
+    assert curves.std(dim=0).min() > 0  # every band gets a random gain
+    g = torch.Generator().manual_seed(0)
+    audio, lengths = torch.randn(2, 8000, generator=g) * 0.3, torch.tensor([8000, 5000])
+    fe = LogMel(LogMelConfig(eq_db=12.0))
+    plain, n = LogMel(LogMelConfig())(audio, lengths)
+    torch.testing.assert_close(fe.eval()(audio, lengths)[0], plain)
+    eq, n_eq = fe.train()(audio, lengths)
+    assert eq.shape == plain.shape and torch.equal(n, n_eq) and not torch.allclose(eq, plain, atol=1e-3)
+    assert torch.all(eq[1, :, int(n[1]):] == 0)
+    with pytest.raises(ConfigError, match="eq_db"):
+        LogMelConfig(eq_db=-1)
+
+
+def test_conv2d_subsampling_shapes_and_padding_invariance():
+    torch.manual_seed(0)
+    cfg = AudioEncoderConfig.tiny()
+    cfg.subsample = "conv2d"
+    enc = AudioEncoder(cfg).eval()
+    assert isinstance(enc.conv1, torch.nn.Conv2d) and enc.conv_proj.in_features == 32 * 4  # 16 mels → 4
+    feats = torch.randn(1, 16, 37)
+    alone, n_alone = enc(feats, torch.tensor([37]))
+    assert alone.shape == (1, 10, 32) and n_alone.tolist() == [10]
+    batch = torch.randn(3, 16, 61)  # garbage after each clip's frames must not leak in
+    batch[1, :, :37] = feats[0]
+    out, n = enc(batch, torch.tensor([61, 37, 5]))
+    assert out.shape == (3, 16, 32) and n.tolist() == [16, 10, 2]
+    torch.testing.assert_close(out[1, :10], alone[0], atol=1e-5, rtol=0)
+    assert torch.all(out[2, 2:] == 0)
+    with pytest.raises(ConfigError, match="subsample"):
+        AudioEncoderConfig(subsample="conv3d")

@@ -36,6 +36,7 @@ class DataConfig:
     speed_perturb: float = 0.1  # ± relative speed change when augmenting (0 disables)
     tilt: float = 0.0  # max spectral-tilt filter coefficient when augmenting (0 disables, < 1)
     noise_snr_db: float = 0.0  # lowest SNR (dB) of white noise added to half the clips (0 disables)
+    cache_audio: bool = False  # keep decoded training clips in memory (small corpora: faster steps)
 
     def __post_init__(self) -> None:
         if self.max_audio_seconds <= 0:

@@ -100,7 +100,8 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
         if cfg.data.augment
         else None
     )
-    build = ExampleBuilder(train_rows, tokenizer, seed=tc.seed, max_audio_seconds=cfg.data.max_audio_seconds, augment=augment)
+    build = ExampleBuilder(train_rows, tokenizer, seed=tc.seed, max_audio_seconds=cfg.data.max_audio_seconds,
+                           augment=augment, cache_audio=cfg.data.cache_audio)
     per_rank = tc.batch_size // world
     micro = per_rank // tc.grad_accum
     rank = accelerator.process_index

@@ -211,7 +211,8 @@ class Attention(nn.Module):
             # of that head, so the cache is read as is instead of being copied rep times.
             q = q.view(B, self.n_kv_heads, rep, self.head_dim)  # (B, n_kv, rep, hd)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)  # (B, n_kv, rep, hd)
-            y = y.view(B, self.n_heads, 1, self.head_dim)  # (B, n_heads, 1, hd)
+            # reshape, not view: CUDA's SDPA kernels may return (B, n_kv, rep, hd) non-contiguous.
+            y = y.reshape(B, self.n_heads, 1, self.head_dim)  # (B, n_heads, 1, hd)
         elif mask is None and _SDPA_HAS_GQA:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal, enable_gqa=True)
         else:
