@@ -239,6 +239,35 @@ def test_audiollm_shapes_and_loss_targets():
     torch.testing.assert_close(out.loss_sum, torch.stack(ce).sum(), atol=1e-4, rtol=1e-5)
 
 
+def test_ctc_loss_matches_per_row_ctc_and_skips_rows_without_transcripts():
+    torch.manual_seed(0)
+    cfg = AudioLLMConfig.tiny()
+    cfg.ctc_weight = 0.5
+    model = AudioLLM(AudioLLMConfig.from_dict(cfg.to_dict()))
+    audio, audio_lengths, input_ids, text_lengths, labels = make_batch()
+    ctc_labels = torch.tensor([[5, 6, 7], [8, 9, 0], [0, 0, 0]])
+    ctc_lengths = torch.tensor([3, 2, 0])  # the third row has no transcript
+    out = model(audio, audio_lengths, input_ids, text_lengths, labels, ctc_labels, ctc_lengths)
+    hidden, lengths = model.encode_frames(audio, audio_lengths)
+    log_probs = torch.log_softmax(model.ctc_head(hidden).float(), -1)
+    blank = log_probs.shape[-1] - 1
+    expected = sum(
+        torch.nn.functional.ctc_loss(log_probs[i, : lengths[i]], ctc_labels[i, : ctc_lengths[i]],
+                                     lengths[i : i + 1], ctc_lengths[i : i + 1], blank=blank, reduction="sum")
+        for i in range(2)
+    )
+    torch.testing.assert_close(out.aux_loss_sum, 0.5 * expected, atol=1e-4, rtol=1e-5)
+    # No transcript in the batch: a zero that still reaches the head (DDP needs its gradient).
+    none = model(audio, audio_lengths, input_ids, text_lengths, labels, ctc_labels, torch.zeros(3, dtype=torch.long))
+    assert float(none.aux_loss_sum.detach()) == 0.0
+    none.aux_loss_sum.backward()
+    assert model.ctc_head.weight.grad is not None
+    # Without ctc_weight there is no head and no auxiliary loss.
+    assert tiny_model().ctc_head is None
+    with pytest.raises(ConfigError, match="ctc_weight"):
+        AudioLLMConfig.from_dict({**AudioLLMConfig.tiny().to_dict(), "ctc_weight": -1})
+
+
 def test_padding_content_and_pad_labels_change_nothing():
     model = tiny_model()
     audio, audio_lengths, input_ids, text_lengths, labels = make_batch()

@@ -123,3 +123,34 @@ def test_two_processes_match_one(tmp_path, toy_corpus):
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert_same_weights(tmp_path / "one" / "run" / "final", tmp_path / "two" / "run" / "final", atol=1e-5)
+
+
+def test_length_groups_match_one_padded_batch(tmp_path, toy_corpus):
+    """Splitting each batch into length groups changes padding, not the gradient."""
+    train(load_config(write_config(tmp_path / "a", toy_corpus, max_steps=4)), progress=False)
+    train(load_config(write_config(tmp_path / "b", toy_corpus, max_steps=4, length_groups=3)), progress=False)
+    assert_same_weights(tmp_path / "a" / "run" / "final", tmp_path / "b" / "run" / "final", atol=1e-5)
+
+
+def test_ctc_auxiliary_loss_trains_the_ctc_head(tmp_path, toy_corpus):
+    path = write_config(tmp_path, toy_corpus, max_steps=3)
+    raw = yaml.safe_load(path.read_text())
+    raw["model"]["ctc_weight"] = 0.5
+    path.write_text(yaml.safe_dump(raw))
+    final = train(load_config(path), progress=False)
+    model, _ = load_model_dir(final)
+    assert model.config.ctc_weight == 0.5 and model.ctc_head is not None
+    # Saved and reloaded with the model; the head moved away from its initialisation.
+    fresh = type(model)(model.config)
+    assert not torch.equal(fresh.ctc_head.weight, model.ctc_head.weight)
+
+
+def test_auto_precision_uses_bf16_only_on_native_hardware(monkeypatch):
+    import audiollm.train as train_mod
+
+    monkeypatch.setattr(train_mod, "native_bf16", lambda: False)
+    assert train_mod._precision("auto") == "no"
+    with pytest.warns(UserWarning, match="emulated"):
+        assert train_mod._precision("bf16") == "bf16"
+    monkeypatch.setattr(train_mod, "native_bf16", lambda: True)
+    assert train_mod._precision("auto") == "bf16"

@@ -110,13 +110,17 @@ class TrainConfig:
     log_every: int = 25  # steps between log lines (log.jsonl; tracker if enabled)
     log_with: str = "none"  # none | tensorboard | wandb (optional extras)
     num_threads: int = 0  # torch intra-op threads (0 = library default)
+    length_groups: int = 1  # split each micro-batch into this many groups of similar length
+    #   (sorted by audio then text length): far less padding when short speech and long music
+    #   share a batch; the loss is summed then divided by the global target count, so the
+    #   gradient is the same as one padded batch
 
     def __post_init__(self) -> None:
         if self.mixed_precision not in MIXED_PRECISION:
             raise ConfigError(f"train.mixed_precision={self.mixed_precision!r}; allowed: {', '.join(MIXED_PRECISION)}")
         if self.log_with not in TRACKERS:
             raise ConfigError(f"train.log_with={self.log_with!r}; allowed: {', '.join(TRACKERS)}")
-        for name in ("max_steps", "batch_size", "grad_accum"):
+        for name in ("max_steps", "batch_size", "grad_accum", "length_groups"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be ≥ 1, got {getattr(self, name)}")
         if self.lr <= 0:

@@ -16,6 +16,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import checkpoint_dir, commit_dir, prune_checkpoints, read_state, resolve_resume, write_state
 from .config import ExperimentConfig, save_config
-from .data.batching import AudioAugment, ExampleBuilder, MixtureSampler, collate
+from .data.batching import AudioAugment, ExampleBuilder, MixtureSampler, collate, length_groups
 from .data.manifest import read_manifest
 from .errors import AudioLLMError, ConfigError
 from .evaluate import predict, score_predictions
@@ -117,13 +118,17 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
             draws = list(range(first, first + per_rank))
             rows_idx = sampler.indices(draws[0], draws[-1] + 1)
             examples = [build(i, d) for i, d in zip(rows_idx, draws)]
-            batches = [collate(examples[k * micro : (k + 1) * micro], tokenizer.pad_id) for k in range(tc.grad_accum)]
+            batches = [
+                collate(group, tokenizer.pad_id)
+                for k in range(tc.grad_accum)
+                for group in length_groups(examples[k * micro : (k + 1) * micro], tc.length_groups)
+            ]
             local_targets = sum(int((b["labels"] != -100).sum()) for b in batches)
             n_targets = accelerator.reduce(torch.tensor(float(local_targets), device=accelerator.device), "sum")
             loss_total = 0.0
             for k, batch in enumerate(batches):
                 batch = {key: v.to(accelerator.device) for key, v in batch.items()}
-                sync = contextlib.nullcontext() if k == tc.grad_accum - 1 else accelerator.no_sync(model)
+                sync = contextlib.nullcontext() if k == len(batches) - 1 else accelerator.no_sync(model)
                 with sync, accelerator.autocast():
                     out = model(**batch)
                     objective = out.loss_sum if out.aux_loss_sum is None else out.loss_sum + out.aux_loss_sum
@@ -313,9 +318,27 @@ def _log(accelerator: Accelerator, path: Path, record: dict) -> None:
         accelerator.log({k: v for k, v in record.items() if k != "step" and v is not None}, step=record["step"])
 
 
+def native_bf16() -> bool:
+    """True where bf16 matmuls run in hardware: a bf16 CUDA GPU, or a CPU with AMX or AVX512-BF16.
+
+    Elsewhere (e.g. an AVX2-only CPU) bf16 autocast is emulated and several times SLOWER
+    than float32, so ``mixed_precision: auto`` must not pick it.
+    """
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
 def _precision(setting: str) -> str:
     if setting == "auto":
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+        return "bf16" if native_bf16() else "no"
+    if setting == "bf16" and not native_bf16():
+        warnings.warn(
+            "train.mixed_precision=bf16 on hardware without native bf16 (no bf16 GPU, no AMX/AVX512-BF16 CPU): "
+            "autocast is emulated and slower than float32; train.mixed_precision=auto picks the fast one",
+            stacklevel=2,
+        )
     return setting
 
 

@@ -154,6 +154,21 @@ def collate(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     }
 
 
+def length_groups(examples: list[dict], n_groups: int) -> list[list[dict]]:
+    """Split ``examples`` into up to ``n_groups`` near-equal groups of similar length.
+
+    Sorted by (audio samples, text tokens), so a 1 s utterance is not padded to a 4 s music
+    clip. Deterministic (a stable sort of a deterministic list), and every example lands in
+    exactly one group; empty groups are dropped.
+    """
+    if n_groups <= 1 or len(examples) <= 1:
+        return [examples]
+    order = sorted(examples, key=lambda e: (int(e["audio"].shape[-1]), len(e["input_ids"])))
+    n = min(n_groups, len(order))
+    bounds = [round(i * len(order) / n) for i in range(n + 1)]
+    return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
 class MixtureSampler:
     """Deterministic, resumable stream of row indices with per-task mixture weights.
 
