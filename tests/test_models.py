@@ -206,8 +206,15 @@ def test_hf_llama_parity(tie):
         ours = dec(input_ids=ids)
         theirs = hf(input_ids=ids).logits
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
+    # Our fused projections hold HF's matrices stacked by rows (GQA: k/v have n_kv_heads heads).
+    hf_state, q_rows, kv_rows = hf.state_dict(), cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
+    qkv = dec.blocks[1].attn.qkv_proj.weight
+    assert torch.equal(hf_state["model.layers.1.self_attn.k_proj.weight"], qkv[q_rows : q_rows + kv_rows])
+    assert torch.equal(hf_state["model.layers.1.mlp.up_proj.weight"], dec.blocks[1].mlp.gate_up_proj.weight[96:])
     back = hf_llama_to_decoder(hf).eval()
     assert back.config == cfg
+    for name, value in dec.state_dict().items():
+        assert torch.equal(back.state_dict()[name], value), name
     with torch.no_grad():
         torch.testing.assert_close(back(input_ids=ids), ours, atol=0, rtol=0)
 
@@ -365,7 +372,7 @@ def test_from_pretrained_errors_name_the_file(tmp_path):
     cfg = json.loads((d / "config.json").read_text())
     cfg["lm_config"]["n_layers"] = 3
     (d / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ModelDirError, match=r"model.safetensors: weights do not match config.json: missing 9 key"):
+    with pytest.raises(ModelDirError, match=r"model.safetensors: weights do not match config.json: missing 6 key"):
         AudioLLM.from_pretrained(d)
     # Same key set, different shapes.
     cfg["lm_config"]["n_layers"] = 2
