@@ -171,6 +171,24 @@ def test_attention_mask_never_has_empty_rows():
     assert not mask[0, 0, 3, :2].any()  # real queries never see padded keys
     assert make_attention_mask(None, 4, 4, causal=True) is None  # fast is_causal path
     assert make_attention_mask(torch.ones(2, 6, dtype=torch.bool), 1, 6, causal=True) is None
+    # Right padding needs no mask under causal attention, but does for an encoder (causal=False)
+    # and when the padding is not all at the end of a row.
+    right = torch.tensor([[True, True, False, False], [True, True, True, True]])
+    assert make_attention_mask(right, 4, 4, causal=True) is None
+    assert make_attention_mask(right, 4, 4, causal=False) is not None
+    assert make_attention_mask(torch.tensor([[True, False, True, True]]), 4, 4, causal=True) is not None
+
+
+def test_decoder_right_padding_matches_unpadded_rows():
+    torch.manual_seed(0)
+    dec = Decoder(DecoderConfig.tiny()).eval()
+    ids = torch.randint(0, 128, (2, 9))
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[0, 6:] = False  # row 0 right-padded by 3 (a training batch)
+    with torch.no_grad():
+        full = dec(input_ids=ids, attention_mask=mask)
+        alone = dec(input_ids=ids[:1, :6])
+    torch.testing.assert_close(full[0, :6], alone[0], atol=1e-5, rtol=0)
 
 
 def test_decoder_left_padding_no_nan_and_cache_matches_full_forward():

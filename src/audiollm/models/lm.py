@@ -9,9 +9,12 @@ HF Llama exactly, so weights convert both ways (`hf_llama.decoder_to_hf_llama`,
 encoder's block: there is one attention implementation in the codebase.
 
 Masks. Every forward takes an optional ``attention_mask`` (B, T_total) of *valid keys*
-(True = a real token). Padded keys are never attended to. Padded *queries* (whose every key
-may be masked, e.g. left padding under a causal mask) are always allowed to attend to
-themselves, so no softmax row is empty and no NaN appears; their outputs are ignored.
+(True = a real token). Real queries never attend to padded keys. Padded *queries* (whose every
+key may be masked, e.g. left padding under a causal mask) are always allowed to attend to
+themselves, so no softmax row is empty and no NaN appears; their outputs are ignored. A
+right-padded batch (training) needs no mask at all under causal attention: a real query never
+reaches the pads after it, so SDPA's ``is_causal`` path runs (pad queries then also see earlier
+pads, which changes nothing that is used).
 """
 
 from __future__ import annotations
@@ -152,10 +155,13 @@ def make_attention_mask(
     Queries are the *last* q_len of the k_len keys (that is how a KV cache grows), so query i
     sits at key slot ``k_len - q_len + i``. Each query may always see its own slot, which
     keeps every row non-empty (no NaN for padded queries). Returns None when the plain
-    ``is_causal`` / unmasked SDPA path gives the same result, so the fast kernels are used.
+    ``is_causal`` / unmasked SDPA path gives the same result at every real query (no padding;
+    or right padding under a causal mask), so the fast kernels are used.
     """
     if key_valid is not None and bool(key_valid.all()):
         key_valid = None
+    if key_valid is not None and causal and q_len == k_len and bool((key_valid[:, 1:] <= key_valid[:, :-1]).all()):
+        key_valid = None  # right padding: is_causal alone keeps real queries off the pads after them
     if key_valid is None and (not causal or q_len == 1 or q_len == k_len):
         return None
     q_slot = torch.arange(k_len - q_len, k_len, device=device)[:, None]  # (q_len, 1)
