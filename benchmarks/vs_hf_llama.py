@@ -67,12 +67,15 @@ def bench_train(ours: Decoder, hf, batch: int, seq_len: int, repeats: int, devic
     ours.train()
     hf.train()
     x = torch.randint(0, ours.config.vocab_size, (batch, seq_len), device=device)
+    # Next-token targets, shifted rather than the logits (no copy of the (B, T, V) tensor), as our
+    # AudioLLM's loss and HF's ForCausalLMLoss both do; the last position has none.
+    y = F.pad(x[:, 1:], (0, 1), value=-100)  # (B, T)
     opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4)
     opt_hf = torch.optim.AdamW(hf.parameters(), lr=1e-4)
 
     def step_ours():
         logits = ours(input_ids=x)  # (B, T, V)
-        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), x[:, 1:].reshape(-1))
+        loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.view(-1), ignore_index=-100)
         loss.backward()
         opt_ours.step()
         opt_ours.zero_grad(set_to_none=True)

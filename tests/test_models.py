@@ -171,6 +171,24 @@ def test_attention_mask_never_has_empty_rows():
     assert not mask[0, 0, 3, :2].any()  # real queries never see padded keys
     assert make_attention_mask(None, 4, 4, causal=True) is None  # fast is_causal path
     assert make_attention_mask(torch.ones(2, 6, dtype=torch.bool), 1, 6, causal=True) is None
+    # Right padding needs no mask under causal attention, but does for an encoder (causal=False)
+    # and when the padding is not all at the end of a row.
+    right = torch.tensor([[True, True, False, False], [True, True, True, True]])
+    assert make_attention_mask(right, 4, 4, causal=True) is None
+    assert make_attention_mask(right, 4, 4, causal=False) is not None
+    assert make_attention_mask(torch.tensor([[True, False, True, True]]), 4, 4, causal=True) is not None
+
+
+def test_decoder_right_padding_matches_unpadded_rows():
+    torch.manual_seed(0)
+    dec = Decoder(DecoderConfig.tiny()).eval()
+    ids = torch.randint(0, 128, (2, 9))
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[0, 6:] = False  # row 0 right-padded by 3 (a training batch)
+    with torch.no_grad():
+        full = dec(input_ids=ids, attention_mask=mask)
+        alone = dec(input_ids=ids[:1, :6])
+    torch.testing.assert_close(full[0, :6], alone[0], atol=1e-5, rtol=0)
 
 
 def test_decoder_left_padding_no_nan_and_cache_matches_full_forward():
@@ -206,8 +224,15 @@ def test_hf_llama_parity(tie):
         ours = dec(input_ids=ids)
         theirs = hf(input_ids=ids).logits
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
+    # Our fused projections hold HF's matrices stacked by rows (GQA: k/v have n_kv_heads heads).
+    hf_state, q_rows, kv_rows = hf.state_dict(), cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
+    qkv = dec.blocks[1].attn.qkv_proj.weight
+    assert torch.equal(hf_state["model.layers.1.self_attn.k_proj.weight"], qkv[q_rows : q_rows + kv_rows])
+    assert torch.equal(hf_state["model.layers.1.mlp.up_proj.weight"], dec.blocks[1].mlp.gate_up_proj.weight[96:])
     back = hf_llama_to_decoder(hf).eval()
     assert back.config == cfg
+    for name, value in dec.state_dict().items():
+        assert torch.equal(back.state_dict()[name], value), name
     with torch.no_grad():
         torch.testing.assert_close(back(input_ids=ids), ours, atol=0, rtol=0)
 
@@ -394,7 +419,7 @@ def test_from_pretrained_errors_name_the_file(tmp_path):
     cfg = json.loads((d / "config.json").read_text())
     cfg["lm_config"]["n_layers"] = 3
     (d / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ModelDirError, match=r"model.safetensors: weights do not match config.json: missing 9 key"):
+    with pytest.raises(ModelDirError, match=r"model.safetensors: weights do not match config.json: missing 6 key"):
         AudioLLM.from_pretrained(d)
     # Same key set, different shapes.
     cfg["lm_config"]["n_layers"] = 2

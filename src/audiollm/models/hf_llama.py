@@ -9,35 +9,56 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import torch
+
 from ..errors import ConfigError
 from .lm import Decoder, DecoderConfig
 
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM
 
-# Our parameter name → HF name, per block ("blocks.{i}." ↔ "model.layers.{i}.").
+# Our parameter name → HF name, per block ("blocks.{i}." ↔ "model.layers.{i}."). Our fused
+# projections hold HF's matrices stacked by rows: qkv_proj = [q_proj; k_proj; v_proj] and
+# gate_up_proj = [gate_proj; up_proj]; conversion splits (to HF) or concatenates (from HF) them.
 _HF_BLOCK_NAMES = {
-    "attn_norm.weight": "input_layernorm.weight",
-    "attn.q_proj.weight": "self_attn.q_proj.weight",
-    "attn.k_proj.weight": "self_attn.k_proj.weight",
-    "attn.v_proj.weight": "self_attn.v_proj.weight",
-    "attn.o_proj.weight": "self_attn.o_proj.weight",
-    "mlp_norm.weight": "post_attention_layernorm.weight",
-    "mlp.gate_proj.weight": "mlp.gate_proj.weight",
-    "mlp.up_proj.weight": "mlp.up_proj.weight",
-    "mlp.down_proj.weight": "mlp.down_proj.weight",
+    "attn_norm.weight": ("input_layernorm.weight",),
+    "attn.qkv_proj.weight": ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"),
+    "attn.o_proj.weight": ("self_attn.o_proj.weight",),
+    "mlp_norm.weight": ("post_attention_layernorm.weight",),
+    "mlp.gate_up_proj.weight": ("mlp.gate_proj.weight", "mlp.up_proj.weight"),
+    "mlp.down_proj.weight": ("mlp.down_proj.weight",),
 }
+_HF_TOP_NAMES = {"embed.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight",
+                 "lm_head.weight": "lm_head.weight"}
 
 
-def _to_hf_name(name: str) -> str:
-    if name == "embed.weight":
-        return "model.embed_tokens.weight"
-    if name == "norm.weight":
-        return "model.norm.weight"
-    if name == "lm_head.weight":
-        return "lm_head.weight"
-    _, idx, rest = name.split(".", 2)  # "blocks", "3", "attn.q_proj.weight"
-    return f"model.layers.{idx}.{_HF_BLOCK_NAMES[rest]}"
+def _hf_parts(name: str, c: DecoderConfig) -> tuple[list[str], list[int] | None]:
+    """The HF names of the matrices our parameter ``name`` holds, and their row counts when
+    there are several (a fused projection; GQA: k and v have n_kv_heads heads)."""
+    if name in _HF_TOP_NAMES:
+        return [_HF_TOP_NAMES[name]], None
+    _, idx, rest = name.split(".", 2)  # "blocks", "3", "attn.qkv_proj.weight"
+    hf_names = [f"model.layers.{idx}.{n}" for n in _HF_BLOCK_NAMES[rest]]
+    if rest == "attn.qkv_proj.weight":
+        return hf_names, [c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim, c.n_kv_heads * c.head_dim]
+    if rest == "mlp.gate_up_proj.weight":
+        return hf_names, [c.ffn_hidden, c.ffn_hidden]
+    return hf_names, None
+
+
+def _to_hf_state(state: dict[str, torch.Tensor], c: DecoderConfig) -> dict[str, torch.Tensor]:
+    """A copy of our state dict under HF Llama's names (fused projections split)."""
+    out = {}
+    for name, value in state.items():
+        hf_names, rows = _hf_parts(name, c)
+        parts = value.detach().split(rows, dim=0) if rows else [value.detach()]
+        out.update({n: part.clone() for n, part in zip(hf_names, parts)})
+    return out
+
+
+def _from_hf_state(hf_state: dict[str, torch.Tensor], c: DecoderConfig, names: list[str]) -> dict[str, torch.Tensor]:
+    """A copy of HF Llama's weights under our parameter ``names`` (HF matrices concatenated)."""
+    return {name: torch.cat([hf_state[n].detach() for n in _hf_parts(name, c)[0]], dim=0) for name in names}
 
 
 def _import_transformers():
@@ -73,7 +94,7 @@ def decoder_to_hf_llama(decoder: Decoder) -> "LlamaForCausalLM":
         pad_token_id=None,
     )
     hf = transformers.LlamaForCausalLM(hf_config)
-    state = {_to_hf_name(k): v.detach().clone() for k, v in decoder.state_dict().items()}
+    state = _to_hf_state(decoder.state_dict(), c)
     missing, unexpected = hf.load_state_dict(state, strict=False)
     missing = [k for k in missing if not (c.tie_embeddings and k == "lm_head.weight")]
     if missing or unexpected:
@@ -108,5 +129,5 @@ def hf_llama_to_decoder(hf_model: "LlamaForCausalLM") -> Decoder:
     )
     decoder = Decoder(config)
     hf_state = hf_model.state_dict()
-    decoder.load_state_dict({k: hf_state[_to_hf_name(k)].detach().clone() for k in decoder.state_dict()})
+    decoder.load_state_dict(_from_hf_state(hf_state, config, list(decoder.state_dict())))
     return decoder.to(hf_model.dtype)

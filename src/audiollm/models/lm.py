@@ -9,9 +9,12 @@ HF Llama exactly, so weights convert both ways (`hf_llama.decoder_to_hf_llama`,
 encoder's block: there is one attention implementation in the codebase.
 
 Masks. Every forward takes an optional ``attention_mask`` (B, T_total) of *valid keys*
-(True = a real token). Padded keys are never attended to. Padded *queries* (whose every key
-may be masked, e.g. left padding under a causal mask) are always allowed to attend to
-themselves, so no softmax row is empty and no NaN appears; their outputs are ignored.
+(True = a real token). Real queries never attend to padded keys. Padded *queries* (whose every
+key may be masked, e.g. left padding under a causal mask) are always allowed to attend to
+themselves, so no softmax row is empty and no NaN appears; their outputs are ignored. A
+right-padded batch (training) needs no mask at all under causal attention: a real query never
+reaches the pads after it, so SDPA's ``is_causal`` path runs (pad queries then also see earlier
+pads, which changes nothing that is used).
 """
 
 from __future__ import annotations
@@ -139,8 +142,8 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, H, T, head_dim) queries/keys by per-position angles (cos/sin: (B, T, head_dim))."""
-    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, T, head_dim): broadcast over heads
+    """Rotate (B, T, H, head_dim) queries/keys by per-position angles (cos/sin: (B, T, head_dim))."""
+    cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # (B, T, 1, head_dim): broadcast over heads
     return x * cos + rotate_half(x) * sin
 
 
@@ -152,10 +155,13 @@ def make_attention_mask(
     Queries are the *last* q_len of the k_len keys (that is how a KV cache grows), so query i
     sits at key slot ``k_len - q_len + i``. Each query may always see its own slot, which
     keeps every row non-empty (no NaN for padded queries). Returns None when the plain
-    ``is_causal`` / unmasked SDPA path gives the same result, so the fast kernels are used.
+    ``is_causal`` / unmasked SDPA path gives the same result at every real query (no padding;
+    or right padding under a causal mask), so the fast kernels are used.
     """
     if key_valid is not None and bool(key_valid.all()):
         key_valid = None
+    if key_valid is not None and causal and q_len == k_len and bool((key_valid[:, 1:] <= key_valid[:, :-1]).all()):
+        key_valid = None  # right padding: is_causal alone keeps real queries off the pads after them
     if key_valid is None and (not causal or q_len == 1 or q_len == k_len):
         return None
     q_slot = torch.arange(k_len - q_len, k_len, device=device)[:, None]  # (q_len, 1)
@@ -178,9 +184,8 @@ class Attention(nn.Module):
         self.head_dim = d_model // n_heads
         self.causal = causal
         self.dropout = dropout
-        self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=False)
-        self.k_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=False)
-        self.v_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=False)
+        # q, k and v come out of one GEMM: rows [q heads | k heads | v heads] of the weight.
+        self.qkv_proj = nn.Linear(d_model, (n_heads + 2 * n_kv_heads) * self.head_dim, bias=False)
         self.o_proj = nn.Linear(n_heads * self.head_dim, d_model, bias=False)
 
     def forward(
@@ -193,10 +198,11 @@ class Attention(nn.Module):
         layer_idx: int = 0,
     ) -> torch.Tensor:
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, n_heads, T, hd)
-        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, n_kv, T, hd)
-        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, n_kv, T, hd)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        qkv = self.qkv_proj(x).view(B, T, self.n_heads + 2 * self.n_kv_heads, self.head_dim)  # (B, T, H_all, hd)
+        qk, v = qkv.split([self.n_heads + self.n_kv_heads, self.n_kv_heads], dim=2)
+        qk = apply_rope(qk, cos, sin)  # queries and keys rotated in one pass: (B, T, n_heads + n_kv, hd)
+        q, k = qk.split([self.n_heads, self.n_kv_heads], dim=2)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, hd)
         if cache is not None:
             k, v = cache.update(layer_idx, k, v)  # (B, n_kv, T_total, hd)
         # Without a mask, causal attention is SDPA's is_causal (queries == keys) or no mask at all
@@ -224,16 +230,16 @@ class Attention(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    """LLaMA's gated MLP: down(silu(gate(x)) * up(x))."""
+    """LLaMA's gated MLP: down(silu(gate(x)) * up(x)), gate and up computed by one GEMM."""
 
     def __init__(self, d_model: int, hidden: int):
         super().__init__()
-        self.gate_proj = nn.Linear(d_model, hidden, bias=False)
-        self.up_proj = nn.Linear(d_model, hidden, bias=False)
+        self.gate_up_proj = nn.Linear(d_model, 2 * hidden, bias=False)  # rows [gate | up]
         self.down_proj = nn.Linear(hidden, d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)  # (B, T, hidden) each
+        return self.down_proj(F.silu(gate) * up)
 
 
 class TransformerBlock(nn.Module):
