@@ -567,3 +567,33 @@ def test_conv2d_subsampling_shapes_and_padding_invariance():
     assert torch.all(out[2, 2:] == 0)
     with pytest.raises(ConfigError, match="subsample"):
         AudioEncoderConfig(subsample="conv3d")
+
+
+def test_directories_saved_before_fused_projections_still_load(tmp_path):
+    """q/k/v and gate/up saved as separate matrices (audiollm 0.1.0) load into the fused layout."""
+    from safetensors.torch import load_file, save_file
+
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    legacy = {}
+    for key, value in state.items():
+        if key.endswith("qkv_proj.weight"):
+            lm = key.startswith("lm.")
+            cfg = model.config.lm_config if lm else model.config.audio_encoder_config
+            hd = cfg.d_model // cfg.n_heads
+            kv = (cfg.n_kv_heads if lm else cfg.n_heads) * hd
+            q, k, v = value.split([cfg.n_heads * hd, kv, kv], dim=0)
+            stem = key[: -len("qkv_proj.weight")]
+            legacy.update({f"{stem}q_proj.weight": q, f"{stem}k_proj.weight": k, f"{stem}v_proj.weight": v})
+        elif key.endswith("gate_up_proj.weight"):
+            gate, up = value.chunk(2, dim=0)
+            stem = key[: -len("gate_up_proj.weight")]
+            legacy.update({f"{stem}gate_proj.weight": gate, f"{stem}up_proj.weight": up})
+        else:
+            legacy[key] = value
+    assert not any("qkv_proj" in k for k in legacy)
+    save_file(legacy, str(tmp_path / "model.safetensors"))
+    loaded = AudioLLM.from_pretrained(tmp_path)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from .. import __version__
 from ..errors import ConfigError, ModelDirError
 from .frontend import LogMel, LogMelConfig
+from .lm import fuse_split_projections
 from .registry import get_entry
 
 CONFIG_NAME = "config.json"
@@ -399,6 +400,7 @@ class AudioLLM(nn.Module):
         except Exception as e:  # safetensors raises its own error types for corrupt headers/data
             raise ModelDirError(f"{weights_path}: cannot read {WEIGHTS_NAME}: {e}") from e
 
+        state = fuse_split_projections(state)  # directories saved before q/k/v, gate/up were fused
         model = cls(config)
         expected = model.state_dict()
         missing = sorted(set(expected) - set(state))

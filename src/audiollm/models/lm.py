@@ -296,6 +296,28 @@ def init_weights(module: nn.Module, n_layers: int, std: float = 0.02) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def fuse_split_projections(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rewrite a state dict saved before the projections were fused (audiollm ≤ 0.1.0).
+
+    ``…attn.{q,k,v}_proj.weight`` become ``…attn.qkv_proj.weight`` (rows q, k, v) and
+    ``…mlp.{gate,up}_proj.weight`` become ``…mlp.gate_up_proj.weight`` (rows gate, up), so
+    model directories written by earlier versions keep loading. Other keys pass through.
+    """
+    out = dict(state)
+    for key in list(state):
+        if key.endswith("attn.q_proj.weight"):
+            stem = key[: -len("q_proj.weight")]
+            parts = [f"{stem}{n}_proj.weight" for n in "qkv"]
+            if all(p in out for p in parts):
+                out[f"{stem}qkv_proj.weight"] = torch.cat([out.pop(p) for p in parts], dim=0)
+        elif key.endswith("mlp.gate_proj.weight"):
+            stem = key[: -len("gate_proj.weight")]
+            parts = [f"{stem}gate_proj.weight", f"{stem}up_proj.weight"]
+            if all(p in out for p in parts):
+                out[f"{stem}gate_up_proj.weight"] = torch.cat([out.pop(p) for p in parts], dim=0)
+    return out
+
+
 class KVCache:
     """Preallocated keys/values, one (B, n_kv_heads, max_len, head_dim) pair per layer.
 
