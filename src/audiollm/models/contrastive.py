@@ -103,9 +103,9 @@ class SoftmaxContrastive(nn.Module):
     def row_losses(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, targets, reduction="none")
 
-    def forward(self, a: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        A, offset = all_gather_with_grad(a)
-        T, _ = all_gather_with_grad(t)
+    def forward(self, a: torch.Tensor, t: torch.Tensor, gather: bool = True) -> torch.Tensor:
+        A, offset = all_gather_with_grad(a) if gather else (a, 0)
+        T, _ = all_gather_with_grad(t) if gather else (t, 0)
         targets = torch.arange(a.shape[0], device=a.device) + offset
         a2t = self.row_losses(self.logits(a, T), targets)  # (b,) local audio vs all texts
         t2a = self.row_losses(self.logits(t, A), targets)  # (b,) local texts vs all audio
@@ -135,8 +135,8 @@ class SigmoidContrastive(nn.Module):
     def logits(self, a: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.log_scale.exp() * a @ t.T + self.bias
 
-    def forward(self, a: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        T, offset = all_gather_with_grad(t)
+    def forward(self, a: torch.Tensor, t: torch.Tensor, gather: bool = True) -> torch.Tensor:
+        T, offset = all_gather_with_grad(t) if gather else (t, 0)
         logits = self.logits(a, T)  # (b, N)
         labels = -torch.ones_like(logits)
         rows = torch.arange(a.shape[0], device=a.device)
