@@ -178,13 +178,12 @@ def embed_files(model: MuLaN, paths: Sequence[str | os.PathLike], batch_size: in
     from tqdm.auto import tqdm
 
     out = []
-    bar = tqdm(total=len(paths), desc="embed", disable=not progress, dynamic_ncols=True)
-    for s in range(0, len(paths), batch_size):
-        chunk = [str(p) for p in paths[s : s + batch_size]]
-        wavs = [load_audio(p) for p in chunk]
-        out.append(embed_waveforms(model, wavs, batch_size, max_seconds, names=chunk))
-        bar.update(len(chunk))
-    bar.close()
+    with tqdm(total=len(paths), desc="embed", disable=not progress, dynamic_ncols=True) as bar:
+        for s in range(0, len(paths), batch_size):
+            chunk = [str(p) for p in paths[s : s + batch_size]]
+            wavs = [load_audio(p) for p in chunk]
+            out.append(embed_waveforms(model, wavs, batch_size, max_seconds, names=chunk))
+            bar.update(len(chunk))
     return torch.cat(out) if out else torch.zeros(0, model.config.embed_dim)
 
 
