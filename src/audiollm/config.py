@@ -37,6 +37,8 @@ class DataConfig:
     tilt: float = 0.0  # max spectral-tilt filter coefficient when augmenting (0 disables, < 1)
     noise_snr_db: float = 0.0  # lowest SNR (dB) of white noise added to half the clips (0 disables)
     cache_audio: bool = False  # keep decoded training clips in memory (small corpora: faster steps)
+    pair_augment: dict[str, Any] = field(default_factory=dict)  # model.kind mulan: data.contrastive.PairAugment
+    #   settings (crop_seconds, gain_db, noise_snr_db, freq_masks, freq_mask_width, time_masks, time_mask_width)
 
     def __post_init__(self) -> None:
         if self.max_audio_seconds <= 0:
@@ -132,7 +134,8 @@ class ExperimentConfig:
     output_dir: str = "runs/quickstart"  # run folder: checkpoints/, best/, final/, log.jsonl
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    model: dict[str, Any] = field(default_factory=dict)  # AudioLLMConfig.from_dict input
+    model: dict[str, Any] = field(default_factory=dict)  # model.kind (audiollm | mulan; default audiollm)
+    #   + that kind's config: AudioLLMConfig.from_dict or MuLaNConfig.from_dict input
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -5,6 +5,10 @@ Per optimizer step the GLOBAL batch is a fixed slice of the mixture stream (draw
 ``grad_accum`` micro-batches. The loss is summed over real target tokens and divided by
 the target count of the whole global batch (all-reduced), times ``W`` to undo DDP's mean,
 so gradients are identical for any (processes × accumulation) split of the same batch.
+What differs between kinds of model (a generative AudioLLM, a contrastive MuLaN) — rows,
+tokenizer, batch building, the loss normaliser's count, validation, saving — comes from the
+``MODEL_KINDS`` entry named by ``model.kind``; the loop itself is the same.
+
 Checkpoints carry model, optimizer, scheduler, RNG and the step (which fixes the data
 order), are written atomically, and one is saved on Ctrl-C.
 """
@@ -31,10 +35,74 @@ from .data.manifest import read_manifest
 from .errors import AudioLLMError, ConfigError
 from .evaluate import predict, score_predictions
 from .model_dir import build_model, save_model_dir
+from .mulan_train import MuLaNKind
 from .tasks import TASKS, get_task
 from .tokenizers.text import TextTokenizer
 
-LOWER_IS_BETTER = ("loss", "wer", "cer")
+LOWER_IS_BETTER = ("loss", "wer", "cer", "t2a_median_rank", "a2t_median_rank")
+
+
+class AudioLLMKind:
+    """Model kind "audiollm" (the default): audio → text generation, token-level loss."""
+
+    name = "audiollm"
+
+    @staticmethod
+    def check(cfg: ExperimentConfig) -> None:
+        pass
+
+    @staticmethod
+    def prepare_rows(rows: list[dict], path: str) -> list[dict]:
+        return rows
+
+    @staticmethod
+    def make_tokenizer(rows: list[dict], cfg: ExperimentConfig) -> TextTokenizer:
+        return train_tokenizer(rows, cfg)
+
+    @staticmethod
+    def load_tokenizer(directory: Path, cfg: ExperimentConfig) -> TextTokenizer:
+        return TextTokenizer.from_pretrained(directory)
+
+    @staticmethod
+    def build(cfg: ExperimentConfig, tokenizer: TextTokenizer):
+        return build_model({k: v for k, v in cfg.model.items() if k != "kind"}, tokenizer.vocab_size)
+
+    @staticmethod
+    def example_builder(rows: list[dict], tokenizer: TextTokenizer, cfg: ExperimentConfig, *, train: bool) -> ExampleBuilder:
+        augment = None
+        if train and cfg.data.augment:
+            augment = AudioAugment(speed_perturb=cfg.data.speed_perturb, tilt=cfg.data.tilt, noise_snr_db=cfg.data.noise_snr_db)
+        return ExampleBuilder(rows, tokenizer, seed=cfg.train.seed, max_audio_seconds=cfg.data.max_audio_seconds,
+                              augment=augment, cache_audio=cfg.data.cache_audio and train)
+
+    @staticmethod
+    def collate(examples: list[dict], tokenizer: TextTokenizer) -> dict[str, torch.Tensor]:
+        return collate(examples, tokenizer.pad_id)
+
+    @staticmethod
+    def count(batch: dict[str, torch.Tensor]) -> int:
+        return int((batch["labels"] != -100).sum())
+
+    @staticmethod
+    def validate(net, tokenizer: TextTokenizer, rows: list[dict], cfg: ExperimentConfig, autocast) -> dict[str, float]:
+        return validate_generation(net, tokenizer, rows, cfg, autocast)
+
+    @staticmethod
+    def save(directory: Path, model, tokenizer: TextTokenizer, card: dict, config: ExperimentConfig) -> Path:
+        return save_model_dir(directory, model, tokenizer, card=card, config=config)
+
+
+# How the one loop builds, feeds, scores and saves each kind of model (``model.kind``).
+MODEL_KINDS = {"audiollm": AudioLLMKind, "mulan": MuLaNKind}
+
+
+def get_kind(cfg: ExperimentConfig):
+    name = cfg.model.get("kind", "audiollm")
+    if name not in MODEL_KINDS:
+        raise ConfigError(f"model.kind={name!r}; allowed: {', '.join(MODEL_KINDS)}")
+    kind = MODEL_KINDS[name]
+    kind.check(cfg)
+    return kind
 
 
 class TrainingInterrupted(AudioLLMError):
@@ -46,6 +114,7 @@ class TrainingInterrupted(AudioLLMError):
 def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = True) -> Path:
     """Train per ``cfg``; returns the final model directory (``output_dir/final``)."""
     tc = cfg.train
+    kind = get_kind(cfg)
     run_dir = Path(cfg.output_dir)
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),  # lets `accelerate launch` run N CPU processes (gloo)
@@ -64,19 +133,19 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
     set_seed(tc.seed)
     main = accelerator.is_main_process
 
-    train_rows = load_rows(cfg.data.train, cfg.data.split)
-    valid_rows = load_rows(cfg.data.valid, cfg.data.valid_split) if cfg.data.valid else []
+    train_rows = kind.prepare_rows(load_rows(cfg.data.train, cfg.data.split), cfg.data.train)
+    valid_rows = kind.prepare_rows(load_rows(cfg.data.valid, cfg.data.valid_split), cfg.data.valid) if cfg.data.valid else []
     ckpt = resolve_resume(resume) if resume else None
     if ckpt is not None:
-        tokenizer = TextTokenizer.from_pretrained(run_dir_of(ckpt) / "tokenizer")
+        tokenizer = kind.load_tokenizer(run_dir_of(ckpt) / "tokenizer", cfg)
     else:
-        tokenizer = train_tokenizer(train_rows, cfg)
+        tokenizer = kind.make_tokenizer(train_rows, cfg)
     if main:  # the run folder documents itself, also when resuming into a new folder
         run_dir.mkdir(parents=True, exist_ok=True)
         tokenizer.save_pretrained(run_dir / "tokenizer")
         save_config(cfg, run_dir / "config.yaml")
 
-    model = build_model(cfg.model, tokenizer.vocab_size)
+    model = kind.build(cfg, tokenizer)
     optimizer = torch.optim.AdamW(
         param_groups(model, tc.weight_decay), lr=tc.lr, betas=(tc.beta1, tc.beta2)
     )
@@ -96,13 +165,7 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
             print(f"resumed from {ckpt} at step {state['step']}")
 
     sampler = MixtureSampler(train_rows, cfg.data.task_weights, seed=tc.seed)
-    augment = (
-        AudioAugment(speed_perturb=cfg.data.speed_perturb, tilt=cfg.data.tilt, noise_snr_db=cfg.data.noise_snr_db)
-        if cfg.data.augment
-        else None
-    )
-    build = ExampleBuilder(train_rows, tokenizer, seed=tc.seed, max_audio_seconds=cfg.data.max_audio_seconds,
-                           augment=augment, cache_audio=cfg.data.cache_audio)
+    build = kind.example_builder(train_rows, tokenizer, cfg, train=True)
     per_rank = tc.batch_size // world
     micro = per_rank // tc.grad_accum
     rank = accelerator.process_index
@@ -119,11 +182,11 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
             rows_idx = sampler.indices(draws[0], draws[-1] + 1)
             examples = [build(i, d) for i, d in zip(rows_idx, draws)]
             batches = [
-                collate(group, tokenizer.pad_id)
+                kind.collate(group, tokenizer)
                 for k in range(tc.grad_accum)
                 for group in length_groups(examples[k * micro : (k + 1) * micro], tc.length_groups)
             ]
-            local_targets = sum(int((b["labels"] != -100).sum()) for b in batches)
+            local_targets = sum(kind.count(b) for b in batches)
             n_targets = accelerator.reduce(torch.tensor(float(local_targets), device=accelerator.device), "sum")
             loss_total = 0.0
             for k, batch in enumerate(batches):
@@ -160,11 +223,11 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
 
             is_last = step == tc.max_steps
             if valid_rows and ((tc.eval_every and step % tc.eval_every == 0) or is_last):
-                metrics = validate(accelerator, model, tokenizer, valid_rows, cfg)
+                metrics = validate(accelerator, kind, model, tokenizer, valid_rows, cfg)
                 _log(accelerator, log_path, {"step": step, **{f"valid/{k}": v for k, v in metrics.items()}})
                 if main:
                     bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if not k.endswith("/n")))
-                _update_best(accelerator, model, tokenizer, cfg, state, metrics)
+                _update_best(accelerator, kind, model, tokenizer, cfg, state, metrics)
             if (tc.save_every and step % tc.save_every == 0) or is_last:
                 save_checkpoint(accelerator, run_dir, state, tc.keep_checkpoints)
     except KeyboardInterrupt:
@@ -176,7 +239,7 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
     final = run_dir / "final"
     if main:
         card = {"run": str(run_dir), "steps": step, "train": cfg.data.train, "best": state}
-        save_model_dir(final, accelerator.unwrap_model(model), tokenizer, card=card, config=cfg)
+        kind.save(final, accelerator.unwrap_model(model), tokenizer, card=card, config=cfg)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -237,31 +300,39 @@ def lr_lambda(tc):
 
 
 @torch.no_grad()
-def validate(accelerator: Accelerator, model, tokenizer: TextTokenizer, rows: list[dict], cfg: ExperimentConfig) -> dict[str, float]:
-    """Teacher-forced loss plus task metrics on a fixed, task-stratified validation subset."""
+def validate(accelerator: Accelerator, kind, model, tokenizer, rows: list[dict], cfg: ExperimentConfig) -> dict[str, float]:
+    """The model kind's validation metrics, computed on the main process in eval mode."""
     metrics: dict[str, float] = {}
     if accelerator.is_main_process:
         net = accelerator.unwrap_model(model)
         net.eval()
-        subset = stratified(rows, cfg.train.eval_examples)
-        build = ExampleBuilder(subset, tokenizer, seed=cfg.train.seed, max_audio_seconds=cfg.data.max_audio_seconds)
-        loss_sum, n = 0.0, 0
-        bs = cfg.train.eval_batch_size
-        for start in range(0, len(subset), bs):
-            batch = collate([build(i, i) for i in range(start, min(start + bs, len(subset)))], tokenizer.pad_id)
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            with accelerator.autocast():
-                out = net(**batch)
-            loss_sum += float(out.loss_sum)
-            n += int(out.n_targets)
-        metrics["loss"] = loss_sum / max(n, 1)
-        preds = predict(net, tokenizer, subset, batch_size=bs, max_new_tokens=cfg.train.max_new_tokens,
-                        question_seed=cfg.train.seed, progress=False)
-        for task, values in score_predictions(subset, preds).items():
-            for name, value in values.items():
-                metrics[f"{task}/{name}"] = float(value)
+        metrics = kind.validate(net, tokenizer, rows, cfg, autocast=accelerator.autocast)
         net.train()
     accelerator.wait_for_everyone()
+    return metrics
+
+
+def validate_generation(net, tokenizer: TextTokenizer, rows: list[dict], cfg: ExperimentConfig,
+                        autocast=contextlib.nullcontext) -> dict[str, float]:
+    """Teacher-forced loss plus task metrics on a fixed, task-stratified validation subset."""
+    metrics: dict[str, float] = {}
+    device = next(net.parameters()).device
+    subset = stratified(rows, cfg.train.eval_examples)
+    build = ExampleBuilder(subset, tokenizer, seed=cfg.train.seed, max_audio_seconds=cfg.data.max_audio_seconds)
+    loss_sum, n = 0.0, 0
+    bs = cfg.train.eval_batch_size
+    for start in range(0, len(subset), bs):
+        batch = collate([build(i, i) for i in range(start, min(start + bs, len(subset)))], tokenizer.pad_id)
+        with autocast():
+            out = net(**{k: v.to(device) for k, v in batch.items()})
+        loss_sum += float(out.loss_sum)
+        n += int(out.n_targets)
+    metrics["loss"] = loss_sum / max(n, 1)
+    preds = predict(net, tokenizer, subset, batch_size=bs, max_new_tokens=cfg.train.max_new_tokens,
+                    question_seed=cfg.train.seed, progress=False)
+    for task, values in score_predictions(subset, preds).items():
+        for name, value in values.items():
+            metrics[f"{task}/{name}"] = float(value)
     return metrics
 
 
@@ -295,7 +366,7 @@ def run_dir_of(ckpt: Path) -> Path:
     return ckpt.parent.parent
 
 
-def _update_best(accelerator, model, tokenizer, cfg, state: dict, metrics: dict[str, float]) -> None:
+def _update_best(accelerator, kind, model, tokenizer, cfg, state: dict, metrics: dict[str, float]) -> None:
     name = cfg.train.best_metric
     if not accelerator.is_main_process:
         return
@@ -307,7 +378,7 @@ def _update_best(accelerator, model, tokenizer, cfg, state: dict, metrics: dict[
     if best is None or (value < best if lower else value > best):
         state.update(best_value=value, best_step=state["step"])
         card = {"run": cfg.output_dir, "steps": state["step"], "train": cfg.data.train, "valid_metrics": metrics}
-        save_model_dir(Path(cfg.output_dir) / "best", accelerator.unwrap_model(model), tokenizer, card=card, config=cfg)
+        kind.save(Path(cfg.output_dir) / "best", accelerator.unwrap_model(model), tokenizer, card=card, config=cfg)
 
 
 def _log(accelerator: Accelerator, path: Path, record: dict) -> None:

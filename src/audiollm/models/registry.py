@@ -13,6 +13,9 @@ Constructor protocol the composite relies on:
                   -> (hidden (B, F', output_dim), lengths (B,)); attribute ``output_dim``.
   projector:      cls(config, in_dim, out_dim); forward(x (B, F', in_dim), lengths)
                   -> (B, A, out_dim), lengths (B,).
+  audio tower:    cls(config); forward(features, frame_lengths, ...) -> (B, output_dim).
+  text tower:     cls(config); forward(input_ids, lengths) -> (B, output_dim); classmethods
+                  make_tokenizer(config, texts, ...) and load_tokenizer(model_dir).
   language model: cls(config); ``d_model``, ``embed_tokens(ids)``,
                   forward(inputs_embeds=, attention_mask=, position_ids=, cache=, logits_to_keep=)
                   and generate(inputs_embeds=, attention_mask=, ...) like `lm.Decoder`.
@@ -33,11 +36,15 @@ class Entry(NamedTuple):
 AUDIO_ENCODERS: dict[str, Entry] = {}
 PROJECTORS: dict[str, Entry] = {}
 LANGUAGE_MODELS: dict[str, Entry] = {}
+AUDIO_TOWERS: dict[str, Entry] = {}  # MuLaN: audio → pooled vector (models/mulan.py)
+TEXT_TOWERS: dict[str, Entry] = {}  # MuLaN: token ids → pooled vector
 
 REGISTRIES: dict[str, dict[str, Entry]] = {
     "audio_encoder": AUDIO_ENCODERS,
     "projector": PROJECTORS,
     "lm": LANGUAGE_MODELS,
+    "audio_tower": AUDIO_TOWERS,
+    "text_tower": TEXT_TOWERS,
 }
 
 T = TypeVar("T", bound=type)
@@ -68,6 +75,16 @@ def register_projector(name: str, config_cls: type) -> Callable[[T], T]:
 def register_language_model(name: str, config_cls: type) -> Callable[[T], T]:
     """Class decorator: ``@register_language_model("llama", DecoderConfig)``."""
     return _register(LANGUAGE_MODELS, "lm", name, config_cls)
+
+
+def register_audio_tower(name: str, config_cls: type) -> Callable[[T], T]:
+    """Class decorator: ``@register_audio_tower("ast", ASTConfig)``."""
+    return _register(AUDIO_TOWERS, "audio_tower", name, config_cls)
+
+
+def register_text_tower(name: str, config_cls: type) -> Callable[[T], T]:
+    """Class decorator: ``@register_text_tower("transformer", TextTransformerConfig)``."""
+    return _register(TEXT_TOWERS, "text_tower", name, config_cls)
 
 
 def get_entry(kind: str, name: str) -> Entry:

@@ -1,0 +1,134 @@
+"""MuLaN through the one training loop: rows, augmentation, loss down, save, 2 processes == 1."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from audiollm.config import load_config
+from audiollm.data.contrastive import PairAugment, PairBuilder, collate_pairs
+from audiollm.errors import ConfigError
+from audiollm.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_MODEL = {
+    "kind": "mulan",
+    "frontend": {"n_mels": 16, "level": "absolute"},
+    "audio_tower_config": {"patch_freq": 8, "patch_time": 8, "d_model": 32, "n_layers": 2, "n_heads": 4, "ffn_hidden": 64},
+    "text_tower_config": {"d_model": 32, "n_layers": 1, "n_heads": 4, "ffn_hidden": 64, "max_len": 16},
+    "embed_dim": 16,
+    "quantizer": {"num_quantizers": 2, "codebook_size": 4, "namespaces": ["semantic"], "conditioning_dims": [8]},
+}
+
+
+def write_config(tmp_path: Path, corpus: Path, model=None, **train_overrides) -> Path:
+    cfg = {
+        "output_dir": str(tmp_path / "run"),
+        "data": {"train": str(corpus / "train.jsonl"), "valid": str(corpus / "valid.jsonl"), "max_audio_seconds": 1.0,
+                 "pair_augment": {"gain_db": 6.0, "time_mask_width": 5, "freq_mask_width": 4}},
+        "tokenizer": {"vocab_size": 300},
+        "model": model or TINY_MODEL,
+        "train": {"max_steps": 8, "batch_size": 4, "lr": 3e-3, "warmup_steps": 1, "eval_every": 0, "save_every": 0,
+                  "log_every": 1, "mixed_precision": "no", "eval_examples": 8, "eval_batch_size": 4,
+                  "best_metric": "retrieval/t2a_r1", **train_overrides},
+    }
+    p = tmp_path / "cfg.yaml"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def test_augmentation_really_changes_the_input(toy_corpus):
+    from audiollm.audio import load_audio
+    from audiollm.models.frontend import LogMel, LogMelConfig
+    from audiollm.tokenizers.text import TextTokenizer
+
+    rows = [{"audio": str(toy_corpus / "audio" / "train_m0.wav"), "answer": "a low tone"}]
+    tok = TextTokenizer.train(["a low tone"] * 3, vocab_size=300)
+    aug = PairAugment(crop_seconds=0.3, gain_db=6.0, freq_masks=2, freq_mask_width=4, time_masks=2, time_mask_width=5)
+    plain = PairBuilder(rows, tok, max_text_tokens=16, n_mels=16, hop_length=160)(0, 0)
+    seen = [PairBuilder(rows, tok, max_text_tokens=16, n_mels=16, hop_length=160, augment=aug)(0, d) for d in range(4)]
+    wav = load_audio(rows[0]["audio"])
+    assert torch.equal(plain["audio"], wav) and plain["freq_masks"] == []
+    for ex in seen:
+        assert ex["audio"].shape == (4800,)  # the crop length
+        # a crop of the clip, scaled: correlation with the matching window is 1, level differs
+        gain = float(ex["audio"].abs().max() / wav.abs().max())
+        assert abs(gain - 1) > 1e-3
+    assert len({float(e["audio"][:100].sum()) for e in seen}) == 4  # different crops/gains per draw
+    # the gain reaches the features under the absolute level (and is divided out under peak)
+    lm_abs, lm_peak = LogMel(LogMelConfig(n_mels=16, level="absolute")), LogMel(LogMelConfig(n_mels=16, level="peak"))
+    x = wav[None, :4800]
+    L = torch.tensor([4800])
+    assert (lm_abs(x * 0.5, L)[0] - lm_abs(x, L)[0]).abs().max() > 0.05
+    torch.testing.assert_close(lm_peak(x * 0.5, L)[0], lm_peak(x, L)[0], atol=1e-4, rtol=0)
+    # masks land inside the clip and the batch keeps the lengths
+    batch = collate_pairs(seen, tok.pad_id)
+    assert batch["audio_lengths"].tolist() == [4800] * 4
+    assert batch["freq_masks"].shape == (4, 2, 2) and batch["time_masks"].shape == (4, 2, 2)
+    assert int((batch["freq_masks"].sum(-1)).max()) <= 16
+    assert int((batch["time_masks"].sum(-1)).max()) <= 4800 // 160 + 1
+    assert batch["freq_masks"][..., 1].sum() > 0 and batch["time_masks"][..., 1].sum() > 0
+    from audiollm.models.mulan import apply_spec_masks
+
+    feats, _ = lm_abs(batch["audio"], batch["audio_lengths"])
+    masked = apply_spec_masks(feats, batch["freq_masks"], batch["time_masks"])
+    assert (masked != feats).any() and masked.shape == feats.shape
+
+
+def test_mulan_trains_through_the_one_loop(tmp_path, toy_corpus):
+    from audiollm.mulan import load_mulan_dir
+    import json
+
+    final = train(load_config(write_config(tmp_path, toy_corpus)), progress=False)
+    log = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert len(losses) == 8 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    assert any("valid/retrieval/t2a_r1" in r for r in log)
+    model, tok = load_mulan_dir(final)
+    assert bool(model.quantizer.initted)
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "README.md"):
+        assert (final / name).is_file()
+    # resume continues from the checkpoint with the saved tokenizer
+    train(load_config(write_config(tmp_path, toy_corpus, max_steps=9)), resume=str(tmp_path / "run"), progress=False)
+
+
+def test_grad_accum_is_refused_for_contrastive(tmp_path, toy_corpus):
+    with pytest.raises(ConfigError, match="grad_accum"):
+        train(load_config(write_config(tmp_path, toy_corpus, grad_accum=2)), progress=False)
+
+
+def test_quickstart_config_validates():
+    from audiollm.mulan_train import MuLaNKind
+
+    cfg = load_config(REPO / "configs" / "mulan_quickstart.yaml")
+    MuLaNKind.check(cfg)
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(tmp_path, toy_corpus):
+    """`accelerate launch` with 2 CPU processes == 1 process on the same global batch
+    (augmentation and patch dropout on: every random draw is keyed by the draw position)."""
+    model = {**TINY_MODEL, "audio_tower_config": {**TINY_MODEL["audio_tower_config"], "patch_dropout": 0.3}}
+    train(load_config(write_config(tmp_path / "one", toy_corpus, model=model, max_steps=3)), progress=False)
+    cfg = write_config(tmp_path / "two", toy_corpus, model=model, max_steps=3)
+    launcher = Path(sys.executable).parent / "accelerate"
+    cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "audiollm", "train", str(cfg), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    from safetensors.torch import load_file
+
+    a = load_file(str(tmp_path / "one" / "run" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "two" / "run" / "final" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4, msg=k)
