@@ -24,6 +24,7 @@ from .hf_llama import decoder_to_hf_llama, hf_llama_to_decoder
 from .audio_encoder import AudioEncoder, AudioEncoderConfig
 from .projector import Projector, ProjectorConfig
 from . import hf_audio  # registers whisper, hubert, wav2vec2, mert, ast, clap (transformers loaded lazily)
+from . import hf_lm  # registers hf_causal_lm (transformers/peft loaded lazily)
 from .audiollm import AudioLLM, AudioLLMConfig, AudioLLMOutput, merge_audio_text
 
 __all__ = [
