@@ -296,7 +296,8 @@ class WhisperEncoder(HFAudioEncoder):
         feats = self.log_mel(x.reshape(B * n_win, win))  # (B·n_win, n_mels, window frames)
         out = self.model(input_features=feats.to(self.model.conv1.weight.dtype), output_hidden_states=True)
         states = tuple(h.reshape(B, -1, h.shape[-1]) for h in out.hidden_states)  # (B, n_win·P, D) each
-        frame_lengths = (torch.div(lengths, self.hop, rounding_mode="floor") + 1) // 2  # conv2: ceil(frames / 2)
+        frames = torch.div(lengths + self.hop - 1, self.hop, rounding_mode="floor")  # mel frames touching the clip
+        frame_lengths = (frames + 1) // 2  # conv2 (stride 2): ceil(frames / 2)
         return states, frame_lengths
 
 
