@@ -66,7 +66,7 @@ def test_registries_have_builtins_and_tiny_configs():
         for name, (config_cls, module_cls) in registry.items():
             cfg = tiny_config(kind, name)
             assert isinstance(cfg, config_cls) and isinstance(module_cls, type)
-    with pytest.raises(ConfigError, match="allowed: llama"):
+    with pytest.raises(ConfigError, match="allowed: hf_causal_lm, llama"):
         get_entry("lm", "gpt5")
 
 
@@ -358,7 +358,7 @@ def test_config_dict_round_trip_and_errors():
         AudioLLMConfig.from_dict({"encoder": "x"})
     with pytest.raises(ConfigError, match="lm_config.widthh"):
         AudioLLMConfig.from_dict({"lm_config": {"widthh": 3}})
-    with pytest.raises(ConfigError, match="unknown lm 'gpt'; allowed: llama"):
+    with pytest.raises(ConfigError, match="unknown lm 'gpt'; allowed: hf_causal_lm, llama"):
         AudioLLMConfig.from_dict({"lm": "gpt"})
     with pytest.raises(ConfigError, match="n_mels"):
         AudioLLMConfig.from_dict({"frontend": {"n_mels": 40}, "audio_encoder_config": {"n_mels": 64}})

@@ -92,8 +92,32 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .train import train
 
     cfg = load_config(args.config, args.overrides)
+    if args.dry_run:
+        from .train import dry_run
+
+        print(format_dry_run(dry_run(cfg)))
+        return
     final = train(cfg, resume=args.resume, progress=not args.no_progress)
     print(f"final model: {final}")
+
+
+def format_dry_run(info: dict) -> str:
+    """The dry-run report as a person reads it (counts, memory, tokens, the first batch)."""
+    p, m, t = info["parameters"], info["memory_gib"], info["tokens_per_example"]
+    lines = [
+        f"parameters: {p['total']:,} total, {p['trainable']:,} trainable ({100 * p['trainable'] / max(p['total'], 1):.2f}%)",
+        f"memory estimate: {m['total_estimate']:.3f} GiB = weights {m['weights']:.3f} + gradients/AdamW "
+        f"{m['gradients_and_optimizer']:.3f} + activations {m['activations_per_micro_batch']:.3f} "
+        f"(micro-batch of {info['micro_batch']})",
+        f"tokens per example: mean {t['mean']} (audio {t['audio_mean']} + text {t['text_mean']}), max {t['max']}",
+        f"tokenizer: {info['tokenizer']['kind']}, {info['tokenizer']['vocab_size']:,} tokens",
+        "first batch:",
+    ]
+    for i, e in enumerate(info["first_batch"]):
+        lines.append(f"  [{i}] {e['seconds']} s → {e['audio_tokens']} audio tokens | prompt: {e['prompt']!r} | "
+                     f"answer: {e['answer']!r}")
+    lines.append("dry run: nothing was trained or written")
+    return "\n".join(lines)
 
 
 def cmd_ask(args: argparse.Namespace) -> None:
@@ -301,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dotted overrides, e.g. train.lr=3e-4 output_dir=runs/x")
     t.add_argument("--resume", metavar="DIR", help="continue from a run folder (latest checkpoint) or a checkpoint folder")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    t.add_argument("--dry-run", action="store_true",
+                   help="print parameter counts, a memory estimate, tokens per example and the first batch "
+                        "decoded, then exit without training")
     t.set_defaults(func=cmd_train)
 
     a = sub.add_parser("ask", help="answer a question about one audio file")

@@ -63,6 +63,8 @@ class TokenizerConfig:
     midi_max_shift_steps: int = 100  # longest single time-shift token, in steps (100 × 10 ms = 1 s)
     midi_velocity_bins: int = 32  # velocity resolution
     midi_programs: str = ""  # GM programs the vocabulary names, e.g. "0" (piano only) or "0,24-27"; "" = all 128
+    pretrained: str = ""  # a transformers tokenizer directory to use instead of training BPE ("" = train
+    #   BPE, or the LM checkpoint's own tokenizer when model.lm is a pretrained LM like hf_causal_lm)
 
     def __post_init__(self) -> None:
         if self.vocab_size < 300:

@@ -18,6 +18,7 @@ from .checkpoint import atomic_dir
 from .config import ExperimentConfig, save_config
 from .errors import ConfigError, ModelDirError
 from .models.audiollm import AudioLLM, AudioLLMConfig
+from .tokenizers.hf import load_tokenizer
 from .tokenizers.text import TextTokenizer
 
 
@@ -56,7 +57,7 @@ def load_model_dir(directory: str | os.PathLike, map_location: str = "cpu") -> t
         raise ModelDirError(f"{d}: no such model directory")
     if not d.is_dir():
         raise ModelDirError(f"{d}: is a file, expected a model directory")
-    tokenizer = TextTokenizer.from_pretrained(d)
+    tokenizer = load_tokenizer(d)
     model = AudioLLM.from_pretrained(d, map_location=map_location)
     if model.config.lm_config.vocab_size != tokenizer.vocab_size:
         raise ModelDirError(

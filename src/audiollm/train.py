@@ -37,6 +37,8 @@ from .evaluate import predict, score_predictions
 from .model_dir import build_model, save_model_dir
 from .mulan_train import MuLaNKind
 from .tasks import TASKS, get_task
+from .models.registry import get_entry
+from .tokenizers.hf import HFTokenizer, load_tokenizer
 from .tokenizers.text import TextTokenizer
 
 LOWER_IS_BETTER = ("loss", "wer", "cer", "t2a_median_rank", "a2t_median_rank")
@@ -56,12 +58,12 @@ class AudioLLMKind:
         return rows
 
     @staticmethod
-    def make_tokenizer(rows: list[dict], cfg: ExperimentConfig) -> TextTokenizer:
-        return train_tokenizer(rows, cfg)
+    def make_tokenizer(rows: list[dict], cfg: ExperimentConfig) -> TextTokenizer | HFTokenizer:
+        return make_tokenizer(rows, cfg)
 
     @staticmethod
-    def load_tokenizer(directory: Path, cfg: ExperimentConfig) -> TextTokenizer:
-        return TextTokenizer.from_pretrained(directory)
+    def load_tokenizer(directory: Path, cfg: ExperimentConfig) -> TextTokenizer | HFTokenizer:
+        return load_tokenizer(directory)
 
     @staticmethod
     def build(cfg: ExperimentConfig, tokenizer: TextTokenizer):
@@ -247,6 +249,72 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
     return final
 
 
+def dry_run(cfg: ExperimentConfig) -> dict:
+    """Everything about a run short of training it: parameter counts (total / trainable), a
+    memory estimate, tokens per example and the first batch decoded, as a JSON-able dict.
+
+    The memory estimate is weights + gradients and AdamW state of the trainable parameters
+    (fp32) + the activations autograd keeps for one micro-batch, measured by running that
+    micro-batch's forward pass with a hook on every tensor saved for backward. Works for every
+    model kind (``model.kind``), through the same hooks the training loop uses.
+    """
+    tc = cfg.train
+    kind = get_kind(cfg)
+    rows = kind.prepare_rows(load_rows(cfg.data.train, cfg.data.split), cfg.data.train)
+    tokenizer = kind.make_tokenizer(rows, cfg)
+    set_seed(tc.seed)
+    model = kind.build(cfg, tokenizer)
+    model.train()
+    micro = tc.batch_size // tc.grad_accum
+    sampler = MixtureSampler(rows, cfg.data.task_weights, seed=tc.seed)
+    build = kind.example_builder(rows, tokenizer, cfg, train=False)
+    examples = [build(i, d) for d, i in enumerate(sampler.indices(0, micro))]
+    batch = kind.collate(examples, tokenizer)
+
+    saved = [0]
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(**batch)
+    audio_lengths = getattr(out, "audio_token_lengths", None)
+    audio_tokens = audio_lengths.tolist() if audio_lengths is not None else [0] * len(examples)
+    params = list(model.parameters())
+    trainable = [p for p in params if p.requires_grad]
+    weight_bytes = sum(p.numel() * p.element_size() for p in params)
+    train_bytes = sum(p.numel() for p in trainable) * (4 + 8)  # gradient + AdamW's two moments, fp32
+    first = []
+    for e, a in zip(examples, audio_tokens):
+        ids = list(e["input_ids"])
+        answer = [t for t, lab in zip(ids, e["labels"]) if lab != -100] if "labels" in e else []
+        prompt = ids[: len(ids) - len(answer)]
+        entry = {"seconds": round(e["audio"].shape[-1] / 16000, 2), "audio_tokens": int(a), "text_tokens": len(ids),
+                 "prompt" if answer else "text": tokenizer.decode(prompt)}
+        if answer:
+            entry["answer"] = tokenizer.decode(answer)
+        first.append(entry)
+    per_example = [int(a) + len(e["input_ids"]) for e, a in zip(examples, audio_tokens)]
+    gib = 2**30
+    return {
+        "model_kind": kind.name,
+        "parameters": {"total": sum(p.numel() for p in params), "trainable": sum(p.numel() for p in trainable)},
+        "memory_gib": {
+            "weights": round(weight_bytes / gib, 4),
+            "gradients_and_optimizer": round(train_bytes / gib, 4),
+            "activations_per_micro_batch": round(saved[0] / gib, 4),
+            "total_estimate": round((weight_bytes + train_bytes + saved[0]) / gib, 4),
+        },
+        "tokens_per_example": {"mean": round(sum(per_example) / len(per_example), 1), "max": max(per_example),
+                               "audio_mean": round(sum(audio_tokens) / len(audio_tokens), 1),
+                               "text_mean": round(sum(len(e["input_ids"]) for e in examples) / len(examples), 1)},
+        "tokenizer": {"kind": type(tokenizer).__name__, "vocab_size": tokenizer.vocab_size},
+        "micro_batch": micro,
+        "first_batch": first,
+    }
+
+
 def load_rows(path: str, split: str = "") -> list[dict]:
     rows = read_manifest(path)
     if split:
@@ -263,6 +331,28 @@ def load_rows(path: str, split: str = "") -> list[dict]:
     if not rows:
         raise ConfigError(f"{path}: no usable rows left")
     return rows
+
+
+def pretrained_tokenizer_source(cfg: ExperimentConfig) -> str:
+    """``tokenizer.pretrained`` if set, else the LM checkpoint's own tokenizer for an LM that
+    brings one (``tokenizer_source``), else "" (train our BPE on the corpus)."""
+    if cfg.tokenizer.pretrained:
+        return cfg.tokenizer.pretrained
+    lm_cls = get_entry("lm", cfg.model.get("lm", "llama")).module_cls
+    source = getattr(lm_cls, "tokenizer_source", None)
+    return source(cfg.model.get("lm_config") or {}) if source else ""
+
+
+def make_tokenizer(rows: list[dict], cfg: ExperimentConfig):
+    """The run's tokenizer: a pretrained one (see `pretrained_tokenizer_source`) or BPE trained here."""
+    source = pretrained_tokenizer_source(cfg)
+    if not source:
+        return train_tokenizer(rows, cfg)
+    event_tasks = sorted({r["task"] for r in rows if get_task(r["task"]).answers_are_events})
+    if event_tasks:
+        raise ConfigError(f"task {event_tasks[0]!r} answers in MIDI events, which need audiollm's own BPE "
+                          f"tokenizer; it cannot be used with the pretrained tokenizer {source}")
+    return HFTokenizer.from_pretrained(source)
 
 
 def train_tokenizer(rows: list[dict], cfg: ExperimentConfig) -> TextTokenizer:

@@ -23,8 +23,9 @@ IGNORE_INDEX = -100
 
 
 def prompt_ids(tokenizer: TextTokenizer, question: str) -> list[int]:
-    """The prompt after the audio: ``<|user|> question <|assistant|>``."""
-    return [tokenizer.user_id, *tokenizer.encode(question), tokenizer.assistant_id]
+    """The prompt after the audio (``<|user|> question <|assistant|>`` with our tokenizer,
+    the chat template of a pretrained LM's tokenizer): each tokenizer knows its own."""
+    return tokenizer.prompt_ids(question)
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """Model components and the composite `AudioLLM`.
 
 Importing this package registers every built-in component (see `registry`):
-audio encoder "conv_transformer", projector "mlp", language model "llama".
+audio encoders "conv_transformer" (from scratch) and the pretrained "whisper", "hubert",
+"wav2vec2", "mert", "ast", "clap" (transformers); projector "mlp"; language models "llama"
+(from scratch) and "hf_causal_lm" (any transformers causal LM, optional LoRA via peft).
 """
 
 from .registry import (
@@ -21,6 +23,8 @@ from .lm import Decoder, DecoderConfig, KVCache, RMSNorm, TransformerBlock
 from .hf_llama import decoder_to_hf_llama, hf_llama_to_decoder
 from .audio_encoder import AudioEncoder, AudioEncoderConfig
 from .projector import Projector, ProjectorConfig
+from . import hf_audio  # registers whisper, hubert, wav2vec2, mert, ast, clap (transformers loaded lazily)
+from . import hf_lm  # registers hf_causal_lm (transformers/peft loaded lazily)
 from .audiollm import AudioLLM, AudioLLMConfig, AudioLLMOutput, merge_audio_text
 
 __all__ = [

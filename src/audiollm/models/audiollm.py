@@ -57,7 +57,8 @@ def _config_from_dict(config_cls: type, values: dict, where: str):
 
 @dataclass
 class AudioLLMConfig:
-    frontend: LogMelConfig = field(default_factory=LogMelConfig)  # waveform → log-mel settings
+    frontend: LogMelConfig = field(default_factory=LogMelConfig)  # waveform → log-mel settings (unused
+    #   by encoders with input_kind "waveform": pretrained checkpoints make their own features)
     audio_encoder: str = "conv_transformer"  # name in registry.AUDIO_ENCODERS
     audio_encoder_config: Any = None  # that encoder's config (dataclass or dict; None = its defaults)
     projector: str = "mlp"  # name in registry.PROJECTORS
@@ -199,8 +200,11 @@ class AudioLLM(nn.Module):
     def __init__(self, config: AudioLLMConfig):
         super().__init__()
         self.config = config
-        self.frontend = LogMel(config.frontend)
         self.audio_encoder = get_entry("audio_encoder", config.audio_encoder).module_cls(config.audio_encoder_config)
+        # An encoder that brings its own input features (a pretrained checkpoint's feature
+        # extractor) declares input_kind = "waveform" and gets the samples; ours get log-mel.
+        self.takes_waveform = getattr(self.audio_encoder, "input_kind", "log_mel") == "waveform"
+        self.frontend = None if self.takes_waveform else LogMel(config.frontend)
         self.lm = get_entry("lm", config.lm).module_cls(config.lm_config)
         self.projector = get_entry("projector", config.projector).module_cls(
             config.projector_config, in_dim=self.audio_encoder.output_dim, out_dim=self.lm.d_model
@@ -214,6 +218,8 @@ class AudioLLM(nn.Module):
     def encode_frames(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, S) waveforms + sample lengths → encoder frames (B, F', d_enc) + frame counts (B,)."""
         audio_lengths = audio_lengths.to(audio.device).long()
+        if self.frontend is None:
+            return self.audio_encoder(audio, audio_lengths)  # (B, F', d_enc), (B,)
         features, frame_lengths = self.frontend(audio, audio_lengths)  # (B, n_mels, F)
         return self.audio_encoder(features, frame_lengths)  # (B, F', d_enc), (B,)
 
@@ -244,6 +250,22 @@ class AudioLLM(nn.Module):
             zero_infinity=True,  # a transcript longer than its audio contributes nothing, not inf
         )
         return loss + logits.sum() * 0.0
+
+    def state_to_save(self) -> dict[str, torch.Tensor]:
+        """The tensors a model directory stores.
+
+        A component built from a pretrained checkpoint (it defines ``trainable_state_keys``)
+        contributes only what training can change (LoRA adapters, layer weights, a tuned
+        encoder); the rest is reloaded from the checkpoint its config points at.
+        """
+        state = self.state_dict()
+        for name, child in self.named_children():
+            keys = getattr(child, "trainable_state_keys", None)
+            if keys is None:
+                continue
+            kept = {f"{name}.{k}" for k in keys()}
+            state = {k: v for k, v in state.items() if not k.startswith(f"{name}.") or k in kept}
+        return state
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
@@ -361,7 +383,13 @@ class AudioLLM(nn.Module):
         try:
             config = {"model_type": "audiollm", "audiollm_version": __version__, **self.config.to_dict()}
             (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-            state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
+            state, seen = {}, set()
+            for k, v in self.state_to_save().items():
+                v = v.detach().to("cpu").contiguous()
+                if v.data_ptr() in seen:  # a tied tensor (e.g. a tuned HF LM's head): store a copy
+                    v = v.clone()
+                seen.add(v.data_ptr())
+                state[k] = v
             save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
             if not directory.exists():
                 os.replace(tmp, directory)
@@ -401,8 +429,8 @@ class AudioLLM(nn.Module):
             raise ModelDirError(f"{weights_path}: cannot read {WEIGHTS_NAME}: {e}") from e
 
         state = fuse_split_projections(state)  # directories saved before q/k/v, gate/up were fused
-        model = cls(config)
-        expected = model.state_dict()
+        model = cls(config)  # pretrained components load their checkpoints here
+        expected = model.state_to_save()
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
         if missing or unexpected:
@@ -418,5 +446,5 @@ class AudioLLM(nn.Module):
                     f"{weights_path}: {key} has shape {tuple(value.shape)}, {CONFIG_NAME} implies "
                     f"{tuple(expected[key].shape)}"
                 )
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=False)  # exactly state_to_save's keys, checked above
         return model.to(map_location).eval()

@@ -99,6 +99,10 @@ class TextTokenizer:
         """Ids → the MIDI event tokens among them, in order (text and special ids are skipped)."""
         return [self._event_of[i] for i in ids if i in self._event_of]
 
+    def prompt_ids(self, question: str) -> list[int]:
+        """The prompt after the audio: ``<|user|> question <|assistant|>``."""
+        return [self.user_id, *self.encode(question), self.assistant_id]
+
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False).ids
 
