@@ -113,9 +113,10 @@ def format_dry_run(info: dict) -> str:
         f"tokenizer: {info['tokenizer']['kind']}, {info['tokenizer']['vocab_size']:,} tokens",
         "first batch:",
     ]
+    lines[0] = f"model kind: {info.get('model_kind', 'audiollm')}; " + lines[0]
     for i, e in enumerate(info["first_batch"]):
-        lines.append(f"  [{i}] {e['seconds']} s → {e['audio_tokens']} audio tokens | prompt: {e['prompt']!r} | "
-                     f"answer: {e['answer']!r}")
+        text = " | ".join(f"{k}: {e[k]!r}" for k in ("prompt", "answer", "text") if k in e)
+        lines.append(f"  [{i}] {e['seconds']} s → {e['audio_tokens']} audio tokens | {text}")
     lines.append("dry run: nothing was trained or written")
     return "\n".join(lines)
 
