@@ -428,9 +428,9 @@ class AudioLLM(nn.Module):
         except Exception as e:  # safetensors raises its own error types for corrupt headers/data
             raise ModelDirError(f"{weights_path}: cannot read {WEIGHTS_NAME}: {e}") from e
 
-        state = fuse_split_projections(state)  # directories saved before q/k/v, gate/up were fused
         model = cls(config)  # pretrained components load their checkpoints here
         expected = model.state_to_save()
+        state = fuse_split_projections(state, set(expected))  # directories saved before q/k/v, gate/up were fused
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
         if missing or unexpected:

@@ -26,6 +26,8 @@ def import_transformers(where: str):
         import transformers
     except ImportError:
         raise ConfigError(f"{where} needs transformers: pip install 'audiollm[hf]'") from None
+    # transformers' own "Loading weights" bars would break our one-line errors and our tqdm output.
+    transformers.utils.logging.disable_progress_bar()
     return transformers
 
 

@@ -296,24 +296,26 @@ def init_weights(module: nn.Module, n_layers: int, std: float = 0.02) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def fuse_split_projections(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def fuse_split_projections(state: dict[str, torch.Tensor], expected: set[str] | None = None) -> dict[str, torch.Tensor]:
     """Rewrite a state dict saved before the projections were fused (audiollm ≤ 0.1.0).
 
     ``…attn.{q,k,v}_proj.weight`` become ``…attn.qkv_proj.weight`` (rows q, k, v) and
     ``…mlp.{gate,up}_proj.weight`` become ``…mlp.gate_up_proj.weight`` (rows gate, up), so
-    model directories written by earlier versions keep loading. Other keys pass through.
+    model directories written by earlier versions keep loading. Other keys pass through; with
+    ``expected`` (the model's own keys), only matrices whose fused name the model has are fused,
+    so a pretrained HF LM's own ``q_proj``/``gate_proj`` inside the model are left alone.
     """
     out = dict(state)
     for key in list(state):
         if key.endswith("attn.q_proj.weight"):
             stem = key[: -len("q_proj.weight")]
             parts = [f"{stem}{n}_proj.weight" for n in "qkv"]
-            if all(p in out for p in parts):
+            if all(p in out for p in parts) and (expected is None or f"{stem}qkv_proj.weight" in expected):
                 out[f"{stem}qkv_proj.weight"] = torch.cat([out.pop(p) for p in parts], dim=0)
         elif key.endswith("mlp.gate_proj.weight"):
             stem = key[: -len("gate_proj.weight")]
             parts = [f"{stem}gate_proj.weight", f"{stem}up_proj.weight"]
-            if all(p in out for p in parts):
+            if all(p in out for p in parts) and (expected is None or f"{stem}gate_up_proj.weight" in expected):
                 out[f"{stem}gate_up_proj.weight"] = torch.cat([out.pop(p) for p in parts], dim=0)
     return out
 
