@@ -41,12 +41,19 @@ def save_model_dir(
     config: ExperimentConfig | None = None,
 ) -> Path:
     """Write model + tokenizer + card into ``directory`` (replacing it only once complete)."""
+    return write_model_dir(directory, model, tokenizer, model_card(model, card or {}), config)
+
+
+def write_model_dir(directory: str | os.PathLike, model: Any, tokenizer: Any, card_text: str,
+                    config: ExperimentConfig | None = None) -> Path:
+    """The one way any model kind writes its directory: the model's own ``save_pretrained``,
+    the tokenizer, ``train_config.yaml`` and the card, in a temp dir renamed into place."""
     with atomic_dir(directory) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if config is not None:
             save_config(config, tmp / "train_config.yaml")
-        (tmp / "README.md").write_text(model_card(model, card or {}))
+        (tmp / "README.md").write_text(card_text)
     return Path(directory)
 
 

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE, load_audio, pad_batch
-from .checkpoint import atomic_dir
 from .errors import AudioLLMError
 from .models.mulan import MuLaN, read_mulan_config
 from .models.registry import get_entry
@@ -35,15 +34,9 @@ class TextTruncatedWarning(UserWarning):
 def save_mulan_dir(directory: str | os.PathLike, model: MuLaN, tokenizer, *, card: dict[str, Any] | None = None,
                    config=None) -> Path:
     """config.json + model.safetensors + tokenizer + README card, replaced only once complete."""
-    from .config import save_config
+    from .model_dir import write_model_dir
 
-    with atomic_dir(directory) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        if config is not None:
-            save_config(config, tmp / "train_config.yaml")
-        (tmp / "README.md").write_text(model_card(model, card or {}))
-    return Path(directory)
+    return write_model_dir(directory, model, tokenizer, model_card(model, card or {}), config)
 
 
 def load_mulan_dir(directory: str | os.PathLike, map_location: str = "cpu") -> tuple[MuLaN, Any]:
