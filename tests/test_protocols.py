@@ -288,7 +288,7 @@ def test_clotho_protocol(wordnet):
     assert res["rouge_l"] == pytest.approx(1.0) and res["meteor"] > 0.9
     assert res["cider_d"] == pytest.approx(cider_d(["A dog barks loudly.", "Rain falls on a roof."],
                                                    [r["answers"] for r in rows]))
-    bad = run_protocols(rows, ["Music plays.", "A bird sings."], "clotho").results["clotho"]
+    bad = run_protocols(rows, ["Music plays.", "Birds sing."], "clotho").results["clotho"]
     assert bad["cider_d"] == 0.0 and bad["bleu_1"] == 0.0
 
 
@@ -313,3 +313,33 @@ def test_evaluate_adds_protocol_results_to_table_and_json(tmp_path, wordnet):
     assert data["metrics"]["mullama"]["n"] == 3 and data["notes"] == result.notes
     with pytest.raises(AudioLLMError, match="no config.json"):
         evaluate(LengthEchoModel(tok), tok, rows, progress=False, protocol_options={"bertscore_model": str(tmp_path)})
+
+
+def test_evaluate_cli_protocol_flags(tmp_path, capsys, wordnet):
+    import soundfile as sf
+
+    from audiollm.cli import main
+    from audiollm.model_dir import save_model_dir
+    from audiollm.tokenizers.text import TextTokenizer
+
+    tok = TextTokenizer.train(["Describe the audio", "A calm piano piece.", "Loud rock."] * 5, vocab_size=300)
+    save_model_dir(tmp_path / "model", _tiny_audiollm(tok), tok)
+    lines = []
+    for i, answer in enumerate(["A calm piano piece.", "Loud rock."]):
+        p = tmp_path / f"{i}.wav"
+        sf.write(p, tone(0.3, 300.0 * (i + 1)), 16000)
+        lines.append(json.dumps({"audio": str(p), "task": "qa", "question": "Describe the audio", "answer": answer,
+                                 "dataset": "musicqa"}))
+    (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n")
+    base = ["evaluate", str(tmp_path / "model"), "--data", str(tmp_path / "m.jsonl"), "--no-progress",
+            "--max-new-tokens", "4"]
+    assert main(base + ["--json", str(tmp_path / "e.json")]) == 0
+    out = capsys.readouterr().out
+    assert "shuffled_ref" in out and "mullama" in out and "note: mullama: BERTScore skipped" in out
+    assert json.loads((tmp_path / "e.json").read_text())["metrics"]["mullama"]["n"] == 2
+    for argv, fragment in ((["--protocol", "bogus"], "unknown protocol 'bogus'"),
+                           (["--protocol", "clotho"], "scores 'caption' rows"),
+                           (["--bertscore-model", str(tmp_path)], "no config.json")):
+        code = main(base + argv)
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("audiollm: error:") and fragment in err and "Traceback" not in err
