@@ -48,6 +48,7 @@ def test_fsdd_rows_and_default_split_rule(fsdd_root):
     assert len(rows) == len(SPEAKERS) * 3 * len(TAKES)
     for r in rows:
         assert r["task"] == "asr" and r["answer"] == fsdd.DIGIT_WORDS[r["digit"]] == r["text"]
+        assert r["dataset"] == "fsdd"  # build_manifest names the dataset (evaluation protocols read it)
         assert Path(r["audio"]).is_absolute() and Path(r["audio"]).is_file()
         assert Path(r["audio"]).name == f"{r['digit']}_{r['speaker']}_{r['index']}.wav"
         assert r["sample_rate"] == 8000 and r["duration"] == pytest.approx(400 / 8000)

@@ -65,6 +65,31 @@ def cmd_data_manifest(args: argparse.Namespace) -> None:
     print(f"wrote {len(rows)} rows to {args.out} ({', '.join(f'{k}: {v}' for k, v in sorted(splits.items()))})")
 
 
+def cmd_data_qa(args: argparse.Namespace) -> None:
+    from .data.manifest import read_manifest, write_manifest
+    from .data.qa import LLMCompleter, generate_qa
+
+    rows = read_manifest(args.source, require_answer=False)
+    if args.split:
+        rows = [r for r in rows if r.get("split") == args.split]
+        if not rows:
+            raise AudioLLMError(f"{args.source}: no rows with split={args.split!r}")
+    complete = None
+    if args.generator == "llm":
+        if not args.llm:
+            raise AudioLLMError("--generator llm needs --llm PATH (a local transformers causal LM folder)")
+        complete = LLMCompleter(args.llm, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                seed=args.seed)
+    elif args.llm:
+        raise AudioLLMError("--llm is only used with --generator llm")
+    qa_rows, stats = generate_qa(rows, generator=args.generator, seed=args.seed, complete=complete,
+                                 n_open=args.open_questions)
+    if not qa_rows:
+        raise AudioLLMError(f"nothing written: {stats.summary(args.generator)}")
+    write_manifest(args.out, qa_rows)
+    print(f"wrote {stats.summary(args.generator)} to {args.out}")
+
+
 FORMATS_EPILOG = "<dataset formats>"
 
 
@@ -157,11 +182,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         rows = rows[: args.limit]
     if not rows:
         raise AudioLLMError(f"{args.data}: no rows left to evaluate")
+    options = {"bertscore_model": str(args.bertscore_model) if args.bertscore_model else None,
+               "bertscore_layer": args.bertscore_layer, "tag_scores": args.tag_scores, "seed": args.baseline_seed}
     result = evaluate(model, tokenizer, rows, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                      max_audio_seconds=args.max_seconds, progress=not args.no_progress)
+                      max_audio_seconds=args.max_seconds, progress=not args.no_progress,
+                      protocol=args.protocol, protocol_options=options)
     print(format_table(result.results))
+    for note in result.notes:
+        print(f"note: {note}")
     if args.json:
-        write_json(args.json, result.results, result.predictions, rows)
+        write_json(args.json, result.results, result.predictions, rows, questions=result.questions,
+                   notes=result.notes)
         print(f"metrics and predictions written to {args.json}")
 
 
@@ -320,6 +351,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="format-specific option, repeatable (e.g. gtzan: scheme=folds; see the options below)")
     m.set_defaults(func=cmd_data_manifest)
 
+    q = dsub.add_parser("qa", help="generate MusicQA-style question-answer rows from caption/tag rows",
+                        description="Generate MusicQA-style QA rows (MU-LLaMA's four describe questions plus open "
+                                    "questions about tempo, instruments, mood, genre) from a manifest's caption and "
+                                    "tag rows. The template generator states only labelled facts; the llm generator "
+                                    "prompts a local causal LM and drops malformed generations.")
+    q.add_argument("--from", dest="source", required=True, type=Path, help="manifest with caption / tagging rows (.jsonl)")
+    q.add_argument("--out", required=True, type=Path, help="QA manifest to write (.jsonl)")
+    q.add_argument("--generator", choices=("template", "llm"), default="template",
+                   help="template (default: offline, labelled facts only) or llm (needs --llm)")
+    q.add_argument("--llm", type=Path, default=None, help="local transformers causal LM folder for --generator llm")
+    q.add_argument("--split", default="", help="use only source rows of this split")
+    q.add_argument("--open-questions", type=int, default=5, help="open QA pairs the LLM is asked for per clip (default 5)")
+    q.add_argument("--max-new-tokens", type=int, default=384, help="LLM generation budget per clip (default 384)")
+    q.add_argument("--temperature", type=float, default=0.0, help="LLM sampling temperature; 0 = greedy (default)")
+    q.add_argument("--seed", type=int, default=0, help="seed for question paraphrases and LLM sampling (default 0)")
+    q.set_defaults(func=cmd_data_qa)
+
     t = sub.add_parser("train", help="train a model from a YAML config")
     t.add_argument("config", type=Path, help="experiment YAML (see configs/)")
     t.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
@@ -356,6 +404,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=32, help="clips per generation batch (default 32)")
     e.add_argument("--max-new-tokens", type=int, default=64, help="answer length budget in tokens (default 64)")
     e.add_argument("--max-seconds", type=float, default=30.0, help="refuse manifests with clips longer than this (default 30)")
+    e.add_argument("--protocol", default="auto",
+                   help="published scoring to add to the default metrics: auto (by each row's dataset; default), "
+                        "default (none), or comma-separated mullama, librispeech, mtt, clotho (all rows of their task)")
+    e.add_argument("--bertscore-model", type=Path, default=None,
+                   help="mullama: local transformers encoder folder for BERTScore recall (the paper: roberta-large); "
+                        "without it BERTScore is skipped")
+    e.add_argument("--bertscore-layer", type=int, default=None,
+                   help="mullama: hidden layer for BERTScore (default: the last; roberta-large in the paper: 17)")
+    e.add_argument("--tag-scores", choices=("auto", "likelihood", "presence"), default="auto",
+                   help="mtt: per-tag scores for ROC/PR-AUC: model log-likelihood of each tag, or 0/1 presence in "
+                        "the generated list (default auto: likelihood when the model can)")
+    e.add_argument("--baseline-seed", type=int, default=0,
+                   help="mullama: seed of the shuffled-reference baseline pairing (default 0)")
     e.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     e.set_defaults(func=cmd_evaluate)
 

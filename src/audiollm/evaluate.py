@@ -1,8 +1,10 @@
 """Evaluate a model on manifest rows: generate answers, score them per task, report.
 
 ``evaluate(model, tokenizer, rows)`` = ``predict`` (greedy answers, deterministic questions)
-+ ``score_predictions`` (each task's metrics over its rows). ``format_table`` prints the
-results; ``write_json`` saves them with every example's question, answer and prediction.
++ ``score_predictions`` (each task's metrics over its rows) + the evaluation protocols the
+rows call for (:mod:`audiollm.protocols`: published benchmark scoring, e.g. MU-LLaMA's
+MusicQA metrics or LibriSpeech WER per subset). ``format_table`` prints the results;
+``write_json`` saves them with every example's question, answer and prediction.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import random
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ class EvalResult:
     results: dict[str, dict[str, float]]
     predictions: list[str]
     questions: list[str]
+    notes: list[str] = field(default_factory=list)  # what the protocols want the reader to know
 
 
 def _task_of(row: Mapping[str, Any], index: int) -> Task:
@@ -134,28 +137,59 @@ def predict(
     return [p if p is not None else "" for p in predictions]
 
 
-def evaluate(model, tokenizer, rows: Sequence[Mapping[str, Any]], **kw) -> EvalResult:
-    """Predict every row (keyword arguments go to :func:`predict`) and score per task."""
+def evaluate(model, tokenizer, rows: Sequence[Mapping[str, Any]], *, protocol: str = "auto",
+             protocol_options: Mapping[str, Any] | None = None, **kw) -> EvalResult:
+    """Predict every row (keyword arguments go to :func:`predict`), score per task, then
+    apply the evaluation protocols selected by ``protocol`` (``auto``, ``default`` or names,
+    see :mod:`audiollm.protocols`); ``protocol_options`` fill
+    :class:`~audiollm.protocols.ProtocolContext` (e.g. ``bertscore_model``, ``tag_scores``).
+    """
+    from .protocols import ProtocolContext, run_protocols, select
+
+    select(rows, protocol)  # a bad protocol name fails before any generation
+    ctx = ProtocolContext(**dict(protocol_options or {}))
+    if ctx.bertscore_model and not (Path(ctx.bertscore_model).expanduser() / "config.json").is_file():
+        raise AudioLLMError(f"BERTScore model {ctx.bertscore_model}: not a transformers model folder (no config.json)")
     predictions = predict(model, tokenizer, rows, **kw)
     questions = questions_for(rows, kw.get("question_seed", 0))
-    return EvalResult(score_predictions(rows, predictions), predictions, questions)
+    results = score_predictions(rows, predictions)
+    ctx.model, ctx.tokenizer, ctx.questions = model, tokenizer, questions
+    ctx.batch_size = kw.get("batch_size", ctx.batch_size)
+    ctx.progress = kw.get("progress", ctx.progress)
+    extra = run_protocols(rows, predictions, protocol, ctx)
+    results.update(extra.results)
+    return EvalResult(results, predictions, questions, extra.notes)
+
+
+BASELINE_PREFIX = "shuffled_ref/"
 
 
 def format_table(results: Mapping[str, Mapping[str, float]]) -> str:
-    """A plain aligned text table, one line per (task, metric): ``task metric value n``."""
-    lines = [("task", "metric", "value", "n")]
+    """A plain aligned text table, one line per (task, metric): ``task metric value n``.
+
+    Protocol results appear as further "tasks" (``mullama``, ``librispeech/test-clean``).
+    When a group has ``shuffled_ref/<metric>`` baselines they are shown in a last
+    ``shuffled_ref`` column on their metric's line, so score and baseline sit side by side.
+    """
+    has_baseline = any(k.startswith(BASELINE_PREFIX) for m in results.values() for k in m)
+    lines = [("task", "metric", "value", "n") + (("shuffled_ref",) if has_baseline else ())]
     for task, metrics in results.items():
         n = metrics.get("n", 0)
         for metric, value in metrics.items():
-            if metric != "n":
-                lines.append((task, metric, f"{value:.4f}", str(int(n))))
-    widths = [max(len(line[c]) for line in lines) for c in range(4)]
+            if metric == "n" or metric.startswith(BASELINE_PREFIX):
+                continue
+            line: tuple[str, ...] = (task, metric, f"{value:.4f}", str(int(n)))
+            if has_baseline:
+                base = metrics.get(BASELINE_PREFIX + metric)
+                line += (f"{base:.4f}" if base is not None else "",)
+            lines.append(line)
+    widths = [max(len(line[c]) for line in lines) for c in range(len(lines[0]))]
     out = []
     for line in lines:
         # Text columns left-aligned, numbers right-aligned.
-        out.append(
-            f"{line[0]:<{widths[0]}}  {line[1]:<{widths[1]}}  {line[2]:>{widths[2]}}  {line[3]:>{widths[3]}}"
-        )
+        cells = [f"{line[0]:<{widths[0]}}", f"{line[1]:<{widths[1]}}"]
+        cells += [f"{cell:>{w}}" for cell, w in zip(line[2:], widths[2:])]
+        out.append("  ".join(cells))
     return "\n".join(out)
 
 
@@ -167,13 +201,15 @@ def write_json(
     *,
     questions: Sequence[str] | None = None,
     question_seed: int = 0,
+    notes: Sequence[str] = (),
 ) -> Path:
     """Write ``{"metrics", "n_examples", "examples"}`` atomically (temp file + rename).
 
     Each example has ``id`` (the row's, else its position), ``task``, ``audio``, ``question``,
     ``answer``, ``prediction`` and, for rows with several references, ``references``.
     ``questions`` defaults to :func:`questions_for` with ``question_seed`` — the questions
-    :func:`predict` asked with the same seed.
+    :func:`predict` asked with the same seed. ``notes`` (the protocols' remarks: which
+    BERTScore model, how tags were scored) are stored under ``notes`` when there are any.
     """
     if len(predictions) != len(rows):
         raise AudioLLMError(f"{len(predictions)} predictions for {len(rows)} rows")
@@ -199,6 +235,7 @@ def write_json(
     payload = {
         "metrics": {t: dict(m) for t, m in results.items()},
         "n_examples": len(rows),
+        **({"notes": list(notes)} if notes else {}),
         "examples": examples,
     }
     p = Path(path)

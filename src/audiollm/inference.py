@@ -38,3 +38,37 @@ def generate_answers(
 def answer(model: AudioLLM, tokenizer: TextTokenizer, wav: torch.Tensor, question: str, **sampling) -> str:
     """One answer about one waveform (16 kHz mono)."""
     return generate_answers(model, tokenizer, [wav], [question], **sampling)[0]
+
+
+def candidate_logprobs(
+    model: AudioLLM,
+    tokenizer: TextTokenizer,
+    wavs: list[torch.Tensor],
+    questions: list[str],
+    candidates: list[list[tuple[str, str]]],
+) -> list[list[float]]:
+    """Teacher-forced log-likelihood of candidate answers, one list per clip.
+
+    ``candidates[i]`` holds (answer prefix, candidate) text pairs for clip i; each score is
+    ``log P(candidate | audio_i, question_i, answer prefix)``. The candidate's tokens are the
+    tokens that ``encode(prefix + candidate)`` adds beyond its longest common start with
+    ``encode(prefix)``, so a candidate is tokenised as it would be inside a whole answer.
+    """
+    device = next(model.parameters()).device
+    audio, lengths = pad_batch(wavs)
+    contexts, cands = [], []
+    for q, pairs in zip(questions, candidates):
+        prompt = prompt_ids(tokenizer, q)
+        ctx_i, cand_i = [], []
+        for prefix, cand in pairs:
+            full = tokenizer.encode(prefix + cand)
+            pre = tokenizer.encode(prefix) if prefix else []
+            k = 0
+            while k < min(len(pre), len(full)) and pre[k] == full[k]:
+                k += 1
+            k = min(k, len(full) - 1)  # at least one scored token
+            ctx_i.append(prompt + full[:k])
+            cand_i.append(full[k:])
+        contexts.append(ctx_i)
+        cands.append(cand_i)
+    return model.candidate_logprobs(audio.to(device), lengths.to(device), contexts, cands)

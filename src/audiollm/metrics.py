@@ -277,3 +277,97 @@ def transcription_scores(ref_pieces: Sequence[Sequence], est_pieces: Sequence[Se
         raise AudioLLMError("a reference piece has no notes: note scores are undefined for it")
     per_piece = [note_scores(r, e) for r, e in zip(ref_pieces, est_pieces)]
     return {k: sum(d[k] for d in per_piece) / len(per_piece) for k in per_piece[0]}
+
+
+# --------------------------------------------------------------------------- published protocols
+# Wrappers that reproduce how particular papers scored, quirks included (audiollm.protocols
+# uses them). They do NOT apply normalize_text: the protocols decide their own text handling.
+
+
+def nltk_sentence_bleu(candidate: str, reference: str, weights: Sequence[float] = (0.25, 0.25, 0.25, 0.25)) -> float:
+    """nltk ``sentence_bleu([reference], candidate)`` on the **raw strings**, as MU-LLaMA's
+    evaluation calls it. Iterating a Python string yields characters, so this is BLEU over
+    character n-grams (1–4 characters with the default weights), not words; no smoothing,
+    so a pair that shares no character 4-gram scores ~0 (nltk warns; silenced here)."""
+    import warnings
+
+    from nltk.translate.bleu_score import sentence_bleu
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(sentence_bleu([reference], candidate, weights=tuple(weights)))
+
+
+def meteor_wordpunct(candidate: str, reference: str) -> float:
+    """nltk METEOR of one pair, both split with nltk ``wordpunct_tokenize`` (no lowercasing:
+    nltk's METEOR lowercases by itself)."""
+    from nltk.tokenize import wordpunct_tokenize
+    from nltk.translate.meteor_score import meteor_score
+
+    try:
+        return float(meteor_score([wordpunct_tokenize(reference)], wordpunct_tokenize(candidate)))
+    except LookupError:
+        raise WordNetMissingError("METEOR needs NLTK's WordNet: run `python -m audiollm.metrics_setup`") from None
+
+
+def rouge_l_recall(candidate: str, reference: str) -> float:
+    """rouge-score ROUGE-L **recall** (LCS / reference length) with the Porter stemmer, on the
+    raw strings (rouge-score lowercases and drops non-alphanumerics itself)."""
+    from rouge_score import rouge_scorer
+
+    return float(rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True).score(reference, candidate)["rougeL"].recall)
+
+
+def rouge_l_coco(candidate: Sequence[str], references: Sequence[Sequence[str]], beta: float = 1.2) -> float:
+    """ROUGE-L as the COCO caption evaluation computes it for one candidate: LCS precision
+    and recall against each reference (rouge-score on pre-tokenised text), the **maximum**
+    precision and maximum recall over references, then F_β with β = 1.2."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    # rouge-score tokenises strings itself; pass tokens joined by spaces (already clean).
+    cand = " ".join(candidate)
+    scores = [scorer.score(" ".join(r), cand)["rougeL"] for r in references]
+    p = max(s.precision for s in scores)
+    r = max(s.recall for s in scores)
+    if p == 0.0 or r == 0.0:
+        return 0.0
+    return (1 + beta**2) * p * r / (r + beta**2 * p)
+
+
+def corpus_bleu_tokens(candidates: Sequence[Sequence[str]], references: Sequence[Sequence[Sequence[str]]],
+                       max_n: int = 4) -> float:
+    """nltk ``corpus_bleu`` over token lists with uniform weights up to ``max_n`` (BLEU-1 with
+    max_n=1, BLEU-4 with 4): clipped counts summed over the corpus, brevity penalty from the
+    closest reference lengths, no smoothing (0 when some order has no match)."""
+    import warnings
+
+    from nltk.translate.bleu_score import corpus_bleu
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(corpus_bleu([list(map(list, rs)) for rs in references], [list(c) for c in candidates],
+                                 weights=tuple([1.0 / max_n] * max_n)))
+
+
+def tag_auc(scores, targets) -> dict[str, float]:
+    """Macro ROC-AUC and PR-AUC (average precision) over tags, with scikit-learn.
+
+    ``scores`` and ``targets`` are (clips, tags) arrays: a real-valued score and a 0/1
+    label per clip and tag. Tags whose column is all 0 or all 1 have no AUC and are left
+    out of the averages (``n_tags`` counts the rest). Returns ``roc_auc``, ``pr_auc`` and
+    ``n_tags``.
+    """
+    import numpy as np
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    s = np.asarray(scores, dtype=float)
+    y = np.asarray(targets, dtype=int)
+    if s.shape != y.shape or s.ndim != 2:
+        raise AudioLLMError(f"tag scores {s.shape} and targets {y.shape} must be the same (clips, tags) shape")
+    cols = [j for j in range(y.shape[1]) if 0 < y[:, j].sum() < y.shape[0]]
+    if not cols:
+        raise AudioLLMError("no tag has both positive and negative clips: ROC-AUC is undefined")
+    roc = [roc_auc_score(y[:, j], s[:, j]) for j in cols]
+    pr = [average_precision_score(y[:, j], s[:, j]) for j in cols]
+    return {"roc_auc": float(np.mean(roc)), "pr_auc": float(np.mean(pr)), "n_tags": float(len(cols))}

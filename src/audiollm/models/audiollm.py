@@ -366,6 +366,56 @@ class AudioLLM(nn.Module):
             return_logits=return_logits,
         )
 
+    @torch.no_grad()
+    def candidate_logprobs(
+        self,
+        audio: torch.Tensor,
+        audio_lengths: torch.Tensor,
+        contexts: list[list[list[int]]],
+        candidates: list[list[list[int]]],
+        chunk: int = 64,
+    ) -> list[list[float]]:
+        """Teacher-forced log-likelihood of candidate answers: for clip i and pair k,
+        ``log P(candidates[i][k] | [audio_i] contexts[i][k])`` summed over the candidate's tokens.
+
+        ``contexts[i][k]`` is the text before the candidate (prompt, and any answer prefix);
+        it is not scored. The audio is encoded once per clip; its (context, candidate) pairs
+        run through the LM in chunks of ``chunk`` sequences. This ranks answers the way the
+        model would generate them, which generation's single greedy answer cannot.
+        """
+        if not (len(contexts) == len(candidates) == audio.shape[0]):
+            raise ValueError("need one list of contexts and of candidates per clip")
+        audio_emb, audio_tok_lengths = self.encode_audio(audio, audio_lengths)  # (B, A, d_lm), (B,)
+        device = audio_emb.device
+        out: list[list[float]] = []
+        for i in range(audio.shape[0]):
+            pairs = list(zip(contexts[i], candidates[i]))
+            if any(not ctx or not cand for ctx, cand in pairs):
+                raise ValueError("every context and candidate needs at least one token")
+            a_len = int(audio_tok_lengths[i])
+            scores: list[float] = []
+            for start in range(0, len(pairs), chunk):
+                part = pairs[start : start + chunk]
+                C = len(part)
+                lengths = torch.tensor([len(c) + len(k) for c, k in part], device=device)
+                ids = torch.zeros(C, int(lengths.max()), dtype=torch.long, device=device)
+                counted = torch.zeros_like(ids, dtype=torch.bool)  # text columns whose token is scored
+                for r, (ctx, cand) in enumerate(part):
+                    ids[r, : len(ctx) + len(cand)] = torch.as_tensor(ctx + cand, device=device)
+                    counted[r, len(ctx) : len(ctx) + len(cand)] = True
+                audio_rows = audio_emb[i : i + 1, :a_len].expand(C, a_len, -1)  # (C, A_i, d_lm)
+                embeds, valid, _ = merge_audio_text(
+                    audio_rows, torch.full((C,), a_len, device=device), self.lm.embed_tokens(ids), lengths,
+                    left_pad=False,
+                )  # (C, A_i + L, d_lm)
+                logp = torch.log_softmax(self.lm(inputs_embeds=embeds, attention_mask=valid).float(), dim=-1)
+                # Text column t sits at merged position a_len + t and is predicted by the one before it.
+                pred = logp[:, a_len - 1 : a_len - 1 + ids.shape[1]]  # (C, L, V)
+                token_logp = pred.gather(-1, ids[..., None]).squeeze(-1)  # (C, L)
+                scores.extend((token_logp * counted).sum(dim=1).tolist())
+            out.append(scores)
+        return out
+
     # -- save / load ----------------------------------------------------------------------------
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:

@@ -6,7 +6,8 @@ Each format is one function ``(root, **options) -> list[dict]`` registered by na
     def fsdd_rows(root: Path, *, test_speaker: str = "yweweler", split: str = "") -> list[dict]: ...
 
 `build_manifest("fsdd", root, test_speaker="jackson")` looks the name up in `FORMATS` and
-calls it. Rows carry absolute audio paths and a ``split`` field; the CLI
+calls it. Rows carry absolute audio paths, a ``split`` field and ``dataset`` (the format
+name, which selects the dataset's evaluation protocol in `audiollm.protocols`); the CLI
 (``audiollm data manifest``) writes them as JSONL.
 """
 
@@ -51,7 +52,10 @@ def build_manifest(format_name: str, root: str | os.PathLike, **options: Any) ->
     if unknown:
         raise AudioLLMError(f"format {format_name!r} has no option(s) {', '.join(unknown)}; "
                             f"valid options: {', '.join(accepted) or 'none'}")
-    return fn(Path(root), **options)
+    rows = fn(Path(root), **options)
+    for row in rows:  # evaluation picks the dataset's published protocol from this field
+        row.setdefault("dataset", format_name)
+    return rows
 
 
 # Importing a module registers its format(s).
