@@ -72,3 +72,29 @@ def wordnet():
     if missing:
         pytest.skip("Debian WordNet not installed (apt-get install wordnet-base wordnet-sense-index)")
     metrics_setup.install_wordnet()
+
+
+def build_tiny_bert(directory: Path, words: list[str], intermediate_size: int = 64) -> Path:
+    """A random 2-layer BERT + a real WordPiece tokenizer over ``words``, saved to ``directory``.
+
+    The tokenizer is built with `tokenizers` directly: transformers 5's
+    ``BertTokenizerFast(vocab_file=...)`` ignores the file and maps every word to [UNK].
+    """
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(dict.fromkeys(words))
+    wp = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
+    wp.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wp.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=wp, unk_token="[UNK]", pad_token="[PAD]",
+                                               cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    assert tok(vocab[5])["input_ids"] == [2, 5, 3]  # real words get real ids
+    tok.save_pretrained(directory)
+    cfg = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=intermediate_size, max_position_embeddings=64)
+    torch.manual_seed(0)
+    transformers.BertModel(cfg).eval().save_pretrained(directory)
+    return directory

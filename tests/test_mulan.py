@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from conftest import build_tiny_bert
 
 from audiollm.errors import AudioLLMError, ModelDirError
 from audiollm.models.contrastive import CONTRASTIVE_LOSSES, LossConfig
@@ -105,19 +106,9 @@ def test_text_padding_does_not_change_embedding():
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory) -> Path:
-    transformers = pytest.importorskip("transformers")
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    d = tmp_path_factory.mktemp("tiny_bert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted({w for w in "warm jazz trumpet bright piano slow organ a in the".split()})
-    (d / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tok = transformers.BertTokenizerFast(vocab_file=str(d / "vocab.txt"))
-    tok.save_pretrained(d)
-    cfg = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                  intermediate_size=64, max_position_embeddings=64)
-    torch.manual_seed(0)
-    transformers.BertModel(cfg).save_pretrained(d)
-    return d
+    pytest.importorskip("transformers")
+    words = sorted({w for w in "warm jazz trumpet bright piano slow organ a in the".split()})
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), words)
 
 
 def test_pretrained_text_tower_from_a_tiny_bert(tiny_bert, tmp_path):

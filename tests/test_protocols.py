@@ -18,7 +18,7 @@ from audiollm.protocols.english import normalize_english
 from audiollm.protocols.librispeech import wer
 from audiollm.protocols.mullama import pair_scores, shuffled_references
 
-from conftest import tone
+from conftest import build_tiny_bert, tone
 
 # --------------------------------------------------------------------------- CIDEr-D
 
@@ -109,17 +109,9 @@ def test_mullama_protocol_reports_baseline_and_skips_bertscore(wordnet):
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
-    transformers = pytest.importorskip("transformers")
-    d = tmp_path_factory.mktemp("bert")
+    pytest.importorskip("transformers")
     words = "the a cat dog sat ran on mat fast slow piano guitar song music is".split()
-    (d / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words) + "\n")
-    tok = transformers.BertTokenizerFast(vocab_file=str(d / "vocab.txt"))
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
-                                  num_attention_heads=2, intermediate_size=37, max_position_embeddings=64)
-    transformers.BertModel(cfg).eval().save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
+    return build_tiny_bert(tmp_path_factory.mktemp("bert"), words, intermediate_size=37)
 
 
 def test_bertscore_recall_matches_greedy_cosine_by_hand(tiny_bert):

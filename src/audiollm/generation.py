@@ -69,3 +69,34 @@ def sample_next_token(
     logits = top_p_filter(logits, top_p)
     probs = torch.softmax(logits, dim=-1)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
+
+
+def record_step(
+    rows: list[int],
+    next_tok: torch.Tensor,
+    logits: torch.Tensor,
+    tokens: list[list[int]],
+    step_logits: list[list[torch.Tensor]] | None,
+    eos_id: int | None,
+) -> list[int]:
+    """Append one decoding step's tokens (and logits) to the still-active rows.
+
+    ``rows[j]`` is the original batch row of active row ``j``. Returns the active positions
+    that go on (not stopped at ``eos_id``). Shared by every LM's batched ``generate``.
+    """
+    keep = []
+    for j, (row, tok) in enumerate(zip(rows, next_tok.tolist())):
+        if step_logits is not None:
+            step_logits[row].append(logits[j].float())
+        if eos_id is not None and tok == eos_id:
+            continue
+        tokens[row].append(tok)
+        keep.append(j)
+    return keep
+
+
+def finish(tokens: list[list[int]], step_logits: list[list[torch.Tensor]] | None, vocab_size: int):
+    """``tokens``, or ``(tokens, per-row (n_steps, V) logits)`` when logits were recorded."""
+    if step_logits is None:
+        return tokens
+    return tokens, [torch.stack(s) if s else torch.empty(0, vocab_size) for s in step_logits]

@@ -74,6 +74,20 @@ def load_model_dir(directory: str | os.PathLike, map_location: str = "cpu") -> t
     return model, tokenizer
 
 
+def card_training_lines(card: dict[str, Any], data_note: str = "") -> list[str]:
+    """The model card's "Training" and "Validation metrics" sections, shared by every model kind."""
+    lines = [
+        "## Training",
+        f"- run: `{card.get('run', 'unknown')}`, steps: {card.get('steps', 'unknown')}",
+        f"- training manifest: `{card.get('train', 'unknown')}`{data_note}",
+    ]
+    metrics = card.get("valid_metrics") or card.get("metrics")
+    if metrics:
+        lines += ["", "## Validation metrics", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.4g} |" for k, v in sorted(metrics.items()) if isinstance(v, (int, float))]
+    return lines
+
+
 def model_card(model: AudioLLM, card: dict[str, Any]) -> str:
     """A short human-readable card: what the model is, what it saw, how it scored, its limits."""
     n_params = sum(p.numel() for p in model.parameters())
@@ -83,14 +97,8 @@ def model_card(model: AudioLLM, card: dict[str, Any]) -> str:
         "An audio-language model: log-mel frontend → audio encoder → projector → causal decoder.",
         f"Parameters: {n_params:,}.",
         "",
-        "## Training",
-        f"- run: `{card.get('run', 'unknown')}`, steps: {card.get('steps', 'unknown')}",
-        f"- training manifest: `{card.get('train', 'unknown')}`",
+        *card_training_lines(card),
     ]
-    metrics = card.get("valid_metrics") or card.get("metrics")
-    if metrics:
-        lines += ["", "## Validation metrics", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v:.4g} |" for k, v in sorted(metrics.items()) if isinstance(v, (int, float))]
     if card.get("best"):
         lines += ["", f"Best checkpoint record: `{json.dumps(card['best'])}`"]
     lines += [

@@ -18,6 +18,7 @@ import torch
 
 from .audio import SAMPLE_RATE, load_audio, pad_batch
 from .errors import AudioLLMError
+from .model_dir import card_training_lines, write_model_dir
 from .models.mulan import MuLaN, read_mulan_config
 from .models.registry import get_entry
 
@@ -34,8 +35,6 @@ class TextTruncatedWarning(UserWarning):
 def save_mulan_dir(directory: str | os.PathLike, model: MuLaN, tokenizer, *, card: dict[str, Any] | None = None,
                    config=None) -> Path:
     """config.json + model.safetensors + tokenizer + README card, replaced only once complete."""
-    from .model_dir import write_model_dir
-
     return write_model_dir(directory, model, tokenizer, model_card(model, card or {}), config)
 
 
@@ -57,14 +56,8 @@ def model_card(model: MuLaN, card: dict[str, Any]) -> str:
         f"{c.frontend.n_mels}-band log-mel patches and a `{c.text_tower}` text tower, trained with the "
         f"`{c.loss}` contrastive loss. Parameters: {model.num_parameters():,}.",
         "",
-        "## Training",
-        f"- run: `{card.get('run', 'unknown')}`, steps: {card.get('steps', 'unknown')}",
-        f"- training manifest: `{card.get('train', 'unknown')}` (caption rows: audio ↔ caption pairs)",
+        *card_training_lines(card, " (caption rows: audio ↔ caption pairs)"),
     ]
-    metrics = card.get("valid_metrics") or card.get("metrics")
-    if metrics:
-        lines += ["", "## Validation metrics", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v:.4g} |" for k, v in sorted(metrics.items()) if isinstance(v, (int, float))]
     if c.quantizer is not None:
         q = c.quantizer
         lines += ["", f"Quantizer: {q.num_quantizers} residual levels × {q.codebook_size} codes; "

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError
-from ..generation import check_sampling_args, sample_next_token
+from ..generation import check_sampling_args, finish, record_step, sample_next_token
 from .hf_common import import_transformers, load_pretrained, trainable_state_keys
 from .registry import register_language_model
 from .tiny_checkpoints import tiny_checkpoint
@@ -179,10 +179,10 @@ class HFCausalLM(nn.Module):
             raise ConfigError(f"prompt ({P} tokens) + max_new_tokens ({max_new_tokens}) exceeds the LM's "
                               f"max_position_embeddings ({self.max_seq_len})")
         tokens: list[list[int]] = [[] for _ in range(B)]
-        step_logits: list[list[torch.Tensor]] = [[] for _ in range(B)]
+        step_logits: list[list[torch.Tensor]] | None = [[] for _ in range(B)] if return_logits else None
         V = self.n_embeddings
         if max_new_tokens <= 0:
-            return (tokens, [torch.empty(0, V) for _ in range(B)]) if return_logits else tokens
+            return finish(tokens, step_logits, V)
 
         rows = list(range(B))  # original row index of each still-active batch row
         cache = T.DynamicCache(config=self.model.config) if use_cache else None
@@ -190,14 +190,7 @@ class HFCausalLM(nn.Module):
         logits = self(inputs_embeds=seq, attention_mask=mask, cache=cache, logits_to_keep=1)[:, -1]  # (B, V)
         for step in range(max_new_tokens):
             next_tok = sample_next_token(logits.float(), temperature, top_k, top_p, generator)  # (b,)
-            keep = []
-            for j, (row, tok) in enumerate(zip(rows, next_tok.tolist())):
-                if return_logits:
-                    step_logits[row].append(logits[j].float())
-                if eos_id is not None and tok == eos_id:
-                    continue
-                tokens[row].append(tok)
-                keep.append(j)
+            keep = record_step(rows, next_tok, logits, tokens, step_logits, eos_id)
             if not keep or step == max_new_tokens - 1:
                 break
             if len(keep) < len(rows):  # drop finished rows so they cost nothing from now on
@@ -215,6 +208,4 @@ class HFCausalLM(nn.Module):
             else:
                 seq = torch.cat([seq, new.to(seq.dtype)], dim=1)
                 logits = self(inputs_embeds=seq, attention_mask=mask, logits_to_keep=1)[:, -1]
-        if return_logits:
-            return tokens, [torch.stack(s) if s else torch.empty(0, V) for s in step_logits]
-        return tokens
+        return finish(tokens, step_logits, V)

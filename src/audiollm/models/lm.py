@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ..generation import check_sampling_args, sample_next_token
+from ..generation import check_sampling_args, finish, record_step, sample_next_token
 from .registry import register_language_model
 
 # enable_gqa (grouped K/V heads without copying them) arrived in torch 2.5.
@@ -497,9 +497,9 @@ class Decoder(nn.Module):
                 f"({self.config.max_seq_len})"
             )
         tokens: list[list[int]] = [[] for _ in range(B)]
-        step_logits: list[list[torch.Tensor]] = [[] for _ in range(B)]
+        step_logits: list[list[torch.Tensor]] | None = [[] for _ in range(B)] if return_logits else None
         if max_new_tokens <= 0:
-            return (tokens, [torch.empty(0, self.config.vocab_size) for _ in range(B)]) if return_logits else tokens
+            return finish(tokens, step_logits, self.config.vocab_size)
 
         rows = list(range(B))  # original row index of each still-active batch row
         cache = self.new_cache(B, P + max_new_tokens, dtype=x.dtype, device=x.device) if use_cache else None
@@ -507,14 +507,7 @@ class Decoder(nn.Module):
         logits = self(inputs_embeds=x, attention_mask=mask, cache=cache, logits_to_keep=1)[:, -1]  # (B, V)
         for step in range(max_new_tokens):
             next_tok = sample_next_token(logits, temperature, top_k, top_p, generator)  # (b,)
-            keep = []
-            for j, (row, tok) in enumerate(zip(rows, next_tok.tolist())):
-                if return_logits:
-                    step_logits[row].append(logits[j].float())
-                if eos_id is not None and tok == eos_id:
-                    continue
-                tokens[row].append(tok)
-                keep.append(j)
+            keep = record_step(rows, next_tok, logits, tokens, step_logits, eos_id)
             if not keep or step == max_new_tokens - 1:
                 break
             if len(keep) < len(rows):  # drop finished rows so they cost nothing from now on
@@ -531,7 +524,4 @@ class Decoder(nn.Module):
             else:
                 seq = torch.cat([seq, self.embed(next_tok[:, None])], dim=1)  # (b, T+1, D)
                 logits = self(inputs_embeds=seq, attention_mask=mask, logits_to_keep=1)[:, -1]
-        if return_logits:
-            V = self.config.vocab_size
-            return tokens, [torch.stack(s) if s else torch.empty(0, V) for s in step_logits]
-        return tokens
+        return finish(tokens, step_logits, self.config.vocab_size)
