@@ -37,6 +37,8 @@ class DataConfig:
     tilt: float = 0.0  # max spectral-tilt filter coefficient when augmenting (0 disables, < 1)
     noise_snr_db: float = 0.0  # lowest SNR (dB) of white noise added to half the clips (0 disables)
     cache_audio: bool = False  # keep decoded training clips in memory (small corpora: faster steps)
+    feature_cache: str = ""  # directory from `audiollm features`: a frozen pretrained encoder's states
+    #   are read from it instead of recomputed each step (train and valid clips; needs augment: false)
     pair_augment: dict[str, Any] = field(default_factory=dict)  # model.kind mulan: data.contrastive.PairAugment
     #   settings (crop_seconds, gain_db, noise_snr_db, freq_masks, freq_mask_width, time_masks, time_mask_width)
 

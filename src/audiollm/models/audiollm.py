@@ -216,8 +216,18 @@ class AudioLLM(nn.Module):
     # -- pieces ---------------------------------------------------------------------------------
 
     def encode_frames(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, S) waveforms + sample lengths → encoder frames (B, F', d_enc) + frame counts (B,)."""
+        """(B, S) waveforms + sample lengths → encoder frames (B, F', d_enc) + frame counts (B,).
+
+        ``audio`` may instead be a frozen pretrained encoder's cached states (B, F', K, D) with
+        frame counts (`audiollm features`, :mod:`audiollm.data.feature_cache`): the encoder
+        then only combines them (layer choice or learned weighting) instead of recomputing.
+        """
         audio_lengths = audio_lengths.to(audio.device).long()
+        if audio.dim() == 4:
+            if not callable(getattr(self.audio_encoder, "from_states", None)):
+                raise ConfigError(f"cached encoder states were given, but audio encoder "
+                                  f"{self.config.audio_encoder!r} computes its own features (no feature cache)")
+            return self.audio_encoder.from_states(audio, audio_lengths)
         if self.frontend is None:
             return self.audio_encoder(audio, audio_lengths)  # (B, F', d_enc), (B,)
         features, frame_lengths = self.frontend(audio, audio_lengths)  # (B, n_mels, F)
