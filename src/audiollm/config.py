@@ -37,6 +37,8 @@ class DataConfig:
     tilt: float = 0.0  # max spectral-tilt filter coefficient when augmenting (0 disables, < 1)
     noise_snr_db: float = 0.0  # lowest SNR (dB) of white noise added to half the clips (0 disables)
     cache_audio: bool = False  # keep decoded training clips in memory (small corpora: faster steps)
+    cond_dropout: float = 0.0  # probability that a guidance task (text_to_midi) is trained on the empty
+    #   prompt instead of its caption: the unconditional model classifier-free guidance needs (0.1-0.2)
     pair_augment: dict[str, Any] = field(default_factory=dict)  # model.kind mulan: data.contrastive.PairAugment
     #   settings (crop_seconds, gain_db, noise_snr_db, freq_masks, freq_mask_width, time_masks, time_mask_width)
 
@@ -47,6 +49,8 @@ class DataConfig:
             raise ConfigError(f"data.speed_perturb must be in [0, 0.5), got {self.speed_perturb}")
         if not 0 <= self.tilt < 1:
             raise ConfigError(f"data.tilt must be in [0, 1), got {self.tilt}")
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ConfigError(f"data.cond_dropout must be in [0, 1), got {self.cond_dropout}")
         if self.noise_snr_db < 0:
             raise ConfigError(f"data.noise_snr_db must be ≥ 0, got {self.noise_snr_db}")
         for task, w in self.task_weights.items():

@@ -75,7 +75,8 @@ class AudioLLMKind:
         if train and cfg.data.augment:
             augment = AudioAugment(speed_perturb=cfg.data.speed_perturb, tilt=cfg.data.tilt, noise_snr_db=cfg.data.noise_snr_db)
         return ExampleBuilder(rows, tokenizer, seed=cfg.train.seed, max_audio_seconds=cfg.data.max_audio_seconds,
-                              augment=augment, cache_audio=cfg.data.cache_audio and train)
+                              augment=augment, cache_audio=cfg.data.cache_audio and train,
+                              cond_dropout=cfg.data.cond_dropout if train else 0.0)
 
     @staticmethod
     def collate(examples: list[dict], tokenizer: TextTokenizer) -> dict[str, torch.Tensor]:

@@ -216,8 +216,30 @@ class AudioLLM(nn.Module):
     # -- pieces ---------------------------------------------------------------------------------
 
     def encode_frames(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, S) waveforms + sample lengths → encoder frames (B, F', d_enc) + frame counts (B,)."""
+        """(B, S) waveforms + sample lengths → encoder frames (B, F', d_enc) + frame counts (B,).
+
+        A row with ``audio_lengths == 0`` has no audio (a text-only task such as text_to_midi):
+        it gets zero frames, so zero audio tokens, and the encoder never sees it — a 0-sample
+        STFT has no frames, and feeding silence instead would add tokens the task never had.
+        """
         audio_lengths = audio_lengths.to(audio.device).long()
+        has_audio = audio_lengths > 0
+        if bool(has_audio.all()):
+            return self._encode_rows(audio, audio_lengths)
+        B = audio.shape[0]
+        dtype = next(self.audio_encoder.parameters()).dtype
+        if not bool(has_audio.any()):  # a batch of text-only rows: skip the encoder entirely
+            return audio.new_zeros(B, 0, self.audio_encoder.output_dim, dtype=dtype), torch.zeros_like(audio_lengths)
+        rows = has_audio.nonzero().squeeze(-1)  # (B_a,)
+        longest = int(audio_lengths[rows].max())
+        hidden, lengths = self._encode_rows(audio[rows, :longest], audio_lengths[rows])  # (B_a, F', d_enc)
+        out = hidden.new_zeros(B, *hidden.shape[1:])  # (B, F', d_enc): zero rows for text-only rows
+        out[rows] = hidden
+        out_lengths = torch.zeros_like(audio_lengths)
+        out_lengths[rows] = lengths.to(out_lengths.dtype)
+        return out, out_lengths
+
+    def _encode_rows(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.frontend is None:
             return self.audio_encoder(audio, audio_lengths)  # (B, F', d_enc), (B,)
         features, frame_lengths = self.frontend(audio, audio_lengths)  # (B, n_mels, F)
