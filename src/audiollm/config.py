@@ -30,6 +30,7 @@ class DataConfig:
     test: str = "data/corpus/test.jsonl"  # held-out manifest used by `make demo` / evaluate
     split: str = ""  # if set, keep only rows whose "split" field equals this (train manifest)
     valid_split: str = ""  # likewise for the validation manifest (e.g. FSDD: one file, 3 splits)
+    tasks: str = ""  # comma-separated tasks to keep from the manifests (e.g. "text_to_midi"); "" = all
     task_weights: dict[str, float] = field(default_factory=dict)  # task → sampling weight; {} = by row count
     max_audio_seconds: float = 10.0  # longer training clips are randomly cropped to this
     augment: bool = True  # random gain + speed perturbation on training audio
