@@ -72,8 +72,9 @@ def sample_events(
     if guided:
         prompts += [prompt_ids(tokenizer, UNCONDITIONAL) + tie] * b
     P = max(len(p) for p in prompts)
-    room = lm.config.max_seq_len - P if hasattr(lm.config, "max_seq_len") else 4096
-    budget = room if max_new_tokens is None else min(max_new_tokens, room)
+    limit = getattr(lm.config, "max_seq_len", None) or getattr(lm, "max_seq_len", None)  # ours / a transformers LM's
+    wanted = 4 * length if max_new_tokens is None else max_new_tokens  # ~4 tokens a step is far past any real piece
+    budget = min(wanted, limit - P) if limit else wanted
     if budget < 1:
         raise AudioLLMError(f"the prompt ({P} tokens) leaves no room in the decoder's context")
     ids = torch.zeros(len(prompts), P, dtype=torch.long, device=device)
