@@ -55,6 +55,7 @@ def write_piece(notes: Sequence[Note], wav_path: str | os.PathLike, seconds: flo
     os.close(fd)
     try:
         write_midi(notes, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600
         os.replace(tmp, mid_path)
     finally:
         if os.path.exists(tmp):
