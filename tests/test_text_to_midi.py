@@ -306,6 +306,19 @@ def test_generate_cli_refuses_a_model_without_midi_vocabulary(tmp_path, capsys):
     save_model_dir(tmp_path / "m", AudioLLM(AudioLLMConfig.from_dict(cfg)), tok)
     _one_line_error(capsys, ["generate", tmp_path / "m", "--text", "a cello", "--out", tmp_path / "p.wav"],
                     "no MIDI vocabulary")
+    # evaluate on a corpus that mixes text rows and text_to_midi rows: the latter are skipped, said once
+    import soundfile as sf
+
+    from conftest import tone
+
+    sf.write(tmp_path / "a.wav", tone(0.5), 16000)
+    manifest = tmp_path / "mixed.jsonl"
+    rows = [{"audio": "a.wav", "task": "tagging", "answer": "piano"}, *derive_rows([clip_row()])]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["evaluate", str(tmp_path / "m"), "--data", str(manifest), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "tagging" in out and "text_to_midi" not in out
+    assert "skipped 1 row(s) of text_to_midi: the model has no MIDI vocabulary" in err
 
 
 def test_data_text_to_midi_derives_one_row_per_clip(tmp_path, capsys):

@@ -178,6 +178,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.tasks:
         wanted = set(args.tasks.split(","))
         rows = [r for r in rows if r["task"] in wanted]
+    if getattr(tokenizer, "midi", None) is None:
+        # A corpus holds text_to_midi rows next to the text tasks: a text-only model skips them.
+        from .tasks import get_task
+
+        events = sorted({r["task"] for r in rows if get_task(r["task"]).answers_are_events})
+        if events:
+            n = len(rows)
+            rows = [r for r in rows if r["task"] not in events]
+            print(f"note: skipped {n - len(rows)} row(s) of {', '.join(events)}: the model has no MIDI vocabulary",
+                  file=sys.stderr)
     if args.limit:
         rows = rows[: args.limit]
     if not rows:

@@ -88,6 +88,9 @@ class TextToMidiTask(TranscriptionTask):
         ``window_seconds``), with :attr:`eval_sampling`."""
         from audiollm.midi_generate import generate_midi
 
+        if getattr(tokenizer, "midi", None) is None:
+            raise AudioLLMError("text_to_midi rows need a model whose tokenizer has a MIDI vocabulary; "
+                                "leave them out (evaluate --tasks) for a text-only model")
         s = dict(self.eval_sampling)
         generator = torch.Generator().manual_seed(int(s.pop("seed")))
         out: list[str] = [""] * len(rows)
