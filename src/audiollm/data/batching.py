@@ -131,7 +131,6 @@ class ExampleBuilder:
             "ctc_labels": answer[:-1] if task.aligned_answer else [],  # no eos: CTC ends by itself
         }
 
-
     def _text_only(self, row: dict, task, rng: random.Random) -> dict:
         """An example with no audio (zero samples → zero audio tokens): the answer is the
         task's target for a window of ``task.window_seconds`` at a random grid-aligned start
