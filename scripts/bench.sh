@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${VENV:-.venv}/bin/python
 mkdir -p runs/benchmarks
-for b in decode_kv_cache vs_hf_llama mfu; do
+BENCHES="decode_kv_cache vs_hf_llama mfu decode_midi"
+[ -d ../shared/data/fsdd ] && BENCHES="$BENCHES feature_cache"  # needs the spoken-digit recordings
+for b in $BENCHES; do
   echo "== benchmarks/$b.py" >&2
   "$PY" "benchmarks/$b.py" "$@" | tee "runs/benchmarks/$b.json"
 done

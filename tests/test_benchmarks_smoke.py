@@ -51,3 +51,12 @@ def test_mfu_quick():
     for dtype in ("float32", "bfloat16"):
         assert out[dtype]["matmul_peak_gflops"] > 0 and 0 < out[dtype]["mfu"]
     assert out["config"]["flops_per_token"] > 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="needs transformers")
+@pytest.mark.skipif(not (BENCH.parents[1] / "shared" / "data" / "fsdd").is_dir(), reason="needs ../shared/data/fsdd")
+def test_feature_cache_quick():
+    out = run_quick("feature_cache.py")
+    losses = out["first_step_loss"]
+    assert losses["recompute"] == pytest.approx(losses["cache"], rel=1e-4)  # the same step, from the cache
+    assert out["cache_build"]["clips"] == 8 and out["steps_per_s"]["cache"] > 0 and out["speedup"] > 0

@@ -54,3 +54,16 @@ def test_shipped_configs_load_and_build(path):
         return
     model = build_model(cfg.model, vocab_size=500)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_configs_dry_run(path, toy_corpus_shared, capsys):
+    """`audiollm train CONFIG --dry-run` works for every shipped config (data: the toy corpus)."""
+    from audiollm.cli import main
+
+    toy = toy_corpus_shared
+    code = main(["train", str(path), f"data.train={toy / 'train.jsonl'}", f"data.valid={toy / 'valid.jsonl'}",
+                 "data.cache_audio=false", "train.batch_size=4", "train.grad_accum=1", "--dry-run"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "parameters:" in out.out and "first batch:" in out.out and "dry run: nothing was trained" in out.out

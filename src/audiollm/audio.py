@@ -101,9 +101,10 @@ def save_audio(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_r
 
 
 def pad_batch(wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pad 1-D waveforms into ``(B, S)`` plus their lengths ``(B,)``."""
+    """Zero-pad 1-D waveforms into ``(B, S)`` plus their lengths ``(B,)``; tensors with more
+    dimensions (cached encoder states (F', K, D)) are padded along the first, likewise."""
     lengths = torch.tensor([w.shape[0] for w in wavs], dtype=torch.long)
-    out = torch.zeros(len(wavs), int(lengths.max()), dtype=torch.float32)
+    out = torch.zeros(len(wavs), int(lengths.max()), *wavs[0].shape[1:], dtype=torch.float32)
     for i, w in enumerate(wavs):
         out[i, : w.shape[0]] = w
     return out, lengths

@@ -126,6 +126,44 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"final model: {final}")
 
 
+def cmd_features(args: argparse.Namespace) -> None:
+    from .data.feature_cache import build_feature_cache
+    from .data.manifest import read_manifest
+
+    model_config = _model_config(args.source, args.overrides)
+    paths = [row["audio"] for m in args.manifests for row in read_manifest(m, require_answer=False) if row.get("audio")]
+    report = build_feature_cache(model_config, paths, args.out, batch_size=args.batch_size, dtype=args.dtype,
+                                 device=args.device, progress=not args.no_progress)
+    line = (f"{report.clips} clips: {report.computed} encoded ({report.audio_seconds:.1f} s of audio), "
+            f"{report.already_cached} already cached")
+    if report.missing:
+        line += f", {report.missing} missing (first: {report.first_missing})"
+    print(f"{line} → {args.out}")
+    print(f"train from it with: data.feature_cache={args.out} data.augment=false")
+
+
+def _model_config(source: Path, overrides: list[str]):
+    """The AudioLLMConfig of a training config (YAML, with overrides) or a saved model directory."""
+    from .models.audiollm import CONFIG_NAME, AudioLLMConfig
+
+    if source.is_dir():
+        if overrides:
+            raise AudioLLMError("overrides apply to a YAML config, not to a saved model directory")
+        config_file = source / CONFIG_NAME
+        if not config_file.is_file():
+            raise AudioLLMError(f"{source}: not a model directory (no {CONFIG_NAME})")
+        try:
+            return AudioLLMConfig.from_dict(json.loads(config_file.read_text()))
+        except json.JSONDecodeError as e:
+            raise AudioLLMError(f"{config_file}: not valid JSON ({e})") from None
+    from .config import load_config
+
+    cfg = load_config(source, overrides)
+    if cfg.model.get("kind", "audiollm") != "audiollm":
+        raise AudioLLMError(f"{source}: model.kind={cfg.model['kind']!r}; feature caches are for audiollm models")
+    return AudioLLMConfig.from_dict({k: v for k, v in cfg.model.items() if k != "kind"})
+
+
 def format_dry_run(info: dict) -> str:
     """The dry-run report as a person reads it (counts, memory, tokens, the first batch)."""
     p, m, t = info["parameters"], info["memory_gib"], info["tokens_per_example"]
@@ -384,6 +422,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=2, help="parallel worker processes (default 2)")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     s.set_defaults(func=cmd_data_synth)
+
+    fe = sub.add_parser("features", help="precompute a frozen pretrained encoder's features for training (cache)",
+                        description="Run the frozen pretrained audio encoder of a training config (or saved model "
+                                    "directory) once over every clip of the manifests and store its states in --out. "
+                                    "Train from it with data.feature_cache=DIR data.augment=false. Clips already "
+                                    "cached are skipped; missing audio files are counted and reported.")
+    fe.add_argument("source", type=Path, help="training config (.yaml) or saved model directory")
+    fe.add_argument("manifests", type=Path, nargs="+", help="manifests (.jsonl) whose clips to encode")
+    fe.add_argument("--out", required=True, type=Path, help="cache directory (created, or extended)")
+    fe.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override, repeatable (e.g. model.audio_encoder_config.layer=6)")
+    fe.add_argument("--batch-size", type=int, default=8, help="clips encoded together (default 8)")
+    fe.add_argument("--dtype", default="float16", help="storage dtype: float16 (default), bfloat16, float32")
+    fe.add_argument("--device", default="cpu", help="torch device for the encoder (default cpu)")
+    fe.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    fe.set_defaults(func=cmd_features)
 
     m = dsub.add_parser("manifest", help="turn a real dataset layout into a JSONL manifest",
                         description="Turn a real dataset layout into a JSONL manifest (one example a line).\n"

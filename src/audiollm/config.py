@@ -40,6 +40,8 @@ class DataConfig:
     cache_audio: bool = False  # keep decoded training clips in memory (small corpora: faster steps)
     cond_dropout: float = 0.0  # probability that a guidance task (text_to_midi) is trained on the empty
     #   prompt instead of its caption: the unconditional model classifier-free guidance needs (0.1-0.2)
+    feature_cache: str = ""  # directory from `audiollm features`: a frozen pretrained encoder's states
+    #   are read from it instead of recomputed each step (train and valid clips; needs augment: false)
     pair_augment: dict[str, Any] = field(default_factory=dict)  # model.kind mulan: data.contrastive.PairAugment
     #   settings (crop_seconds, gain_db, noise_snr_db, freq_masks, freq_mask_width, time_masks, time_mask_width)
 

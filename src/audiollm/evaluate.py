@@ -13,7 +13,7 @@ import json
 import os
 import random
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,7 @@ def predict(
     question_seed: int = 0,
     max_audio_seconds: float | None = None,
     progress: bool = True,
+    load: Callable[[Mapping[str, Any]], torch.Tensor] | None = None,
 ) -> list[str]:
     """Greedy answers for ``rows``, returned in input order.
 
@@ -87,8 +88,9 @@ def predict(
     the other rows. ``max_audio_seconds`` refuses (before any work) a manifest with longer
     clips, naming the first one: scoring a silently truncated clip would misreport the model.
     ``None`` feeds whole clips. Tasks that cut audio into windows (transcription) take clips
-    of any length. Text-only tasks (text_to_midi) read no audio: their task's
-    ``generate_from_text`` answers the questions.
+    of any length. ``load(row)`` replaces reading the row's audio file for untiled tasks
+    (training validation passes cached encoder states this way). Text-only tasks
+    (text_to_midi) read no audio: their task's ``generate_from_text`` answers the questions.
     """
     if batch_size < 1:
         raise AudioLLMError(f"batch_size must be at least 1, got {batch_size}")
@@ -132,7 +134,8 @@ def predict(
                         predictions[i] = pred
                     bar.update(len(idx))
                     continue
-                wavs = [load_audio(rows[i]["audio"]) for i in idx]
+                wavs = [load(rows[i]) if load is not None and not group else load_audio(rows[i]["audio"])
+                        for i in idx]
                 if group:
                     outputs = get_task(group).generate(model, tokenizer, wavs, batch_questions,
                                                        max_new_tokens=max_new_tokens, batch_size=batch_size)

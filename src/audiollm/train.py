@@ -31,12 +31,14 @@ from tqdm.auto import tqdm
 from .checkpoint import checkpoint_dir, commit_dir, prune_checkpoints, read_state, resolve_resume, write_state
 from .config import ExperimentConfig, save_config
 from .data.batching import AudioAugment, ExampleBuilder, MixtureSampler, collate, length_groups
+from .data.feature_cache import FeatureCache, check_cacheable
 from .data.manifest import read_manifest
 from .errors import AudioLLMError, ConfigError
 from .evaluate import predict, score_predictions
 from .model_dir import build_model, save_model_dir
 from .mulan_train import MuLaNKind
 from .tasks import TASKS, get_task
+from .models.audiollm import AudioLLMConfig
 from .models.registry import get_entry
 from .tokenizers.hf import HFTokenizer, load_tokenizer
 from .tokenizers.text import TextTokenizer
@@ -51,7 +53,7 @@ class AudioLLMKind:
 
     @staticmethod
     def check(cfg: ExperimentConfig) -> None:
-        pass
+        feature_cache(cfg)  # a cache must match the model's encoder: fail before any work
 
     @staticmethod
     def prepare_rows(rows: list[dict], path: str) -> list[dict]:
@@ -75,7 +77,7 @@ class AudioLLMKind:
         if train and cfg.data.augment:
             augment = AudioAugment(speed_perturb=cfg.data.speed_perturb, tilt=cfg.data.tilt, noise_snr_db=cfg.data.noise_snr_db)
         return ExampleBuilder(rows, tokenizer, seed=cfg.train.seed, max_audio_seconds=cfg.data.max_audio_seconds,
-                              augment=augment, cache_audio=cfg.data.cache_audio and train,
+                              augment=augment, cache_audio=cfg.data.cache_audio and train, features=feature_cache(cfg),
                               cond_dropout=cfg.data.cond_dropout if train else 0.0)
 
     @staticmethod
@@ -97,6 +99,17 @@ class AudioLLMKind:
 
 # How the one loop builds, feeds, scores and saves each kind of model (``model.kind``).
 MODEL_KINDS = {"audiollm": AudioLLMKind, "mulan": MuLaNKind}
+
+
+def feature_cache(cfg: ExperimentConfig) -> FeatureCache | None:
+    """The configured frozen-encoder feature cache, checked against the model's encoder."""
+    if not cfg.data.feature_cache:
+        return None
+    model_config = AudioLLMConfig.from_dict({k: v for k, v in cfg.model.items() if k != "kind"})
+    check_cacheable(model_config)
+    cache = FeatureCache(cfg.data.feature_cache)
+    cache.check_matches(model_config)
+    return cache
 
 
 def get_kind(cfg: ExperimentConfig):
@@ -291,7 +304,7 @@ def dry_run(cfg: ExperimentConfig) -> dict:
         ids = list(e["input_ids"])
         answer = [t for t, lab in zip(ids, e["labels"]) if lab != -100] if "labels" in e else []
         prompt = ids[: len(ids) - len(answer)]
-        entry = {"seconds": round(e["audio"].shape[-1] / 16000, 2), "audio_tokens": int(a), "text_tokens": len(ids),
+        entry = {"seconds": round(e["seconds"], 2), "audio_tokens": int(a), "text_tokens": len(ids),
                  "prompt" if answer else "text": tokenizer.decode(prompt)}
         if answer:
             entry["answer"] = tokenizer.decode(answer)
@@ -419,7 +432,9 @@ def validate_generation(net, tokenizer: TextTokenizer, rows: list[dict], cfg: Ex
     metrics: dict[str, float] = {}
     device = next(net.parameters()).device
     subset = stratified(rows, cfg.train.eval_examples)
-    build = ExampleBuilder(subset, tokenizer, seed=cfg.train.seed, max_audio_seconds=cfg.data.max_audio_seconds)
+    features = feature_cache(cfg)
+    build = ExampleBuilder(subset, tokenizer, seed=cfg.train.seed, max_audio_seconds=cfg.data.max_audio_seconds,
+                           features=features)
     loss_sum, n = 0.0, 0
     bs = cfg.train.eval_batch_size
     for start in range(0, len(subset), bs):
@@ -430,7 +445,8 @@ def validate_generation(net, tokenizer: TextTokenizer, rows: list[dict], cfg: Ex
         n += int(out.n_targets)
     metrics["loss"] = loss_sum / max(n, 1)
     preds = predict(net, tokenizer, subset, batch_size=bs, max_new_tokens=cfg.train.max_new_tokens,
-                    question_seed=cfg.train.seed, progress=False)
+                    question_seed=cfg.train.seed, progress=False,
+                    load=(lambda row: features.load(row["audio"]).states) if features is not None else None)
     for task, values in score_predictions(subset, preds).items():
         for name, value in values.items():
             metrics[f"{task}/{name}"] = float(value)

@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 from ..audio import SAMPLE_RATE, load_audio, pad_batch, resample
+from ..errors import ConfigError
 from ..tasks import get_task
+from .feature_cache import CachedClip, FeatureCache, frame_window
 from ..tokenizers.text import TextTokenizer
 
 IGNORE_INDEX = -100
@@ -76,8 +78,12 @@ class ExampleBuilder:
         augment: AudioAugment | None = None,
         sample_rate: int = SAMPLE_RATE,
         cache_audio: bool = False,
+        features: FeatureCache | None = None,
         cond_dropout: float = 0.0,
     ):
+        if features is not None and augment is not None:
+            raise ConfigError("data.feature_cache: waveform augmentation cannot apply to cached encoder states; "
+                              "set data.augment=false")
         self.rows = rows
         # Probability of training a guidance task (Task.supports_guidance) on the empty
         # prompt instead of its question: the unconditional branch of classifier-free guidance.
@@ -89,15 +95,20 @@ class ExampleBuilder:
         self.sample_rate = sample_rate
         # Decoded, resampled clips by row index: a small corpus (FSDD: 72 MB at 16 kHz) is then
         # read and resampled once instead of at every draw, which dominates a CPU training step.
-        self._cache: dict[int, torch.Tensor] | None = {} if cache_audio else None
+        self._cache: dict[int, torch.Tensor | CachedClip] | None = {} if cache_audio else None
+        # A frozen encoder's precomputed states replace the audio (see data/feature_cache.py).
+        self.features = features
 
-    def load(self, index: int) -> torch.Tensor:
-        """Row ``index``'s audio at ``sample_rate`` (from the cache when enabled)."""
-        if self._cache is None:
-            return load_audio(self.rows[index]["audio"], self.sample_rate)
-        if index not in self._cache:
-            self._cache[index] = load_audio(self.rows[index]["audio"], self.sample_rate)
-        return self._cache[index]
+    def load(self, index: int) -> torch.Tensor | CachedClip:
+        """Row ``index``'s audio at ``sample_rate``, or its cached encoder states (kept in
+        memory when ``cache_audio``)."""
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]
+        path = self.rows[index]["audio"]
+        clip = self.features.load(path) if self.features is not None else load_audio(path, self.sample_rate)
+        if self._cache is not None:
+            self._cache[index] = clip
+        return clip
 
     def __call__(self, index: int, draw: int) -> dict:
         row = self.rows[index]
@@ -105,19 +116,27 @@ class ExampleBuilder:
         task = get_task(row["task"])
         if not task.takes_audio:
             return self._text_only(row, task, rng)
-        wav = self.load(index)
+        clip = self.load(index)
+        cached = isinstance(clip, CachedClip)
+        total = round(clip.seconds * self.sample_rate) if cached else clip.shape[0]  # samples
         crop = self.max_samples
         if task.window_seconds is not None:
             crop = min(crop, int(round(task.window_seconds * self.sample_rate)))
         start = 0
-        if wav.shape[0] > crop:  # random training window from a long clip
-            start = rng.randrange(wav.shape[0] - crop + 1)
+        wav = clip.states if cached else clip  # (F', K, D) states or (S,) samples
+        if total > crop and (not cached or self.features.frames_follow_time):  # random window of a long clip
+            start = rng.randrange(total - crop + 1)
             if task.answers_are_events and self.tokenizer.midi is not None:
                 # Event times are on the tokenizer's grid: start the window on it too.
                 grid = max(1, int(round(self.tokenizer.midi.time_step * self.sample_rate)))
                 start -= start % grid
-            wav = wav[start : start + crop]
-        duration = wav.shape[0] / self.sample_rate
+            if cached:  # the frames that cover the window (the encoder saw the whole clip)
+                a, b = frame_window(wav.shape[0], total, start, crop)
+                wav = wav[a:b]
+            else:
+                wav = wav[start : start + crop]
+            total = crop
+        duration = total / self.sample_rate
         if self.augment is not None:
             # A speed change would move every note: event answers keep the clip's timing.
             wav = self.augment(wav, rng, speed=not task.answers_are_events)
@@ -126,6 +145,7 @@ class ExampleBuilder:
         answer = target + [self.tokenizer.eos_id]
         return {
             "audio": wav,
+            "seconds": duration,
             "input_ids": prompt + answer,
             "labels": [IGNORE_INDEX] * len(prompt) + answer,
             "ctc_labels": answer[:-1] if task.aligned_answer else [],  # no eos: CTC ends by itself
@@ -193,7 +213,7 @@ def length_groups(examples: list[dict], n_groups: int) -> list[list[dict]]:
     """
     if n_groups <= 1 or len(examples) <= 1:
         return [examples]
-    order = sorted(examples, key=lambda e: (int(e["audio"].shape[-1]), len(e["input_ids"])))
+    order = sorted(examples, key=lambda e: (int(e["audio"].shape[0]), len(e["input_ids"])))
     n = min(n_groups, len(order))
     bounds = [round(i * len(order) / n) for i in range(n + 1)]
     return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]

@@ -93,7 +93,8 @@ class PairBuilder:
             wav = self.augment.waveform(wav, rng)
             freq, time = self.augment.masks(self.n_mels, wav.shape[0] // self.hop_length + 1, rng)
         ids = encode_text(self.tokenizer, row["answer"], self.max_text_tokens)
-        return {"audio": wav, "input_ids": ids, "freq_masks": freq, "time_masks": time, "seed": rng.randrange(2**31)}
+        return {"audio": wav, "seconds": wav.shape[0] / SAMPLE_RATE, "input_ids": ids, "freq_masks": freq,
+                "time_masks": time, "seed": rng.randrange(2**31)}
 
 
 def collate_pairs(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:

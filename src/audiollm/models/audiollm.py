@@ -218,6 +218,10 @@ class AudioLLM(nn.Module):
     def encode_frames(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, S) waveforms + sample lengths → encoder frames (B, F', d_enc) + frame counts (B,).
 
+        ``audio`` may instead be a frozen pretrained encoder's cached states (B, F', K, D) with
+        frame counts (`audiollm features`, :mod:`audiollm.data.feature_cache`): the encoder
+        then only combines them (layer choice or learned weighting) instead of recomputing.
+
         A row with ``audio_lengths == 0`` has no audio (a text-only task such as text_to_midi):
         it gets zero frames, so zero audio tokens, and the encoder never sees it — a 0-sample
         STFT has no frames, and feeding silence instead would add tokens the task never had.
@@ -240,6 +244,11 @@ class AudioLLM(nn.Module):
         return out, out_lengths
 
     def _encode_rows(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if audio.dim() == 4:
+            if not callable(getattr(self.audio_encoder, "from_states", None)):
+                raise ConfigError(f"cached encoder states were given, but audio encoder "
+                                  f"{self.config.audio_encoder!r} computes its own features (no feature cache)")
+            return self.audio_encoder.from_states(audio, audio_lengths)
         if self.frontend is None:
             return self.audio_encoder(audio, audio_lengths)  # (B, F', d_enc), (B,)
         features, frame_lengths = self.frontend(audio, audio_lengths)  # (B, n_mels, F)

@@ -74,6 +74,10 @@ class HFAudioEncoder(nn.Module):
 
     input_kind = "waveform"  # AudioLLM feeds raw 16 kHz samples, not its log-mel
     where = "audio_encoder_config"
+    # Output frames advance uniformly with time over the whole clip, so a crop of cached
+    # states is (up to the encoder's context) the encoding of the cropped audio. False for
+    # encoders with a fixed-size input (AST truncates, CLAP repeats or pools).
+    frames_follow_time = True
 
     def __init__(self, config: HFEncoderConfig):
         super().__init__()
@@ -120,7 +124,17 @@ class HFAudioEncoder(nn.Module):
     def trainable_state_keys(self) -> set[str]:
         return trainable_state_keys(self)
 
-    def forward(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # What a feature cache stores (`audiollm features`): the hidden states the rest of the
+    # forward needs — all of them under layer weighting, else the chosen layer — so training
+    # from the cache runs exactly `from_states` of what the encoder would have produced.
+
+    @property
+    def cached_states_count(self) -> int:
+        """K: hidden states per frame that `cacheable_states` returns (and `from_states` takes)."""
+        return self.layer_weights.numel() if self.layer_weights is not None else 1
+
+    def cacheable_states(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S) 16 kHz samples → the states `from_states` combines, (B, F', K, D), + frames (B,)."""
         lengths = lengths.to(audio.device).long()
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze):
             states, frame_lengths = self.hidden_states(audio.float(), lengths)
@@ -128,14 +142,30 @@ class HFAudioEncoder(nn.Module):
             if len(states) != self.layer_weights.numel():
                 raise ConfigError(f"{self.where}: the checkpoint returned {len(states)} hidden states, "
                                   f"expected {self.layer_weights.numel()}")
-            w = torch.softmax(self.layer_weights, dim=0)
-            x = torch.einsum("l,lbtd->btd", w.to(states[0].dtype), torch.stack(states))  # (B, F', D)
+            stacked = torch.stack(states, dim=2)  # (B, F', L, D)
         else:
-            x = states[self.config.layer]
+            stacked = states[self.config.layer].unsqueeze(2)  # (B, F', 1, D)
+        return stacked, frame_lengths.clamp(1, stacked.shape[1])
+
+    def from_states(self, states: torch.Tensor, frame_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, F', K, D) states (computed now or read from a feature cache) → (B, F', D) frames."""
+        if states.dim() != 4 or states.shape[2] != self.cached_states_count or states.shape[3] != self.output_dim:
+            raise ConfigError(
+                f"{self.where}: got encoder states of shape {tuple(states.shape)}, expected (batch, frames, "
+                f"{self.cached_states_count}, {self.output_dim}); was the feature cache made for another encoder setting?"
+            )
+        if self.layer_weights is not None:
+            w = torch.softmax(self.layer_weights, dim=0)
+            x = torch.einsum("l,btld->btd", w.to(states.dtype), states)  # (B, F', D)
+        else:
+            x = states[:, :, 0]
         T = x.shape[1]
-        frame_lengths = frame_lengths.clamp(1, T)
+        frame_lengths = frame_lengths.to(x.device).long().clamp(1, T)
         valid = torch.arange(T, device=x.device)[None, :] < frame_lengths[:, None]  # (B, F')
         return x * valid[..., None].to(x.dtype), frame_lengths
+
+    def forward(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.from_states(*self.cacheable_states(audio, lengths))
 
 
 def _preprocessor(path: str) -> dict:
@@ -321,6 +351,8 @@ class ASTEncoder(HFAudioEncoder):
     feature extractor, as in AST's own training.
     """
 
+    frames_follow_time = False
+
     def load(self, config):
         T = import_transformers("audio encoder ast")
         model = load_pretrained(T.ASTModel, config.model, where=self.where)
@@ -363,6 +395,8 @@ class ClapEncoder(HFAudioEncoder):
     max_length_s); the tokens are the last stage's (frequency-group × time) grid, flattened.
     Swin stages differ in width, so only the last hidden state is available (layer=-1).
     """
+
+    frames_follow_time = False
 
     def load(self, config):
         if config.layer_weighting or config.layer != -1:
