@@ -168,6 +168,7 @@ class ExampleBuilder:
         answer = task.target_ids(row, self.tokenizer, start, window) + [self.tokenizer.eos_id]
         return {
             "audio": torch.zeros(0),
+            "seconds": 0.0,  # of audio: none
             "input_ids": prompt + answer,
             "labels": [IGNORE_INDEX] * len(prompt) + answer,
             "ctc_labels": [],
