@@ -32,6 +32,12 @@ def test_decode_kv_cache_quick():
     assert out["kv_cache_tokens_per_s"] > 0 and out["recompute_tokens_per_s"] > 0 and out["speedup"] > 0
 
 
+def test_decode_midi_quick():
+    out = run_quick("decode_midi.py")
+    assert out["benchmark"] == "decode_midi" and out["outputs_identical"] is True
+    assert out["audio_tokens"] > 0 and out["kv_cache_tokens_per_s"] > 0 and out["recompute_tokens_per_s"] > 0
+
+
 @pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="needs transformers")
 def test_vs_hf_llama_quick():
     out = run_quick("vs_hf_llama.py")

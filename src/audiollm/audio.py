@@ -92,6 +92,7 @@ def save_audio(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_r
     os.close(fd)
     try:
         sf.write(tmp, arr, sample_rate, subtype="PCM_16", format="WAV")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; audio is meant to be shared like any file
         os.replace(tmp, p)
     finally:
         if os.path.exists(tmp):

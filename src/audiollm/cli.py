@@ -216,6 +216,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.tasks:
         wanted = set(args.tasks.split(","))
         rows = [r for r in rows if r["task"] in wanted]
+    if getattr(tokenizer, "midi", None) is None:
+        # A corpus holds text_to_midi rows next to the text tasks: a text-only model skips them.
+        from .tasks import get_task
+
+        events = sorted({r["task"] for r in rows if get_task(r["task"]).answers_are_events})
+        if events:
+            n = len(rows)
+            rows = [r for r in rows if r["task"] not in events]
+            print(f"note: skipped {n - len(rows)} row(s) of {', '.join(events)}: the model has no MIDI vocabulary",
+                  file=sys.stderr)
     if args.limit:
         rows = rows[: args.limit]
     if not rows:
@@ -251,6 +261,42 @@ def cmd_transcribe(args: argparse.Namespace) -> None:
     if args.plot:
         plot_piano_roll(notes, args.plot, duration=wav.shape[0] / SAMPLE_RATE)
         print(f"piano roll saved to {args.plot}")
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    import torch
+
+    from .midi_generate import check_generation, generate_midi
+    from .model_dir import load_model_dir
+    from .render import write_piece
+    from .tasks import get_task
+
+    if args.out.suffix.lower() != ".wav":
+        raise AudioLLMError(f"--out {args.out} must end in .wav (the MIDI file is written beside it as .mid)")
+    if args.num_samples < 1:
+        raise AudioLLMError(f"--num-samples must be at least 1, got {args.num_samples}")
+    model, tokenizer = load_model_dir(args.model_dir)
+    try:
+        seconds = check_generation(tokenizer, args.text, args.seconds, get_task("text_to_midi").window_seconds)
+    except AudioLLMError as e:
+        raise AudioLLMError(f"{args.model_dir}: {e}") from None
+    generator = torch.Generator().manual_seed(args.seed)
+    pieces = generate_midi(model, tokenizer, [args.text] * args.num_samples, seconds=seconds,
+                           guidance=args.guidance, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                           generator=generator, max_new_tokens=args.max_new_tokens)
+    for i, notes in enumerate(pieces):
+        out = args.out if args.num_samples == 1 else args.out.with_name(f"{args.out.stem}_{i}{args.out.suffix}")
+        wav, mid = write_piece(notes, out, seconds, soundfont=args.soundfont)
+        print(f"{len(notes)} notes, {seconds:g} s: {wav} and {mid}")
+
+
+def cmd_data_text_to_midi(args: argparse.Namespace) -> None:
+    from .data.manifest import read_manifest, write_manifest
+    from .data.text_to_midi import derive_rows
+
+    rows = derive_rows(read_manifest(args.source, require_answer=False), seed=args.seed)
+    write_manifest(args.out, rows)
+    print(f"wrote {len(rows)} text_to_midi rows to {args.out}")
 
 
 def _print_warnings(caught) -> None:
@@ -361,7 +407,7 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="audiollm", description="Audio-language models: train, ask, evaluate, transcribe; MuLaN embed, index, search, tag, score.")
+    p = argparse.ArgumentParser(prog="audiollm", description="Audio-language models: train, ask, evaluate, transcribe, generate; MuLaN embed, index, search, tag, score.")
     p.add_argument("--version", action="version", version=f"audiollm {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -421,6 +467,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--temperature", type=float, default=0.0, help="LLM sampling temperature; 0 = greedy (default)")
     q.add_argument("--seed", type=int, default=0, help="seed for question paraphrases and LLM sampling (default 0)")
     q.set_defaults(func=cmd_data_qa)
+
+    tm = dsub.add_parser("text-to-midi", help="derive text_to_midi rows (caption → notes) from a manifest's music rows",
+                         description="One text_to_midi row per music clip of a manifest (rows with 'notes' and "
+                                     "'program' labels, e.g. an embedded corpus built before text_to_midi rows "
+                                     "existed): a caption drawn from the labels, the notes, no audio.")
+    tm.add_argument("--from", dest="source", required=True, type=Path, help="manifest with music rows (.jsonl)")
+    tm.add_argument("--out", required=True, type=Path, help="text_to_midi manifest to write (.jsonl)")
+    tm.add_argument("--seed", type=int, default=0, help="seed of the captions (default 0)")
+    tm.set_defaults(func=cmd_data_text_to_midi)
 
     t = sub.add_parser("train", help="train a model from a YAML config")
     t.add_argument("config", type=Path, help="experiment YAML (see configs/)")
@@ -486,6 +541,27 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--max-seconds", type=float, default=3600.0, help="refuse audio longer than this (default 3600)")
     tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     tr.set_defaults(func=cmd_transcribe)
+
+    g = sub.add_parser("generate", help="text → music: sample MIDI from a text_to_midi model and render it to WAV",
+                       description="Sample pieces for a text (instrument, tempo, key, style; see README 'Text-to-music "
+                                   "through MIDI') with classifier-free guidance and grammar-constrained decoding, "
+                                   "write each as MIDI and render it through a General MIDI soundfont with FluidSynth.")
+    g.add_argument("model_dir", type=Path, help="a saved model directory trained on the text_to_midi task")
+    g.add_argument("--text", required=True, help='what to play, e.g. "a cello in D minor at 72 bpm"')
+    g.add_argument("--out", required=True, type=Path, help="WAV to write (.wav); the MIDI goes beside it (.mid)")
+    g.add_argument("--num-samples", type=int, default=1, help="pieces to sample: OUT_0.wav, OUT_1.wav, … (default 1)")
+    g.add_argument("--seconds", type=float, default=4.0,
+                   help="piece length, at most the 4 s window the task is trained on (default 4)")
+    g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = greedy (default 1)")
+    g.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (1.0 = off; default 0.95)")
+    g.add_argument("--top-k", type=int, default=0, help="sample from the k most likely tokens (0 = off)")
+    g.add_argument("--guidance", type=float, default=3.0,
+                   help="classifier-free guidance scale: 1 = off, > 1 follows the text more closely (default 3)")
+    g.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    g.add_argument("--max-new-tokens", type=int, default=1024, help="event-token budget per piece (default 1024)")
+    g.add_argument("--soundfont", type=Path, default=None,
+                   help="General MIDI .sf2 (default: Debian's FluidR3_GM, else pretty_midi's TimGM6mb)")
+    g.set_defaults(func=cmd_generate)
 
     em = sub.add_parser("embed", help="MuLaN: embed audio files or texts into one joint space (.npy)")
     em.add_argument("model_dir", type=Path, help="a saved MuLaN model directory")

@@ -30,6 +30,7 @@ class DataConfig:
     test: str = "data/corpus/test.jsonl"  # held-out manifest used by `make demo` / evaluate
     split: str = ""  # if set, keep only rows whose "split" field equals this (train manifest)
     valid_split: str = ""  # likewise for the validation manifest (e.g. FSDD: one file, 3 splits)
+    tasks: str = ""  # comma-separated tasks to keep from the manifests (e.g. "text_to_midi"); "" = all
     task_weights: dict[str, float] = field(default_factory=dict)  # task → sampling weight; {} = by row count
     max_audio_seconds: float = 10.0  # longer training clips are randomly cropped to this
     augment: bool = True  # random gain + speed perturbation on training audio
@@ -37,6 +38,8 @@ class DataConfig:
     tilt: float = 0.0  # max spectral-tilt filter coefficient when augmenting (0 disables, < 1)
     noise_snr_db: float = 0.0  # lowest SNR (dB) of white noise added to half the clips (0 disables)
     cache_audio: bool = False  # keep decoded training clips in memory (small corpora: faster steps)
+    cond_dropout: float = 0.0  # probability that a guidance task (text_to_midi) is trained on the empty
+    #   prompt instead of its caption: the unconditional model classifier-free guidance needs (0.1-0.2)
     feature_cache: str = ""  # directory from `audiollm features`: a frozen pretrained encoder's states
     #   are read from it instead of recomputed each step (train and valid clips; needs augment: false)
     pair_augment: dict[str, Any] = field(default_factory=dict)  # model.kind mulan: data.contrastive.PairAugment
@@ -49,6 +52,8 @@ class DataConfig:
             raise ConfigError(f"data.speed_perturb must be in [0, 0.5), got {self.speed_perturb}")
         if not 0 <= self.tilt < 1:
             raise ConfigError(f"data.tilt must be in [0, 1), got {self.tilt}")
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ConfigError(f"data.cond_dropout must be in [0, 1), got {self.cond_dropout}")
         if self.noise_snr_db < 0:
             raise ConfigError(f"data.noise_snr_db must be ≥ 0, got {self.noise_snr_db}")
         for task, w in self.task_weights.items():

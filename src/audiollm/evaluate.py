@@ -89,12 +89,14 @@ def predict(
     clips, naming the first one: scoring a silently truncated clip would misreport the model.
     ``None`` feeds whole clips. Tasks that cut audio into windows (transcription) take clips
     of any length. ``load(row)`` replaces reading the row's audio file for untiled tasks
-    (training validation passes cached encoder states this way).
+    (training validation passes cached encoder states this way). Text-only tasks
+    (text_to_midi) read no audio: their task's ``generate_from_text`` answers the questions.
     """
     if batch_size < 1:
         raise AudioLLMError(f"batch_size must be at least 1, got {batch_size}")
     questions = questions_for(rows, question_seed)  # also validates every row up front
-    durations = [audio_info(row["audio"]).duration for row in rows]
+    text_only = [not get_task(row["task"]).takes_audio for row in rows]
+    durations = [0.0 if t else audio_info(row["audio"]).duration for t, row in zip(text_only, rows)]
     if max_audio_seconds is not None:
         too_long = [i for i, d in enumerate(durations)
                     if d > max_audio_seconds + 1e-6 and get_task(rows[i]["task"]).window_seconds is None]
@@ -106,7 +108,8 @@ def predict(
             )
     # Text answers of all tasks share batches; a windowed task's rows are batched apart and
     # answered by its own ``generate`` (window, transcribe, stitch).
-    groups = [rows[i]["task"] if get_task(rows[i]["task"]).window_seconds is not None else "" for i in range(len(rows))]
+    groups = [rows[i]["task"] if get_task(rows[i]["task"]).window_seconds is not None or text_only[i] else ""
+              for i in range(len(rows))]
     order = sorted(range(len(rows)), key=lambda i: (groups[i], durations[i]))
     predictions: list[str | None] = [None] * len(rows)
 
@@ -122,9 +125,17 @@ def predict(
                 group = groups[order[start]]
                 idx = [i for i in order[start : start + batch_size] if groups[i] == group]
                 start += len(idx)
+                batch_questions = [questions[i] for i in idx]
+                if text_only[idx[0]]:  # no audio: the task answers from the question alone
+                    outputs = get_task(group).generate_from_text(model, tokenizer, [rows[i] for i in idx],
+                                                                 batch_questions, max_new_tokens=max_new_tokens,
+                                                                 batch_size=batch_size)
+                    for i, pred in zip(idx, outputs):
+                        predictions[i] = pred
+                    bar.update(len(idx))
+                    continue
                 wavs = [load(rows[i]) if load is not None and not group else load_audio(rows[i]["audio"])
                         for i in idx]
-                batch_questions = [questions[i] for i in idx]
                 if group:
                     outputs = get_task(group).generate(model, tokenizer, wavs, batch_questions,
                                                        max_new_tokens=max_new_tokens, batch_size=batch_size)

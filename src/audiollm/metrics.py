@@ -279,6 +279,120 @@ def transcription_scores(ref_pieces: Sequence[Sequence], est_pieces: Sequence[Se
     return {k: sum(d[k] for d in per_piece) / len(per_piece) for k in per_piece[0]}
 
 
+# --------------------------------------------------------------------------- text → MIDI adherence
+
+TEMPO_TOLERANCE = 0.08  # relative, as mir_eval.tempo's default
+TEMPO_FACTORS = (1.0, 2.0, 0.5, 3.0, 1 / 3)  # metrical levels counted as the same tempo (MIREX "accuracy 2")
+
+
+def midi_round_trip(notes: Sequence) -> bool:
+    """True when the notes make a MIDI file that pretty_midi writes and reads back with the
+    same number of notes (and there is at least one)."""
+    import io
+
+    import pretty_midi
+
+    if not notes:
+        return False
+    try:
+        pm = pretty_midi.PrettyMIDI()
+        by_prog: dict[int, object] = {}
+        for n in notes:
+            inst = by_prog.setdefault(n.program, pretty_midi.Instrument(program=n.program))
+            inst.notes.append(pretty_midi.Note(velocity=int(n.velocity), pitch=int(n.pitch), start=float(n.start),
+                                               end=float(n.end)))
+        pm.instruments = list(by_prog.values())
+        buf = io.BytesIO()
+        pm.write(buf)
+        buf.seek(0)
+        back = pretty_midi.PrettyMIDI(buf)
+    except Exception:  # mido/pretty_midi raise many types for unwritable notes
+        return False
+    return sum(len(i.notes) for i in back.instruments) == len(notes)
+
+
+def estimate_tempo(notes: Sequence) -> float | None:
+    """pretty_midi's onset-interval tempo estimate (bpm) of a note list; None with < 2 onsets."""
+    import warnings
+
+    import pretty_midi
+
+    if len({round(n.start, 3) for n in notes}) < 2:
+        return None
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(program=0)
+    inst.notes = [pretty_midi.Note(velocity=int(n.velocity), pitch=int(n.pitch), start=float(n.start), end=float(n.end))
+                  for n in notes]
+    pm.instruments = [inst]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return float(pm.estimate_tempo())
+        except (ValueError, IndexError, ZeroDivisionError):
+            return None
+
+
+def tempo_matches(estimate: float | None, bpm: float) -> bool:
+    """Estimate within ``TEMPO_TOLERANCE`` of the requested bpm at one of ``TEMPO_FACTORS``
+    (an onset-based estimate cannot tell a beat from its half or double)."""
+    return estimate is not None and any(abs(estimate - f * bpm) <= TEMPO_TOLERANCE * f * bpm for f in TEMPO_FACTORS)
+
+
+def analyse_key(notes: Sequence) -> tuple[int, str]:
+    """(tonic pitch class, "major"|"minor") by music21's key analysis (Krumhansl-Schmuckler with
+    the Aarden-Essen profiles of ``stream.analyze('key')``), the analysis the corpus's key
+    labels come from."""
+    import numpy as np
+
+    from audiollm.data.synth.music import key_of
+
+    return key_of(np.array([[n.start, n.end, n.pitch] for n in notes], dtype=float))
+
+
+def attribute_adherence(requests: Sequence, pieces: Sequence[Sequence]) -> dict[str, float]:
+    """How well generated pieces follow their requests (:class:`audiollm.music_prompt.MusicRequest`).
+
+    ``valid_rate``: pieces that survive a MIDI round trip (:func:`midi_round_trip`). Over the
+    valid pieces whose request names the attribute: ``instrument_adherence`` (the most common
+    program among the notes is the requested one), ``tempo_adherence`` (:func:`tempo_matches`
+    for a bpm; the estimate inside the class's bpm range for a tempo word),
+    ``key_adherence`` (:func:`analyse_key` gives the requested tonic and mode, or the mode when
+    only the mode is asked for). An attribute no request names is left out; an invalid piece
+    counts as not adhering.
+    """
+    from collections import Counter
+
+    from audiollm.data.synth.templates import TEMPO_RANGES
+
+    _check(pieces, requests)
+    if not pieces:
+        return {}
+    hits: dict[str, list[bool]] = {"instrument": [], "tempo": [], "key": []}
+    valid = [midi_round_trip(p) for p in pieces]
+    for req, notes, ok in zip(requests, pieces, valid):
+        if req.program is not None:
+            top = Counter(n.program for n in notes).most_common(1)
+            hits["instrument"].append(ok and top[0][0] == req.program)
+        if req.bpm is not None or req.tempo_class is not None:
+            est = estimate_tempo(notes) if ok else None
+            if req.bpm is not None:
+                hits["tempo"].append(tempo_matches(est, req.bpm))
+            else:
+                lo, hi = TEMPO_RANGES[req.tempo_class]
+                hits["tempo"].append(est is not None and lo <= est <= hi)
+        if req.mode is not None:
+            if not ok:
+                hits["key"].append(False)
+                continue
+            tonic, mode = analyse_key(notes)
+            hits["key"].append(mode == req.mode and (req.tonic is None or tonic == req.tonic))
+    out = {"valid_rate": sum(valid) / len(valid)}
+    for name, values in hits.items():
+        if values:
+            out[f"{name}_adherence"] = sum(values) / len(values)
+    return out
+
+
 # --------------------------------------------------------------------------- published protocols
 # Wrappers that reproduce how particular papers scored, quirks included (audiollm.protocols
 # uses them). They do NOT apply normalize_text: the protocols decide their own text handling.

@@ -77,7 +77,8 @@ class AudioLLMKind:
         if train and cfg.data.augment:
             augment = AudioAugment(speed_perturb=cfg.data.speed_perturb, tilt=cfg.data.tilt, noise_snr_db=cfg.data.noise_snr_db)
         return ExampleBuilder(rows, tokenizer, seed=cfg.train.seed, max_audio_seconds=cfg.data.max_audio_seconds,
-                              augment=augment, cache_audio=cfg.data.cache_audio and train, features=feature_cache(cfg))
+                              augment=augment, cache_audio=cfg.data.cache_audio and train, features=feature_cache(cfg),
+                              cond_dropout=cfg.data.cond_dropout if train else 0.0)
 
     @staticmethod
     def collate(examples: list[dict], tokenizer: TextTokenizer) -> dict[str, torch.Tensor]:
@@ -148,8 +149,8 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
     set_seed(tc.seed)
     main = accelerator.is_main_process
 
-    train_rows = kind.prepare_rows(load_rows(cfg.data.train, cfg.data.split), cfg.data.train)
-    valid_rows = kind.prepare_rows(load_rows(cfg.data.valid, cfg.data.valid_split), cfg.data.valid) if cfg.data.valid else []
+    train_rows = kind.prepare_rows(load_rows(cfg.data.train, cfg.data.split, cfg.data.tasks), cfg.data.train)
+    valid_rows = kind.prepare_rows(load_rows(cfg.data.valid, cfg.data.valid_split, cfg.data.tasks), cfg.data.valid) if cfg.data.valid else []
     ckpt = resolve_resume(resume) if resume else None
     if ckpt is not None:
         tokenizer = kind.load_tokenizer(run_dir_of(ckpt) / "tokenizer", cfg)
@@ -273,7 +274,7 @@ def dry_run(cfg: ExperimentConfig) -> dict:
     """
     tc = cfg.train
     kind = get_kind(cfg)
-    rows = kind.prepare_rows(load_rows(cfg.data.train, cfg.data.split), cfg.data.train)
+    rows = kind.prepare_rows(load_rows(cfg.data.train, cfg.data.split, cfg.data.tasks), cfg.data.train)
     tokenizer = kind.make_tokenizer(rows, cfg)
     set_seed(tc.seed)
     model = kind.build(cfg, tokenizer)
@@ -328,12 +329,22 @@ def dry_run(cfg: ExperimentConfig) -> dict:
     }
 
 
-def load_rows(path: str, split: str = "") -> list[dict]:
+def load_rows(path: str, split: str = "", tasks: str = "") -> list[dict]:
+    """A manifest's usable rows, optionally only those of ``split`` and of the comma-separated
+    ``tasks``."""
     rows = read_manifest(path)
     if split:
         rows = [r for r in rows if r.get("split") == split]
         if not rows:
             raise ConfigError(f"{path}: no rows with split={split!r}")
+    if tasks:
+        wanted = {t.strip() for t in tasks.split(",") if t.strip()}
+        unknown = sorted(wanted - set(TASKS))
+        if unknown:
+            raise ConfigError(f"data.tasks: unknown task {unknown[0]!r}; registered tasks: {', '.join(sorted(TASKS))}")
+        rows = [r for r in rows if r.get("task") in wanted]
+        if not rows:
+            raise ConfigError(f"{path}: no rows of task(s) {', '.join(sorted(wanted))}")
     unknown = sorted({r["task"] for r in rows} - set(TASKS))
     if unknown:
         raise ConfigError(f"{path}: unknown task {unknown[0]!r}; registered tasks: {', '.join(sorted(TASKS))}")

@@ -79,11 +79,15 @@ class ExampleBuilder:
         sample_rate: int = SAMPLE_RATE,
         cache_audio: bool = False,
         features: FeatureCache | None = None,
+        cond_dropout: float = 0.0,
     ):
         if features is not None and augment is not None:
             raise ConfigError("data.feature_cache: waveform augmentation cannot apply to cached encoder states; "
                               "set data.augment=false")
         self.rows = rows
+        # Probability of training a guidance task (Task.supports_guidance) on the empty
+        # prompt instead of its question: the unconditional branch of classifier-free guidance.
+        self.cond_dropout = cond_dropout
         self.tokenizer = tokenizer
         self.seed = seed
         self.max_samples = int(max_audio_seconds * sample_rate)
@@ -110,6 +114,8 @@ class ExampleBuilder:
         row = self.rows[index]
         rng = random.Random(f"{self.seed}:{draw}")
         task = get_task(row["task"])
+        if not task.takes_audio:
+            return self._text_only(row, task, rng)
         clip = self.load(index)
         cached = isinstance(clip, CachedClip)
         total = round(clip.seconds * self.sample_rate) if cached else clip.shape[0]  # samples
@@ -145,9 +151,33 @@ class ExampleBuilder:
             "ctc_labels": answer[:-1] if task.aligned_answer else [],  # no eos: CTC ends by itself
         }
 
+    def _text_only(self, row: dict, task, rng: random.Random) -> dict:
+        """An example with no audio (zero samples → zero audio tokens): the answer is the
+        task's target for a window of ``task.window_seconds`` at a random grid-aligned start
+        (the whole row when it is shorter)."""
+        total = task.duration(row)
+        window = min(total, task.window_seconds or total)
+        start = 0.0
+        if total > window + 1e-9:
+            step = self.tokenizer.midi.time_step if task.answers_are_events and self.tokenizer.midi else 0.01
+            start = rng.randrange(int((total - window) / step) + 1) * step
+        question = task.question(row, rng)
+        if task.supports_guidance and self.cond_dropout > 0 and rng.random() < self.cond_dropout:
+            question = ""  # the unconditional prompt that guidance contrasts with at sampling time
+        prompt = prompt_ids(self.tokenizer, question)
+        answer = task.target_ids(row, self.tokenizer, start, window) + [self.tokenizer.eos_id]
+        return {
+            "audio": torch.zeros(0),
+            "seconds": 0.0,  # of audio: none
+            "input_ids": prompt + answer,
+            "labels": [IGNORE_INDEX] * len(prompt) + answer,
+            "ctc_labels": [],
+        }
+
 
 def collate(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad a list of examples into the model's batch (see docs/DESIGN.md)."""
+    """Pad a list of examples into the model's batch (see docs/DESIGN.md). Text-only examples
+    have 0-sample audio: ``audio_lengths`` 0, which the model reads as zero audio tokens."""
     audio, audio_lengths = pad_batch([e["audio"] for e in examples])
     lengths = torch.tensor([len(e["input_ids"]) for e in examples], dtype=torch.long)
     L = int(lengths.max())

@@ -1,6 +1,7 @@
 """Manifests: JSON Lines, one example per line (the unifying format of the project).
 
-A row is ``{"audio": path, "task": name, "answer": text, "question"?: text, ...labels}``.
+A row is ``{"audio": path, "task": name, "answer": text, "question"?: text, ...labels}``; a row of
+a text-only task (``Task.takes_audio`` False, e.g. text_to_midi) has no ``audio``.
 Relative audio (and ``midi``) paths resolve against the manifest's folder, so a corpus folder can be moved
 as a whole. Reading reports the line number of anything malformed.
 """
@@ -15,7 +16,7 @@ from typing import Iterable
 
 from ..errors import ManifestError
 
-REQUIRED_KEYS = ("audio", "task")
+REQUIRED_KEYS = ("task",)
 PATH_KEYS = ("audio", "midi")  # file paths, resolved against the manifest's folder
 
 
@@ -26,6 +27,14 @@ def _needs_answer(row: dict) -> bool:
 
     task = TASKS.get(row.get("task")) if isinstance(row.get("task"), str) else None
     return task is None or "answer" in task.required_keys
+
+
+def _needs_audio(row: dict) -> bool:
+    """Every row has audio except those of a registered text-only task (text_to_midi)."""
+    from ..tasks import TASKS
+
+    task = TASKS.get(row.get("task")) if isinstance(row.get("task"), str) else None
+    return task is None or task.takes_audio
 
 
 def read_manifest(path: str | os.PathLike, *, require_answer: bool = True) -> list[dict]:
@@ -47,7 +56,8 @@ def read_manifest(path: str | os.PathLike, *, require_answer: bool = True) -> li
                 raise ManifestError(f"{p}:{lineno}: not valid JSON ({e.msg})") from None
             if not isinstance(row, dict):
                 raise ManifestError(f"{p}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            needed = REQUIRED_KEYS + (("answer",) if require_answer and _needs_answer(row) else ())
+            needed = (("audio",) if _needs_audio(row) else ()) + REQUIRED_KEYS
+            needed += ("answer",) if require_answer and _needs_answer(row) else ()
             missing = [k for k in needed if k not in row]
             if missing:
                 raise ManifestError(f"{p}:{lineno}: missing key(s) {', '.join(missing)}")

@@ -221,8 +221,29 @@ class AudioLLM(nn.Module):
         ``audio`` may instead be a frozen pretrained encoder's cached states (B, F', K, D) with
         frame counts (`audiollm features`, :mod:`audiollm.data.feature_cache`): the encoder
         then only combines them (layer choice or learned weighting) instead of recomputing.
+
+        A row with ``audio_lengths == 0`` has no audio (a text-only task such as text_to_midi):
+        it gets zero frames, so zero audio tokens, and the encoder never sees it — a 0-sample
+        STFT has no frames, and feeding silence instead would add tokens the task never had.
         """
         audio_lengths = audio_lengths.to(audio.device).long()
+        has_audio = audio_lengths > 0
+        if bool(has_audio.all()):
+            return self._encode_rows(audio, audio_lengths)
+        B = audio.shape[0]
+        dtype = next(self.audio_encoder.parameters()).dtype
+        if not bool(has_audio.any()):  # a batch of text-only rows: skip the encoder entirely
+            return audio.new_zeros(B, 0, self.audio_encoder.output_dim, dtype=dtype), torch.zeros_like(audio_lengths)
+        rows = has_audio.nonzero().squeeze(-1)  # (B_a,)
+        longest = int(audio_lengths[rows].max())
+        hidden, lengths = self._encode_rows(audio[rows, :longest], audio_lengths[rows])  # (B_a, F', d_enc)
+        out = hidden.new_zeros(B, *hidden.shape[1:])  # (B, F', d_enc): zero rows for text-only rows
+        out[rows] = hidden
+        out_lengths = torch.zeros_like(audio_lengths)
+        out_lengths[rows] = lengths.to(out_lengths.dtype)
+        return out, out_lengths
+
+    def _encode_rows(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if audio.dim() == 4:
             if not callable(getattr(self.audio_encoder, "from_states", None)):
                 raise ConfigError(f"cached encoder states were given, but audio encoder "

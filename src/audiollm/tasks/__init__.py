@@ -9,6 +9,7 @@ from audiollm.tasks.asr import ASR_QUESTIONS, ASRTask
 from audiollm.tasks.caption import CAPTION_QUESTIONS, CaptionTask
 from audiollm.tasks.qa import QATask
 from audiollm.tasks.transcription import TRANSCRIPTION_QUESTIONS, TranscriptionTask
+from audiollm.tasks.text_to_midi import TextToMidiTask
 
 __all__ = [
     "TASKS",
@@ -25,5 +26,6 @@ __all__ = [
     "QATask",
     "TRANSCRIPTION_QUESTIONS",
     "TranscriptionTask",
+    "TextToMidiTask",
     "split_labels",
 ]

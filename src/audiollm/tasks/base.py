@@ -45,6 +45,14 @@ class Task(ABC):
     #: True when answers are MIDI event tokens rather than text: the tokenizer then needs a
     #: MIDI vocabulary (``TextTokenizer.with_midi``) and the answer is not BPE training text.
     answers_are_events: bool = False
+    #: False for a text-only task (text_to_midi): its rows have no ``audio``, the model sees
+    #: zero audio tokens, and evaluation calls the task's ``generate`` with no waveforms.
+    takes_audio: bool = True
+    #: True when sampling may use classifier-free guidance: training then replaces the
+    #: question with the empty (unconditional) prompt with probability ``data.cond_dropout``,
+    #: so one model learns p(answer) next to p(answer | question). Other tasks keep their
+    #: questions (dropping an ASR question would only teach noise).
+    supports_guidance: bool = False
     #: Audio window (seconds) the task is trained and run on; long clips are cut into windows
     #: of this length. None: the whole clip (training crops it to ``data.max_audio_seconds``).
     window_seconds: float | None = None

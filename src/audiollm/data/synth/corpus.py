@@ -35,6 +35,7 @@ from typing import Any
 
 from ...errors import AudioLLMError
 from ..manifest import write_manifest
+from ..text_to_midi import text_to_midi_row
 from . import music, speech, templates
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -145,7 +146,8 @@ def _row(clip_id: str, task: str, split: str, audio: str, answer: str, labels: d
 
 
 def music_rows(labels: dict[str, Any], split: str, audio: str, seed: int) -> list[dict[str, Any]]:
-    """A music clip → one tagging row, one caption row and 1-2 QA rows (distinct types)."""
+    """A music clip → one tagging row, one caption row, 1-2 QA rows (distinct types) and one
+    text_to_midi row (caption → the clip's notes; no audio)."""
     clip_id = labels["clip_id"]
     lab = {k: v for k, v in labels.items() if k != "clip_id"}
     rng = random.Random(f"{seed}:music-text:{clip_id}")
@@ -157,6 +159,7 @@ def music_rows(labels: dict[str, Any], split: str, audio: str, seed: int) -> lis
     n_qa = rng.randint(*_QA_MUSIC_PER_CLIP)
     for i, (kind, q, a) in enumerate(templates.qa_pairs(templates.MUSIC_QA, text_labels, rng, n_qa)):
         rows.append(_row(clip_id, "qa", split, audio, a, {**lab, "qa_type": kind}, f"qa{i}", question=q))
+    rows.append(text_to_midi_row({**lab, "clip": clip_id, "split": split}, seed))
     return rows
 
 
@@ -326,8 +329,9 @@ def _readme(stats: dict[str, Any]) -> str:
         "## Files",
         "",
         "- `train.jsonl`, `valid.jsonl`, `test.jsonl`: one JSON object per line with `id`, `task` "
-        "(`tagging`, `caption`, `qa`, `asr`), `split`, `audio` (relative to this folder), `answer`, "
-        "`question` (QA rows only) and the clip's labels. Several rows share one clip (`clip`).",
+        "(`tagging`, `caption`, `qa`, `asr`, `text_to_midi`), `split`, `audio` (relative to this folder), "
+        "`answer`, `question` (QA and text_to_midi rows) and the clip's labels. Several rows share one clip "
+        "(`clip`). `text_to_midi` rows have no audio and no answer: a caption and the clip's notes.",
         "- `audio/<split>/m*.wav` music, `audio/<split>/s*.wav` speech.",
         "- `stats.json`: counts per split, task, family, voice; durations; sizes.",
         "",

@@ -428,13 +428,15 @@ class Renderer:
         self._rendered += n
         return 0.5 * (left + right)
 
-    def render(self, notes: list[tuple[int, int, int, int, int]], program: int, n_samples: int) -> np.ndarray:
+    def render(self, notes: list[tuple[int, int, int, int, int]], program: int | dict[int, int],
+               n_samples: int) -> np.ndarray:
         """Play ``notes`` = (channel, start_sample, end_sample, pitch, velocity), all on
-        ``program``, for exactly ``n_samples``; sample positions must be multiples of BLOCK."""
+        ``program`` (or on ``program[channel]``), for exactly ``n_samples``; sample positions
+        must be multiples of BLOCK."""
         self._pull((-self._rendered) % BLOCK)   # start the clip on a block boundary
         channels = sorted({n[0] for n in notes})
         for ch in channels:
-            self.synth.program_select(ch, self.sfid, 0, program)
+            self.synth.program_select(ch, self.sfid, 0, program[ch] if isinstance(program, dict) else program)
         events = []
         for ch, start, end, pitch, vel in notes:
             events.append((start, 1, ch, pitch, vel))

@@ -1,0 +1,149 @@
+"""Grammar-constrained decoding of MIDI event tokens: a per-sequence state machine over the
+event grammar of :mod:`audiollm.tokenizers.midi` that masks, at every step, the tokens that
+would make the sequence invalid or unlike anything the encoder writes.
+
+Allowed next tokens, by state (``t`` = steps elapsed, ``L`` = window length in steps):
+
+* held section (before ``<|tie|>``): ``<|prog_*|>`` (not right after another), ``<|on_P|>``
+  for a key not yet held under the current program, ``<|tie|>``; no end of sequence;
+* right after ``<|vel_*|>``: only a note-on (the encoder writes a velocity only before one);
+* event section otherwise: ``<|shift_N|>`` with ``t + N <= L`` (``< L`` while the piece has
+  no note yet, so one can still start); ``<|prog_*|>`` (not twice in a row);
+  ``<|vel_*|>`` while ``t < L``; ``<|on_P|>`` when ``t < L``, a velocity has been set and
+  (program, P) is not sounding; ``<|off_P|>`` for a (program, P) sounding since before ``t``
+  (no zero-length notes); end of sequence once the piece has a note (notes still sounding then
+  close at the window end, as :meth:`MidiVocab.decode_window` does);
+* never text tokens, specials or a second ``<|tie|>``.
+
+Every sequence the mask allows decodes without a single repair and with at least one note, so
+it always becomes a valid MIDI file. Each instant admits finitely many tokens (a key starts at
+most once per instant, velocity and program tokens cannot repeat), so time keeps moving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .tokenizers.midi import TIE, MidiVocab
+
+
+@dataclass
+class EventIds:
+    """Where each kind of event token sits in the model vocabulary."""
+
+    tie: int
+    shift: torch.Tensor  # (max_shift_steps,) id of shift_1 … shift_N
+    vel: torch.Tensor  # (velocity_bins,)
+    on: torch.Tensor  # (128,) by pitch
+    off: torch.Tensor  # (128,)
+    prog: dict[int, int]  # program → id (empty without explicit programs)
+    eos: int
+    vocab_size: int
+
+    @classmethod
+    def of(cls, tokenizer) -> "EventIds":
+        vocab: MidiVocab = tokenizer.midi
+        ids = lambda names: torch.tensor(tokenizer.encode_events(names), dtype=torch.long)  # noqa: E731
+        return cls(
+            tie=tokenizer.encode_events([TIE])[0],
+            shift=ids([f"<|shift_{i}|>" for i in range(1, vocab.max_shift_steps + 1)]),
+            vel=ids([f"<|vel_{i}|>" for i in range(vocab.velocity_bins)]),
+            on=ids([f"<|on_{p}|>" for p in range(128)]),
+            off=ids([f"<|off_{p}|>" for p in range(128)]),
+            prog=dict(zip(vocab.programs, tokenizer.encode_events([f"<|prog_{p}|>" for p in vocab.programs])))
+            if vocab.explicit_programs else {},
+            eos=tokenizer.eos_id,
+            vocab_size=tokenizer.vocab_size,
+        )
+
+
+@dataclass
+class EventState:
+    """The grammar state of one sequence."""
+
+    length: int  # window length in steps
+    program: int  # current program (the vocabulary's first until a prog token)
+    held: bool = True  # still in the held section
+    t: int = 0
+    velocity_set: bool = False
+    last: str = ""  # kind of the previous token
+    n_notes: int = 0  # note-ons so far (held ones included)
+    sounding: dict[tuple[int, int], int] = field(default_factory=dict)  # (program, pitch) → start step
+
+
+class MidiGrammar:
+    """Masks for a batch of sequences decoded in lockstep; ``advance`` feeds the chosen tokens."""
+
+    def __init__(self, tokenizer, batch: int, length_steps: int, *, held: bool = True):
+        if tokenizer.midi is None:
+            raise ValueError("grammar-constrained decoding needs a tokenizer with a MIDI vocabulary")
+        self.vocab = tokenizer.midi
+        self.ids = EventIds.of(tokenizer)
+        first = self.vocab.programs[0]
+        self.states = [EventState(length_steps, first, held=held) for _ in range(batch)]
+        self._prog_ids = torch.tensor(list(self.ids.prog.values()), dtype=torch.long)
+        # id → (kind, value), for advance()
+        self.kind: dict[int, tuple[str, int]] = {self.ids.tie: ("tie", 0)}
+        for name in ("shift", "vel", "on", "off"):
+            for k, i in enumerate(getattr(self.ids, name).tolist()):
+                self.kind[i] = (name, k + 1 if name == "shift" else k)
+        self.kind.update({i: ("prog", p) for p, i in self.ids.prog.items()})
+
+    def allowed(self, s: EventState, m: torch.Tensor) -> None:
+        """Set ``m`` (V,) True at the tokens state ``s`` allows."""
+        ids = self.ids
+        mine = [p for (q, p) in s.sounding if q == s.program]  # keys sounding under the current program
+        if s.last == "vel":  # a velocity is always followed by its note-on
+            m[ids.on] = True
+            m[ids.on[mine]] = False
+            return
+        if len(self._prog_ids) and s.last != "prog":
+            m[self._prog_ids] = True
+        if s.held:
+            m[ids.on] = True
+            m[ids.on[mine]] = False
+            m[ids.tie] = True
+            return
+        room = s.length - s.t
+        longest = min(room if s.n_notes else room - 1, len(ids.shift))
+        if longest > 0:
+            m[ids.shift[:longest]] = True
+        if room > 0:
+            m[ids.vel] = True
+            if s.velocity_set:
+                m[ids.on] = True
+                m[ids.on[mine]] = False
+        ended = [p for (q, p), start in s.sounding.items() if q == s.program and start < s.t]
+        m[ids.off[ended]] = True
+        if s.n_notes:
+            m[ids.eos] = True
+
+    def mask(self, rows: list[int], device=None) -> torch.Tensor:
+        """(len(rows), V) bool: True where a token is allowed for sequence ``rows[j]``."""
+        out = torch.zeros(len(rows), self.ids.vocab_size, dtype=torch.bool)
+        for j, r in enumerate(rows):
+            self.allowed(self.states[r], out[j])
+        return out.to(device) if device is not None else out
+
+    def advance(self, rows: list[int], tokens: list[int]) -> None:
+        """Update sequence ``rows[j]`` with its new token ``tokens[j]`` (eos ends it)."""
+        for r, tok in zip(rows, tokens):
+            s = self.states[r]
+            kind, value = self.kind.get(tok, ("other", 0))
+            s.last = kind
+            if kind == "tie":
+                s.held, s.program = False, self.vocab.programs[0]  # program state resets after the tie
+            elif kind == "prog":
+                s.program = value
+            elif kind == "shift":
+                s.t += value
+            elif kind == "vel":
+                s.velocity_set = True
+            elif kind == "on":
+                # Held notes began before the window: any event-section time is after their start.
+                s.sounding[(s.program, value)] = s.t if not s.held else -1
+                s.n_notes += 1
+            elif kind == "off":
+                s.sounding.pop((s.program, value), None)

@@ -1,0 +1,123 @@
+"""Text → MIDI: a caption in, the notes of a clip out as MIDI event tokens. No audio.
+
+A row is a music clip's labels and notes, without audio::
+
+    {"task": "text_to_midi", "question": "A baroque piece for a cello in D minor at 72 bpm.",
+     "notes": [[start, end, pitch, velocity], ...], "program": 42, "tempo_bpm": 72, "key": "D minor",
+     "duration": 4.0, ...}
+
+The embedded corpus writes one per music clip (``audiollm data synth``), and
+``audiollm data text-to-midi`` derives them from an older corpus's caption rows. A row
+without ``question`` gets a caption drawn from its labels (:func:`audiollm.music_prompt.caption`).
+The answer is built exactly as transcription's (same :class:`MidiVocab`, held section,
+``<|tie|>``, events) for a window of at most ``window_seconds`` of the clip; training draws
+the caption away with probability ``data.cond_dropout`` (classifier-free guidance).
+
+Predictions are sampled with guidance and the grammar mask (:mod:`audiollm.midi_generate`)
+and scored on the MIDI itself (:func:`audiollm.metrics.attribute_adherence`): valid MIDI,
+and whether instrument, tempo and key are what the caption asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from audiollm import metrics
+from audiollm.errors import AudioLLMError, ManifestError
+from audiollm.music_prompt import MusicRequest, caption, parse_request
+from audiollm.tasks.base import Row, register_task, row_label
+from audiollm.tasks.transcription import TranscriptionTask, notes_to_json, parse_notes
+
+LABEL_KEYS = ("program", "tempo_bpm", "tempo_class", "key")
+
+
+def request_of(row: Row) -> MusicRequest:
+    """What the row asks for: its question's attributes, else all of its labels."""
+    if isinstance(row.get("question"), str) and row["question"].strip():
+        return parse_request(row["question"])
+    text = f"{row['key']} {row['tempo_bpm']} bpm"
+    req = parse_request(text)
+    return MusicRequest(int(row["program"]), req.bpm, None, req.tonic, req.mode)
+
+
+@register_task("text_to_midi")
+class TextToMidiTask(TranscriptionTask):
+    questions = ()  # captions come from the row's labels (see question)
+    required_keys = ("notes",)
+    takes_audio = False
+    supports_guidance = True
+    #: The trained window: clips longer than this train on random windows of it, and
+    #: generation refuses longer pieces (the corpus's clips are 4 s).
+    window_seconds = 4.0
+    max_new_tokens = 1024
+    #: Sampling used by ``audiollm evaluate`` (seeded, so a run is repeatable for the same rows
+    #: and batch size): adherence is a property of what the model samples, not of its argmax.
+    eval_sampling = {"guidance": 3.0, "temperature": 1.0, "top_p": 0.95, "seed": 0}
+
+    def validate(self, row: Row, index: int | None = None) -> None:
+        where = f"{self.name} {row_label(row, index)}"
+        if row.get("notes") is None:
+            raise ManifestError(f"{where} lacks required key 'notes'")
+        parse_notes(row["notes"], where, int(row.get("program", 0)))
+        if not (isinstance(row.get("question"), str) and row["question"].strip()):
+            missing = [k for k in LABEL_KEYS if row.get(k) is None]
+            if missing:
+                raise ManifestError(f"{where} has no 'question', so it needs the labels {', '.join(LABEL_KEYS)} "
+                                    f"to caption it (missing {missing[0]!r})")
+
+    def question(self, row: Row, rng: random.Random) -> str:
+        q = row.get("question")
+        if isinstance(q, str) and q.strip():
+            return q.strip()
+        return caption(row, rng)
+
+    def duration(self, row: Row) -> float:
+        """Seconds the row's notes span: its ``duration`` label, else the last note end."""
+        if row.get("duration"):
+            return float(row["duration"])
+        return max(n.end for n in self.notes(row))
+
+    def generate_from_text(self, model: Any, tokenizer: Any, rows: Sequence[Row], questions: Sequence[str], *,
+                           max_new_tokens: int = 64, batch_size: int = 16) -> list[str]:
+        """Sampled notes (JSON) per caption, for a window as long as the row's (at most
+        ``window_seconds``), with :attr:`eval_sampling`."""
+        from audiollm.midi_generate import generate_midi
+
+        if getattr(tokenizer, "midi", None) is None:
+            raise AudioLLMError("text_to_midi rows need a model whose tokenizer has a MIDI vocabulary; "
+                                "leave them out (evaluate --tasks) for a text-only model")
+        s = dict(self.eval_sampling)
+        generator = torch.Generator().manual_seed(int(s.pop("seed")))
+        out: list[str] = [""] * len(rows)
+        by_len: dict[float, list[int]] = {}
+        for i, row in enumerate(rows):
+            seconds = round(min(self.duration(row), self.window_seconds) / tokenizer.midi.time_step) * tokenizer.midi.time_step
+            by_len.setdefault(round(seconds, 6), []).append(i)
+        for seconds, idx in sorted(by_len.items()):
+            for start in range(0, len(idx), batch_size):
+                part = idx[start : start + batch_size]
+                notes = generate_midi(model, tokenizer, [questions[i] for i in part], seconds=seconds,
+                                      generator=generator, max_new_tokens=max(max_new_tokens, self.max_new_tokens), **s)
+                for i, n in zip(part, notes):
+                    out[i] = notes_to_json(n)
+        return out
+
+    def score(self, predictions: Sequence[str], rows: Sequence[Row]) -> dict[str, float]:
+        """``valid_rate`` (notes that survive a MIDI file round trip), and the share of pieces
+        whose MIDI has the requested ``instrument`` / ``tempo`` / ``key`` (each over the rows
+        that ask for it; see :func:`audiollm.metrics.attribute_adherence`)."""
+        self._check_pairs(predictions, rows)
+        if not rows:
+            return {"n": 0}
+        pieces = []
+        for k, pred in enumerate(predictions):
+            try:
+                pieces.append(parse_notes(json.loads(pred) if pred.strip() else [], f"prediction {k}"))
+            except (json.JSONDecodeError, ManifestError) as e:
+                raise AudioLLMError(f"text_to_midi prediction {k} is not a note list ({e})") from None
+        return {"n": len(rows), **metrics.attribute_adherence([request_of(r) for r in rows], pieces)}

@@ -1,0 +1,334 @@
+"""text_to_midi: rows without audio (zero audio tokens), captions, condition dropout, guided and
+grammar-constrained sampling, attribute adherence, the generate CLI."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from audiollm import metrics
+from audiollm.cli import main
+from audiollm.data.batching import IGNORE_INDEX, ExampleBuilder, collate, prompt_ids
+from audiollm.data.manifest import read_manifest
+from audiollm.data.text_to_midi import derive_rows
+from audiollm.errors import AudioLLMError, ManifestError
+from audiollm.evaluate import evaluate
+from audiollm.midi_generate import check_generation, generate_midi, sample_events
+from audiollm.midi_grammar import MidiGrammar
+from audiollm.model_dir import save_model_dir
+from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
+from audiollm.music_prompt import caption, check_request, parse_request
+from audiollm.tasks import get_task
+from audiollm.tokenizers.midi import TIE, MidiVocab, Note, read_midi, write_midi
+from audiollm.tokenizers.text import TextTokenizer
+
+TASK = get_task("text_to_midi")
+PROGRAMS = (0, 40, 42)  # piano, violin, cello
+
+
+def clip_row(clip="m00001", program=42, bpm=72, key="D minor", composer="Bach", seconds=4.0, question=None):
+    """A music clip's labels and notes (the corpus's 4-element [start, end, pitch, velocity])."""
+    beat = 60.0 / bpm
+    pitches = [62, 64, 65, 67, 69, 65, 62, 61]
+    notes = [[round(i * beat / 2, 3), round((i + 1) * beat / 2, 3), p, 80] for i, p in enumerate(pitches)
+             if (i + 1) * beat / 2 <= seconds]
+    tonic, mode = key.split()
+    row = {"id": f"{clip}-caption", "task": "caption", "clip": clip, "audio": "x.wav", "answer": "a cello",
+           "program": program, "tempo_bpm": bpm, "tempo_class": "slow" if bpm < 80 else "medium", "key": key,
+           "tonic": tonic, "mode": mode, "composer": composer, "duration": seconds, "notes": notes}
+    if question is not None:
+        row["question"] = question
+    return row
+
+
+@pytest.fixture(scope="module")
+def tok():
+    texts = ["a cello in D minor at 72 bpm", "a slow baroque piece for violin", "piano, fast, C major"] * 3
+    return TextTokenizer.train(texts, vocab_size=300).with_midi(MidiVocab(programs=PROGRAMS))
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    torch.manual_seed(0)
+    cfg = AudioLLMConfig.tiny().to_dict()
+    cfg["lm_config"]["vocab_size"] = tok.vocab_size
+    return AudioLLM(AudioLLMConfig.from_dict(cfg)).eval()
+
+
+# ------------------------------------------------------------------ rows without audio
+
+
+def test_text_only_rows_get_zero_audio_tokens_and_match_a_batch_alone(model):
+    torch.manual_seed(1)
+    ids = torch.randint(0, 100, (2, 7))
+    audio = torch.randn(2, 8000) * 0.1
+    lengths = torch.tensor([8000, 0])  # row 1 has no audio
+    mixed = model(audio, lengths, ids, torch.tensor([7, 7]))
+    assert mixed.audio_token_lengths.tolist()[1] == 0 and mixed.audio_token_lengths[0] > 0
+    alone = model(torch.zeros(1, 0), torch.tensor([0]), ids[1:], torch.tensor([7]))  # no encoder call at all
+    assert alone.logits.shape[1] == 7
+    torch.testing.assert_close(mixed.logits[1, :7], alone.logits[0], atol=1e-5, rtol=1e-5)
+    with_audio = model(audio[:1], lengths[:1], ids[:1], torch.tensor([7]))
+    a = int(with_audio.audio_token_lengths[0])
+    torch.testing.assert_close(mixed.logits[0, : a + 7], with_audio.logits[0], atol=1e-5, rtol=1e-5)
+    out = model.generate(torch.zeros(2, 0), torch.tensor([0, 0]), [[5, 6], [7]], max_new_tokens=3)
+    assert [len(o) for o in out] == [3, 3]
+
+
+def test_manifest_rows_without_audio_only_for_text_only_tasks(tmp_path):
+    p = tmp_path / "m.jsonl"
+    t2m = {"task": "text_to_midi", "question": "a cello", "notes": [[0.0, 0.5, 60, 80]], "program": 42}
+    p.write_text(json.dumps(t2m) + "\n")
+    (row,) = read_manifest(p)
+    assert "audio" not in row
+    p.write_text(json.dumps({"task": "tagging", "answer": "piano"}) + "\n")
+    with pytest.raises(ManifestError, match="missing key\\(s\\) audio"):
+        read_manifest(p)
+    with pytest.raises(ManifestError, match="needs the labels"):
+        TASK.validate({"task": "text_to_midi", "notes": [[0.0, 0.5, 60, 80]]})
+
+
+def test_training_example_caption_target_and_condition_dropout(tok):
+    (row,) = derive_rows([clip_row(seconds=8.0)])  # longer than the 4 s window: a random window
+    assert row["task"] == "text_to_midi" and "audio" not in row and row["question"]
+    sizes = set()
+    for dropout, expect_uncond in ((0.0, False), (1.0, True)):
+        build = ExampleBuilder([row], tok, seed=0, cond_dropout=dropout)
+        for draw in range(6):
+            ex = build(0, draw)
+            assert ex["audio"].numel() == 0
+            n_prompt = sum(1 for lab in ex["labels"] if lab == IGNORE_INDEX)
+            prompt = ex["input_ids"][:n_prompt]
+            assert (prompt == prompt_ids(tok, "")) == expect_uncond
+            answer = tok.decode_events(ex["input_ids"][n_prompt:-1])
+            assert TIE in answer and ex["input_ids"][-1] == tok.eos_id
+            sizes.add(len(answer))
+    assert len(sizes) > 1  # different windows of the 8 s clip
+    batch = collate([ExampleBuilder([row], tok)(0, d) for d in range(3)], tok.pad_id)
+    assert batch["audio"].shape == (3, 0) and batch["audio_lengths"].tolist() == [0, 0, 0]
+
+
+def test_condition_dropout_ignores_tasks_without_guidance(tmp_path, tok):
+    import soundfile as sf
+
+    from conftest import tone
+
+    sf.write(tmp_path / "a.wav", tone(0.5), 16000)
+    rows = [{"audio": str(tmp_path / "a.wav"), "task": "caption", "answer": "a tone"}]
+    ex = ExampleBuilder(rows, tok, cond_dropout=0.99)(0, 0)
+    n_prompt = sum(1 for lab in ex["labels"] if lab == IGNORE_INDEX)
+    assert ex["input_ids"][:n_prompt] != prompt_ids(tok, "")
+
+
+# ------------------------------------------------------------------ captions and requests
+
+
+def test_captions_parse_back_to_the_labels():
+    row = clip_row(program=42, bpm=72, key="F# minor", composer="Bach")
+    seen = set()
+    for seed in range(40):
+        text = caption(row, random.Random(seed))
+        req = parse_request(text)
+        assert req.program == 42, text
+        assert req.bpm in (None, 72.0) and req.tempo_class in (None, "slow")
+        assert req.mode in (None, "minor") and req.tonic in (None, 6)
+        assert req.style in (None, "baroque")
+        seen.add((req.bpm is not None, req.tonic is not None))
+    assert len(seen) >= 3  # attributes are sometimes left out
+    assert parse_request("Electric Bass (finger), Bb major").program == 33
+    assert parse_request("a fingered electric bass in bb major").tonic == 10
+    assert parse_request("something calm").is_empty()
+
+
+def test_requested_instrument_must_be_in_the_vocabulary(tok):
+    assert check_request("a slow cello", PROGRAMS).program == 42
+    with pytest.raises(AudioLLMError, match="lacks; valid instruments: acoustic grand piano, violin, cello"):
+        check_request("a trumpet in C major", PROGRAMS)
+    with pytest.raises(AudioLLMError, match="beyond the 4 s window"):
+        check_generation(tok, "a cello", 10.0, 4.0)
+    assert check_generation(tok, "a cello", 1.234, 4.0) == pytest.approx(1.23)
+    with pytest.raises(AudioLLMError, match="no MIDI vocabulary"):
+        check_generation(TextTokenizer.train(["a b c"] * 3, vocab_size=300), "a cello", 1.0, 4.0)
+
+
+# ------------------------------------------------------------------ grammar and guidance
+
+
+def test_100_untrained_samples_all_decode_to_valid_midi(model, tok, tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    events = sample_events(model, tok, ["a cello in D minor"] * 50 + ["piano"] * 50, seconds=2.0, guidance=2.0,
+                           temperature=1.5, generator=gen, max_new_tokens=120)
+    assert len(events) == 100
+    for k, ev in enumerate(events):
+        dec = tok.midi.decode_window(ev, tok.midi.steps(2.0))
+        assert dec.n_invalid == 0, ev  # the mask never lets a repairable token through
+        notes, bad = tok.midi.decode_windows([ev], 2.0, total_seconds=2.0)
+        assert bad == 0 and notes and metrics.midi_round_trip(notes)
+        if k % 25 == 0:  # a real file on disk, read back by our reader too
+            back = read_midi(write_midi(notes, tmp_path / f"{k}.mid"))
+            assert len(back) == len(notes)
+
+
+def test_without_the_mask_untrained_samples_need_repairs(model, tok):
+    gen = torch.Generator().manual_seed(0)
+    events = sample_events(model, tok, ["a cello"] * 20, seconds=2.0, temperature=1.5, generator=gen,
+                           max_new_tokens=60, constrained=False)
+    assert sum(tok.midi.decode_window(ev, 200).n_invalid for ev in events) > 0  # what the mask prevents
+
+
+def test_grammar_mask_follows_the_state():
+    tok = TextTokenizer.train(["x y"] * 3, vocab_size=300).with_midi(MidiVocab(programs=(0,)))
+    g = MidiGrammar(tok, 1, length_steps=3, held=False)
+    ids = lambda *names: tok.encode_events(list(names))  # noqa: E731
+    m = g.mask([0])[0]
+    assert not m[ids("<|on_60|>")[0]] and m[ids("<|vel_5|>")[0]]  # a note-on needs a velocity first
+    assert not m[tok.eos_id]  # no empty piece
+    assert m[ids("<|shift_2|>")[0]] and not m[ids("<|shift_3|>")[0]]  # keep room for a note
+    g.advance([0], ids("<|vel_5|>"))
+    m = g.mask([0])[0]
+    assert m.sum() == 128 and m[ids("<|on_60|>")[0]]  # only note-ons after a velocity
+    g.advance([0], ids("<|on_60|>"))
+    m = g.mask([0])[0]
+    assert not m[ids("<|off_60|>")[0]] and not m[ids("<|on_60|>")[0]]  # no zero-length note, no re-strike
+    assert m[tok.eos_id] and m[ids("<|shift_3|>")[0]]
+    g.advance([0], ids("<|shift_3|>"))
+    m = g.mask([0])[0]
+    assert m[ids("<|off_60|>")[0]] and not m[ids("<|off_61|>")[0]] and not m[ids("<|shift_1|>")[0]]
+    assert not m[ids("<|vel_5|>")[0]] and not m[ids(TIE)[0]] and not m[5]  # window full; no text tokens
+
+
+def test_guidance_combines_cond_and_uncond_and_cache_matches_recompute(model, tok):
+    q = "a cello in D minor"
+    tie = tok.encode_events([TIE])
+    lm = model.lm
+
+    def next_logp(prompt):
+        ids = torch.tensor([prompt])
+        return torch.log_softmax(lm(inputs_embeds=lm.embed_tokens(ids))[:, -1].float(), -1)[0]
+
+    cond, uncond = next_logp(prompt_ids(tok, q) + tie), next_logp(prompt_ids(tok, "") + tie)
+    g = MidiGrammar(tok, 1, 200, held=False)
+    allowed = g.mask([0])[0]
+    for s in (1.0, 3.0):
+        want = int((uncond + s * (cond - uncond)).masked_fill(~allowed, float("-inf")).argmax())
+        first = tok.encode_events(sample_events(model, tok, [q], seconds=2.0, guidance=s, temperature=0.0,
+                                                max_new_tokens=1)[0][1:])[0]
+        assert first == want
+    cached = sample_events(model, tok, [q, "piano"], seconds=2.0, guidance=3.0, temperature=0.0, max_new_tokens=40)
+    plain = sample_events(model, tok, [q, "piano"], seconds=2.0, guidance=3.0, temperature=0.0, max_new_tokens=40,
+                          use_cache=False)
+    assert cached == plain
+
+
+# ------------------------------------------------------------------ adherence and evaluation
+
+
+def test_attribute_adherence_on_known_notes():
+    from audiollm.music_prompt import MusicRequest
+
+    beat = 0.5  # 120 bpm quarter notes, a C major scale and back
+    scale = [60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62, 60, 67, 60]
+    piece = [Note(p, i * beat, (i + 1) * beat, 80, 40) for i, p in enumerate(scale)]
+    good = MusicRequest(program=40, bpm=120.0, tonic=0, mode="major")
+    bad = MusicRequest(program=42, bpm=95.0, tonic=9, mode="minor")
+    assert metrics.attribute_adherence([good], [piece]) == {"valid_rate": 1.0, "instrument_adherence": 1.0,
+                                                            "tempo_adherence": 1.0, "key_adherence": 1.0}
+    assert metrics.attribute_adherence([bad], [piece]) == {"valid_rate": 1.0, "instrument_adherence": 0.0,
+                                                           "tempo_adherence": 0.0, "key_adherence": 0.0}
+    out = metrics.attribute_adherence([good, MusicRequest(tempo_class="medium")], [[], piece])
+    assert out == {"valid_rate": 0.5, "instrument_adherence": 0.0, "tempo_adherence": 0.5, "key_adherence": 0.0}
+
+
+def test_evaluate_reports_adherence_for_rows_without_audio(model, tok):
+    rows = derive_rows([clip_row(clip=f"m{i}", program=PROGRAMS[i % 3], seconds=2.0) for i in range(4)])
+    result = evaluate(model, tok, rows, batch_size=4, max_new_tokens=100, progress=False)
+    scores = result.results["text_to_midi"]
+    assert scores["n"] == 4 and scores["valid_rate"] == 1.0
+    assert {"instrument_adherence", "valid_rate"} <= set(scores)
+    assert all(json.loads(p) for p in result.predictions)
+
+
+def test_references_score_as_adherent():
+    """The metric's ceiling: a clip's own notes follow its own labels (instrument always)."""
+    rows = derive_rows([clip_row(clip=f"m{i}") for i in range(3)])
+    scores = TASK.score([json.dumps([[n.pitch, n.start, n.end, n.velocity, n.program] for n in TASK.notes(r)])
+                         for r in rows], rows)
+    assert scores["valid_rate"] == 1.0 and scores["instrument_adherence"] == 1.0
+
+
+# ------------------------------------------------------------------ CLI
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, model, tok):
+    d = tmp_path_factory.mktemp("t2m") / "model"
+    save_model_dir(d, model, tok)
+    return d
+
+
+def _one_line_error(capsys, argv, fragment):
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("audiollm: error:") and fragment in err[0], err
+
+
+def test_generate_cli_writes_wav_and_midi(model_dir, tmp_path, capsys):
+    pytest.importorskip("fluidsynth")
+    from audiollm.data.synth.music import find_soundfont
+
+    try:
+        find_soundfont()
+    except AudioLLMError:
+        pytest.skip("no General MIDI soundfont")
+    import soundfile as sf
+
+    out = tmp_path / "piece.wav"
+    assert main(["generate", str(model_dir), "--text", "a cello in D minor", "--out", str(out), "--num-samples", "2",
+                 "--seconds", "1.5", "--max-new-tokens", "80", "--seed", "3"]) == 0
+    for i in (0, 1):
+        info = sf.info(str(tmp_path / f"piece_{i}.wav"))
+        assert (info.samplerate, info.frames) == (16000, 24000)
+        assert read_midi(tmp_path / f"piece_{i}.mid")
+    assert not list(tmp_path.glob(".*tmp"))  # no temporary files left behind
+    _one_line_error(capsys, ["generate", model_dir, "--text", "a trumpet", "--out", out], "valid instruments:")
+    _one_line_error(capsys, ["generate", model_dir, "--text", "a cello", "--out", out, "--seconds", "30"],
+                    "beyond the 4 s window")
+    _one_line_error(capsys, ["generate", model_dir, "--text", "a cello", "--out", tmp_path / "p.mp3"], "must end in .wav")
+
+
+def test_generate_cli_refuses_a_model_without_midi_vocabulary(tmp_path, capsys):
+    tok = TextTokenizer.train(["a b c"] * 3, vocab_size=300)
+    cfg = AudioLLMConfig.tiny().to_dict()
+    cfg["lm_config"]["vocab_size"] = tok.vocab_size
+    save_model_dir(tmp_path / "m", AudioLLM(AudioLLMConfig.from_dict(cfg)), tok)
+    _one_line_error(capsys, ["generate", tmp_path / "m", "--text", "a cello", "--out", tmp_path / "p.wav"],
+                    "no MIDI vocabulary")
+    # evaluate on a corpus that mixes text rows and text_to_midi rows: the latter are skipped, said once
+    import soundfile as sf
+
+    from conftest import tone
+
+    sf.write(tmp_path / "a.wav", tone(0.5), 16000)
+    manifest = tmp_path / "mixed.jsonl"
+    rows = [{"audio": "a.wav", "task": "tagging", "answer": "piano"}, *derive_rows([clip_row()])]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["evaluate", str(tmp_path / "m"), "--data", str(manifest), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "tagging" in out and "text_to_midi" not in out
+    assert "skipped 1 row(s) of text_to_midi: the model has no MIDI vocabulary" in err
+
+
+def test_data_text_to_midi_derives_one_row_per_clip(tmp_path, capsys):
+    src = tmp_path / "music.jsonl"
+    rows = [clip_row(clip="m1"), {**clip_row(clip="m1"), "task": "tagging"}, clip_row(clip="m2", program=40)]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["data", "text-to-midi", "--from", str(src), "--out", str(tmp_path / "t2m.jsonl")]) == 0
+    out = read_manifest(tmp_path / "t2m.jsonl")
+    assert [r["clip"] for r in out] == ["m1", "m2"] and all(r["task"] == "text_to_midi" for r in out)
+    assert out == read_manifest(tmp_path / "t2m.jsonl")  # deterministic captions
+    for r in out:
+        TASK.validate(r)
+        assert parse_request(r["question"]).program == r["program"]
