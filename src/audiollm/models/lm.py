@@ -100,7 +100,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _HAS_FUSED_RMS_NORM:  # same formula; a fused kernel where torch has one (e.g. CUDA)
+        # Same formula; a fused kernel where torch has one (e.g. CUDA). ONNX export (opset < 23
+        # has no RMSNormalization op) takes the explicit form.
+        if _HAS_FUSED_RMS_NORM and not torch.onnx.is_in_onnx_export():
             return self.weight * F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
         y = x.float()
         y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps)
