@@ -32,7 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from audiollm.data.batching import ExampleBuilder, collate  # noqa: E402
 from audiollm.data.feature_cache import FeatureCache, build_feature_cache  # noqa: E402
 from audiollm.models import AudioLLM, AudioLLMConfig  # noqa: E402
-from audiollm.models.tiny_checkpoints import tiny_checkpoint  # noqa: E402
+from audiollm.models.tiny_checkpoints import tiny_checkpoint, whisper  # noqa: E402
 from audiollm.tokenizers.text import TextTokenizer  # noqa: E402
 
 FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd" / "recordings"
@@ -41,16 +41,7 @@ DIGITS = "zero one two three four five six seven eight nine".split()
 
 def whisper_tiny_shape(directory: Path) -> str:
     """A random-weight checkpoint with openai/whisper-tiny's encoder shape and 30 s input."""
-    import transformers as T
-
-    config = T.WhisperConfig(
-        vocab_size=64, num_mel_bins=80, d_model=384, encoder_layers=4, encoder_attention_heads=6,
-        encoder_ffn_dim=1536, decoder_layers=1, decoder_attention_heads=6, decoder_ffn_dim=64,
-        max_source_positions=1500, max_target_positions=32, pad_token_id=60, bos_token_id=61,
-        eos_token_id=62, decoder_start_token_id=63, suppress_tokens=[], begin_suppress_tokens=[],
-    )
-    T.WhisperModel(config).save_pretrained(directory)
-    T.WhisperFeatureExtractor(feature_size=80, chunk_length=30).save_pretrained(directory)
+    whisper(directory, d_model=384, layers=4, heads=6, ffn=1536, window_seconds=30)
     return str(directory)
 
 

@@ -35,17 +35,20 @@ def _hf():
     return transformers
 
 
-def whisper(directory: Path) -> None:
+def whisper(directory: Path, d_model: int = 32, layers: int = 2, heads: int = 2, ffn: int = 64,
+            window_seconds: int = 1) -> None:
+    """A random Whisper checkpoint (encoder + a 1-layer decoder); the defaults are the tiny
+    test model with 1 s windows, whisper-tiny's encoder is (384, 4, 6, 1536, 30)."""
     T = _hf()
-    # Special token ids must lie below vocab_size; 1 s windows (max_source_positions 50).
+    # Special token ids must lie below vocab_size; 50 encoder positions per second of window.
     config = T.WhisperConfig(
-        vocab_size=64, num_mel_bins=80, d_model=32, encoder_layers=2, encoder_attention_heads=2,
-        decoder_layers=1, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
-        max_source_positions=50, max_target_positions=32, pad_token_id=60, bos_token_id=61,
+        vocab_size=64, num_mel_bins=80, d_model=d_model, encoder_layers=layers, encoder_attention_heads=heads,
+        decoder_layers=1, decoder_attention_heads=heads, encoder_ffn_dim=ffn, decoder_ffn_dim=64,
+        max_source_positions=50 * window_seconds, max_target_positions=32, pad_token_id=60, bos_token_id=61,
         eos_token_id=62, decoder_start_token_id=63, suppress_tokens=[], begin_suppress_tokens=[],
     )
     T.WhisperModel(config).save_pretrained(directory)
-    T.WhisperFeatureExtractor(feature_size=80, chunk_length=1).save_pretrained(directory)
+    T.WhisperFeatureExtractor(feature_size=80, chunk_length=window_seconds).save_pretrained(directory)
 
 
 def _wav2vec_config(cls_name: str):
