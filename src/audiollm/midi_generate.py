@@ -90,7 +90,11 @@ def sample_events(
     logits = lm(inputs_embeds=seq, attention_mask=mask, cache=cache, logits_to_keep=1)[:, -1].float()
     for step in range(budget):
         n = len(rows)
-        logp = torch.log_softmax(logits, dim=-1)  # (n or 2n, V)
+        if not bool(torch.isfinite(logits).all()):
+            raise AudioLLMError("the model produced non-finite logits while sampling MIDI (diverged weights?)")
+        # Floored log-probabilities: the guidance extrapolation below must never compute
+        # -inf - (-inf) (NaN) or s·(finite - (-inf)) (+inf) for a token one branch rules out.
+        logp = torch.log_softmax(logits, dim=-1).clamp(min=-1e4)  # (n or 2n, V)
         if guided:
             cond, uncond = logp[:n], logp[n:]
             logp = uncond + guidance * (cond - uncond)  # (n, V)
