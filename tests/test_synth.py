@@ -16,6 +16,7 @@ import soundfile as sf
 
 from audiollm.data.synth import corpus, music, speech, templates
 from audiollm.errors import AudioLLMError
+from audiollm.tasks import get_task
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
@@ -76,12 +77,17 @@ def test_rows_schema(built):
             assert {"id", "task", "split", "question", "clip", "notes", "program", "duration"} <= set(r)
             assert "audio" not in r and "answer" not in r
             continue
+        if r["task"] == "transcription":  # the clip's audio and its exact notes; no answer text
+            assert {"id", "task", "split", "audio", "clip", "notes", "program", "duration"} <= set(r)
+            assert "answer" not in r and (root / r["audio"]).is_file()
+            get_task("transcription").validate(r)
+            continue
         assert {"id", "task", "split", "audio", "answer", "clip"} <= set(r)
         assert not Path(r["audio"]).is_absolute() and (root / r["audio"]).is_file()
         assert r["audio"].startswith(f"audio/{r['split']}/")
         assert ("question" in r) == (r["task"] == "qa")
         assert "labels" not in r  # the tagging task would read it as the label set
-    assert by_task["tagging"] == by_task["caption"] == by_task["text_to_midi"] == N_MUSIC
+    assert by_task["tagging"] == by_task["caption"] == by_task["text_to_midi"] == by_task["transcription"] == N_MUSIC
     assert by_task["asr"] == N_SPEECH
     assert N_MUSIC <= by_task["qa"] <= 2 * N_MUSIC + N_SPEECH
     for r in rows:

@@ -13,7 +13,7 @@ from audiollm import metrics
 from audiollm.cli import main
 from audiollm.data.batching import IGNORE_INDEX, ExampleBuilder, collate, prompt_ids
 from audiollm.data.manifest import read_manifest
-from audiollm.data.text_to_midi import derive_rows
+from audiollm.data.music_events import derive_rows
 from audiollm.errors import AudioLLMError, ManifestError
 from audiollm.evaluate import evaluate
 from audiollm.midi_generate import check_generation, generate_midi, sample_events

@@ -233,3 +233,33 @@ def test_cli_transcribe_bad_input_is_one_line(tiny_model_dir, tmp_path, capsys):
         err = capsys.readouterr().err
         lines = [line for line in err.splitlines() if line.strip()]
         assert code != 0 and len(lines) == 1 and lines[0].startswith("audiollm: error:") and fragment in lines[0], err
+
+
+def test_data_transcription_derives_one_row_per_clip_with_paths_relative_to_the_new_manifest(tmp_path, capsys):
+    from audiollm.cli import main
+    from audiollm.data.manifest import read_manifest
+
+    corpus = tmp_path / "corpus"
+    (corpus / "audio").mkdir(parents=True)
+    sf.write(corpus / "audio" / "m1.wav", tone(1.0), 16000)
+    notes = [[0.0, 0.5, 60, 80], [0.5, 1.0, 64, 90]]
+    clip = {"clip": "m1", "audio": "audio/m1.wav", "program": 40, "family": "strings", "notes": notes}
+    rows = [{"id": "m1-tagging", "task": "tagging", "answer": "strings", **clip},
+            {"id": "m1-caption", "task": "caption", "answer": "a violin", **clip},
+            {"id": "m1-t2m", "task": "text_to_midi", "question": "a violin", "program": 40, "notes": notes},
+            {"id": "s1-asr", "task": "asr", "audio": "audio/m1.wav", "answer": "hello"}]
+    (corpus / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "elsewhere" / "tr.jsonl"
+    assert main(["data", "transcription", "--from", str(corpus / "train.jsonl"), "--out", str(out)]) == 0
+    assert "wrote 1 transcription rows" in capsys.readouterr().out
+    raw = json.loads(out.read_text())
+    assert raw["audio"] == "../corpus/audio/m1.wav" and raw["task"] == "transcription" and "answer" not in raw
+    (row,) = read_manifest(out, require_answer=False)
+    task = get_task("transcription")
+    task.validate(row)
+    assert task.notes(row) == [Note(60, 0.0, 0.5, 80, 40), Note(64, 0.5, 1.0, 90, 40)]
+    # a manifest without music rows is a one-line error, not an empty file
+    (corpus / "speech.jsonl").write_text(json.dumps(rows[-1]) + "\n")
+    assert main(["data", "transcription", "--from", str(corpus / "speech.jsonl"), "--out", str(tmp_path / "y.jsonl")]) != 0
+    assert "no music rows with 'notes' and 'program'" in capsys.readouterr().err
+    assert not (tmp_path / "y.jsonl").exists()

@@ -290,13 +290,21 @@ def cmd_generate(args: argparse.Namespace) -> None:
         print(f"{len(notes)} notes, {seconds:g} s: {wav} and {mid}")
 
 
-def cmd_data_text_to_midi(args: argparse.Namespace) -> None:
-    from .data.manifest import read_manifest, write_manifest
-    from .data.text_to_midi import derive_rows
+def cmd_data_derive(args: argparse.Namespace) -> None:
+    """``data text-to-midi`` / ``data transcription``: one row of ``args.derive_task`` per music clip."""
+    import os
 
-    rows = derive_rows(read_manifest(args.source, require_answer=False), seed=args.seed)
+    from .data.manifest import PATH_KEYS, read_manifest, write_manifest
+    from .data.music_events import derive_rows
+
+    rows = derive_rows(read_manifest(args.source, require_answer=False), task=args.derive_task, seed=args.seed)
+    out_dir = args.out.resolve().parent
+    for row in rows:  # paths relative to the new manifest, so the pair can move together
+        for key in PATH_KEYS:
+            if row.get(key):
+                row[key] = os.path.relpath(row[key], out_dir)
     write_manifest(args.out, rows)
-    print(f"wrote {len(rows)} text_to_midi rows to {args.out}")
+    print(f"wrote {len(rows)} {args.derive_task} rows to {args.out}")
 
 
 def _print_warnings(caught) -> None:
@@ -468,14 +476,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0, help="seed for question paraphrases and LLM sampling (default 0)")
     q.set_defaults(func=cmd_data_qa)
 
-    tm = dsub.add_parser("text-to-midi", help="derive text_to_midi rows (caption → notes) from a manifest's music rows",
-                         description="One text_to_midi row per music clip of a manifest (rows with 'notes' and "
-                                     "'program' labels, e.g. an embedded corpus built before text_to_midi rows "
-                                     "existed): a caption drawn from the labels, the notes, no audio.")
-    tm.add_argument("--from", dest="source", required=True, type=Path, help="manifest with music rows (.jsonl)")
-    tm.add_argument("--out", required=True, type=Path, help="text_to_midi manifest to write (.jsonl)")
-    tm.add_argument("--seed", type=int, default=0, help="seed of the captions (default 0)")
-    tm.set_defaults(func=cmd_data_text_to_midi)
+    derived = {
+        "text_to_midi": ("text-to-midi", "derive text_to_midi rows (caption → notes) from a manifest's music rows",
+                         "a caption drawn from the labels, the notes, no audio"),
+        "transcription": ("transcription", "derive transcription rows (audio → notes) from a manifest's music rows",
+                          "the clip's audio and its exact notes"),
+    }
+    for task, (name, help_text, what) in derived.items():
+        tm = dsub.add_parser(name, help=help_text,
+                             description=f"One {task} row per music clip of a manifest (rows with 'notes' and "
+                                         f"'program' labels, e.g. an embedded corpus built before {task} rows "
+                                         f"existed): {what}.")
+        tm.add_argument("--from", dest="source", required=True, type=Path, help="manifest with music rows (.jsonl)")
+        tm.add_argument("--out", required=True, type=Path, help=f"{task} manifest to write (.jsonl)")
+        tm.add_argument("--seed", type=int, default=0, help="seed of the captions (default 0)")
+        tm.set_defaults(func=cmd_data_derive, derive_task=task)
 
     t = sub.add_parser("train", help="train a model from a YAML config")
     t.add_argument("config", type=Path, help="experiment YAML (see configs/)")

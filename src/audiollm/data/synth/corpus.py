@@ -35,7 +35,7 @@ from typing import Any
 
 from ...errors import AudioLLMError
 from ..manifest import write_manifest
-from ..text_to_midi import text_to_midi_row
+from ..music_events import text_to_midi_row, transcription_row
 from . import music, speech, templates
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -146,8 +146,9 @@ def _row(clip_id: str, task: str, split: str, audio: str, answer: str, labels: d
 
 
 def music_rows(labels: dict[str, Any], split: str, audio: str, seed: int) -> list[dict[str, Any]]:
-    """A music clip → one tagging row, one caption row, 1-2 QA rows (distinct types) and one
-    text_to_midi row (caption → the clip's notes; no audio)."""
+    """A music clip → one tagging row, one caption row, 1-2 QA rows (distinct types), one
+    text_to_midi row (caption → the clip's notes; no audio) and one transcription row (audio →
+    the clip's notes)."""
     clip_id = labels["clip_id"]
     lab = {k: v for k, v in labels.items() if k != "clip_id"}
     rng = random.Random(f"{seed}:music-text:{clip_id}")
@@ -160,6 +161,7 @@ def music_rows(labels: dict[str, Any], split: str, audio: str, seed: int) -> lis
     for i, (kind, q, a) in enumerate(templates.qa_pairs(templates.MUSIC_QA, text_labels, rng, n_qa)):
         rows.append(_row(clip_id, "qa", split, audio, a, {**lab, "qa_type": kind}, f"qa{i}", question=q))
     rows.append(text_to_midi_row({**lab, "clip": clip_id, "split": split}, seed))
+    rows.append(transcription_row({**lab, "clip": clip_id, "split": split, "audio": audio}, seed))
     return rows
 
 
@@ -329,9 +331,11 @@ def _readme(stats: dict[str, Any]) -> str:
         "## Files",
         "",
         "- `train.jsonl`, `valid.jsonl`, `test.jsonl`: one JSON object per line with `id`, `task` "
-        "(`tagging`, `caption`, `qa`, `asr`, `text_to_midi`), `split`, `audio` (relative to this folder), "
-        "`answer`, `question` (QA and text_to_midi rows) and the clip's labels. Several rows share one clip "
-        "(`clip`). `text_to_midi` rows have no audio and no answer: a caption and the clip's notes.",
+        "(`tagging`, `caption`, `qa`, `asr`, `text_to_midi`, `transcription`), `split`, `audio` (relative to "
+        "this folder), `answer`, `question` (QA and text_to_midi rows) and the clip's labels. Several rows share "
+        "one clip (`clip`). `text_to_midi` rows have no audio and no answer: a caption and the clip's notes. "
+        "`transcription` rows have the clip's audio and its notes (`[start, end, pitch, velocity]` with "
+        "`program`) instead of an answer.",
         "- `audio/<split>/m*.wav` music, `audio/<split>/s*.wav` speech.",
         "- `stats.json`: counts per split, task, family, voice; durations; sizes.",
         "",
