@@ -74,6 +74,24 @@ def test_training_example_is_the_cropped_window(tmp_path, tok):
     assert seen_held  # some draws start while a note sounds: the held section is used
 
 
+def test_ctc_labels_are_the_windows_onsets_in_order(tmp_path, tok):
+    """With a CTC head the encoder learns onsets: each example's CTC labels are the note-on
+    ids that follow <|tie|> (held notes and every other event left out)."""
+    row = {"audio": write_wav(tmp_path / "a.wav", 10.0), "task": "transcription",
+           "notes": [[n.pitch, n.start, n.end, n.velocity, n.program] for n in NOTES]}
+    build = ExampleBuilder([row], tok, seed=3, max_audio_seconds=30.0)
+    for draw in range(6):
+        ex = build(0, draw)
+        answer = [t for t, l in zip(ex["input_ids"], ex["labels"]) if l != IGNORE_INDEX][:-1]
+        events = tok.decode_events(answer)
+        onsets = events[events.index("<|tie|>") + 1:]
+        assert tok.decode_events(ex["ctc_labels"]) == [t for t in onsets if t.startswith("<|on_")]
+    # the full window from 0 s: the onsets of 60 (0.2 s) and 64 (3.5 s), and 36 (4.9 s) in order
+    target = TASK.target_ids(row, tok, 0.0, 5.0)
+    assert tok.decode_events(TASK.aligned_ids(target, tok)) == ["<|on_60|>", "<|on_64|>", "<|on_36|>"]
+    assert get_task("tagging").aligned_ids([5, 6], tok) == [] and get_task("asr").aligned_ids([5, 6], tok) == [5, 6]
+
+
 def test_unknown_instrument_lists_valid_programs(tmp_path):
     piano = TextTokenizer.train(["notes"] * 3, vocab_size=300).with_midi(MidiVocab(programs=(0,)))
     row = {"audio": "a.wav", "task": "transcription", "notes": [[60, 0, 1, 80, 40]]}

@@ -148,7 +148,7 @@ class ExampleBuilder:
             "seconds": duration,
             "input_ids": prompt + answer,
             "labels": [IGNORE_INDEX] * len(prompt) + answer,
-            "ctc_labels": answer[:-1] if task.aligned_answer else [],  # no eos: CTC ends by itself
+            "ctc_labels": task.aligned_ids(target, self.tokenizer),  # no eos: CTC ends by itself
         }
 
     def _text_only(self, row: dict, task, rng: random.Random) -> dict:

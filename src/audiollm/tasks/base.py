@@ -41,6 +41,7 @@ class Task(ABC):
     #: True when the answer is the clip's content in temporal order (a transcript): such
     #: answers also supervise the audio encoder through an auxiliary CTC loss when the model
     #: has one (``model.ctc_weight > 0``), which teaches it to align sounds with tokens fast.
+    #: ``aligned_ids`` says which of the answer's tokens the CTC head is trained on.
     aligned_answer: bool = False
     #: True when answers are MIDI event tokens rather than text: the tokenizer then needs a
     #: MIDI vocabulary (``TextTokenizer.with_midi``) and the answer is not BPE training text.
@@ -105,6 +106,11 @@ class Task(ABC):
         """Token ids of the answer for the audio ``[start, start + duration)`` seconds of the
         row's clip. Text answers describe the whole clip, so the window is ignored here."""
         return tokenizer.encode(self.answer(row))
+
+    def aligned_ids(self, target: Sequence[int], tokenizer: Any) -> list[int]:
+        """The CTC labels of a window whose answer is ``target`` (no eos): the whole answer of
+        an ``aligned_answer`` task, none otherwise."""
+        return list(target) if self.aligned_answer else []
 
     def generate(self, model: Any, tokenizer: Any, wavs: Sequence[Any], questions: Sequence[str], *,
                  max_new_tokens: int = 64, batch_size: int = 16) -> list[str]:

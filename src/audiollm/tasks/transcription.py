@@ -24,7 +24,7 @@ from typing import Any
 from audiollm import metrics
 from audiollm.errors import AudioLLMError, ManifestError
 from audiollm.tasks.base import Row, Task, register_task, row_label
-from audiollm.tokenizers.midi import MidiFileError, Note, read_midi
+from audiollm.tokenizers.midi import TIE, MidiFileError, Note, read_midi
 
 TRANSCRIPTION_QUESTIONS: tuple[str, ...] = (
     "Transcribe the notes.",
@@ -76,6 +76,9 @@ class TranscriptionTask(Task):
     questions = TRANSCRIPTION_QUESTIONS
     required_keys = ("audio",)
     answers_are_events = True
+    #: The window's onsets follow the audio in time: with ``model.ctc_weight > 0`` the encoder
+    #: also learns to emit each note-on as it sounds (see ``aligned_ids``).
+    aligned_answer = True
     window_seconds = 5.0
     #: Answer budget per window; a CLI's smaller text budget does not apply to event answers.
     max_new_tokens = 1024
@@ -130,6 +133,17 @@ class TranscriptionTask(Task):
         length = max(1, vocab.steps(duration))
         tokens = vocab.encode_window(vocab.quantize(self.notes(row)), vocab.steps(start), length)
         return tokenizer.encode_events(tokens)
+
+    def aligned_ids(self, target: Sequence[int], tokenizer: Any) -> list[int]:
+        """The CTC labels of a window: its note-on tokens after ``<|tie|>``, in onset order
+        (a chord's notes by pitch, as the codec writes them). Time shifts, velocities, programs,
+        note-offs and held notes carry no new sound event of their own, so the encoder is not
+        asked to place them; pitch onsets are what it must hear."""
+        tokens = tokenizer.decode_events(target)
+        if len(tokens) != len(target) or TIE not in tokens:
+            raise AudioLLMError("a transcription target must be event tokens with a <|tie|>")
+        tie = tokens.index(TIE)
+        return [i for i, t in zip(target[tie + 1:], tokens[tie + 1:]) if t.startswith("<|on_")]
 
     def generate(self, model: Any, tokenizer: Any, wavs: Sequence[Any], questions: Sequence[str], *,
                  max_new_tokens: int = 64, batch_size: int = 16) -> list[str]:
