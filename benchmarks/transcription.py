@@ -62,13 +62,17 @@ def scores(refs: list[list[Note]], ests: list[list[Note]], audio_seconds: float,
     return out
 
 
-def run_ours(model_dir: Path, paths: list[str]) -> tuple[list[list[Note]], float]:
+def run_ours(model_dir: Path, paths: list[str], max_new_tokens: int) -> tuple[list[list[Note]], float]:
     model, tokenizer = load_model_dir(model_dir)
     window = get_task("transcription").window_seconds
     wavs = [load_audio(p) for p in paths]
-    transcribe(model, tokenizer, wavs[:1], window_seconds=window, batch_size=1)  # warm-up
+
+    def one(wav):
+        return transcribe(model, tokenizer, [wav], window_seconds=window, batch_size=1, max_new_tokens=max_new_tokens)[0]
+
+    one(wavs[0])  # warm-up
     t0 = time.perf_counter()
-    notes = [transcribe(model, tokenizer, [w], window_seconds=window, batch_size=1)[0] for w in wavs]
+    notes = [one(w) for w in wavs]
     return notes, time.perf_counter() - t0
 
 
@@ -97,6 +101,7 @@ def main() -> None:
                    help="manifest with transcription rows (default data/corpus/test.jsonl)")
     p.add_argument("--family", default="piano", help="keep one instrument family ('' = all; default piano)")
     p.add_argument("--limit", type=int, default=None, help="first N clips only")
+    p.add_argument("--max-new-tokens", type=int, default=1024, help="answer budget per window (default 1024)")
     p.add_argument("--no-basic-pitch", action="store_true", help="skip the basic-pitch side")
     args = p.parse_args()
     device = setup(args)
@@ -110,7 +115,7 @@ def main() -> None:
     result: dict = {"benchmark": "transcription", "manifest": str(args.manifest), "family": args.family or "all",
                     "clips": len(rows), "audio_seconds": round(audio_seconds, 1), "machine": machine(device)}
     with torch.inference_mode():
-        ours, wall = run_ours(args.model_dir, paths)
+        ours, wall = run_ours(args.model_dir, paths, args.max_new_tokens)
     result["ours"] = scores(refs, ours, audio_seconds, wall)
     log(f"ours: {result['ours']}")
     if args.no_basic_pitch:

@@ -281,3 +281,28 @@ def test_data_transcription_derives_one_row_per_clip_with_paths_relative_to_the_
     assert main(["data", "transcription", "--from", str(corpus / "speech.jsonl"), "--out", str(tmp_path / "y.jsonl")]) != 0
     assert "no music rows with 'notes' and 'program'" in capsys.readouterr().err
     assert not (tmp_path / "y.jsonl").exists()
+
+
+def test_transcription_benchmark_scores_a_model_dir_on_a_family(tiny_model_dir, tmp_path):
+    """benchmarks/transcription.py end to end at toy size: one JSON line, the family filter,
+    scores in range; basic-pitch left out (it is not a dependency)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rows = [{"audio": write_wav(tmp_path / f"{i}.wav", 1.0), "task": "transcription", "family": fam,
+             "notes": [[0.1, 0.6, 60 + i, 80]], "program": 0} for i, fam in enumerate(["piano", "organ", "piano"])]
+    manifest = tmp_path / "test.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "transcription.py"
+    proc = subprocess.run([sys.executable, str(script), str(tiny_model_dir), "--manifest", str(manifest), "--quick",
+                           "--no-basic-pitch", "--max-new-tokens", "24"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (line,) = [x for x in proc.stdout.splitlines() if x.strip()]
+    out = json.loads(line)
+    assert out["clips"] == 2 and out["family"] == "piano" and out["basic_pitch"] == {"skipped": "--no-basic-pitch"}
+    assert 0.0 <= out["ours"]["note_f1"] <= 1.0 and out["ours"]["audio_seconds_per_s"] > 0
+    bad = subprocess.run([sys.executable, str(script), str(tiny_model_dir), "--manifest", str(manifest),
+                          "--family", "banjo", "--no-basic-pitch"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        f"error: {manifest}: no transcription rows of family 'banjo'"]
