@@ -59,16 +59,25 @@ def test_shipped_configs_load_and_build(path):
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_configs_dry_run(path, toy_corpus_shared, capsys, tmp_path):
     """`audiollm train CONFIG --dry-run` works for every shipped config (data: the toy corpus;
-    text_to_midi rows, which need notes, written here)."""
+    event-answer rows, which need notes, written here)."""
     import json
+
+    import soundfile as sf
 
     from audiollm.cli import main
 
+    from conftest import tone
+
     toy = toy_corpus_shared
-    if "text_to_midi" in load_config(path).data.tasks:
+    tasks = {t.strip() for t in load_config(path).data.tasks.split(",")}
+    if tasks & {"text_to_midi", "transcription"}:
         toy = tmp_path
+        sf.write(toy / "clip.wav", tone(2.0), 16000)
         rows = [{"task": "text_to_midi", "question": f"a cello in D minor, take {i}", "program": 42,
                  "notes": [[0.25 * k, 0.25 * k + 0.2, 50 + k + i, 80] for k in range(8)]} for i in range(4)]
+        if "transcription" in tasks:
+            rows = [{"task": "transcription", "audio": "clip.wav", "program": r["program"], "notes": r["notes"]}
+                    for r in rows]
         for split in ("train", "valid"):
             (toy / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     code = main(["train", str(path), f"data.train={toy / 'train.jsonl'}", f"data.valid={toy / 'valid.jsonl'}",
