@@ -4,7 +4,7 @@
 
 Reads the manifest's transcription rows (optionally one instrument family: ``--family piano``
 is the embedded corpus's piano test split), transcribes every clip with the model directory
-(windowed greedy decoding with the KV cache, as ``audiollm transcribe``) and, when it is
+(windowed greedy decoding with the KV cache, as ``audiollm transcribe``; ``--onsets``) and, when it is
 installed, with basic-pitch (Spotify's polyphonic transcriber, its ICASSP 2022 model run by
 ONNX Runtime, default thresholds). Both note lists are scored with the same mir_eval code as
 ``audiollm evaluate`` (onsets within 50 ms; per clip, averaged). Prints one JSON object:
@@ -22,6 +22,7 @@ installs it with ``--no-deps`` plus what its ONNX path needs. Without it the JSO
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -41,7 +42,7 @@ from audiollm.errors import AudioLLMError  # noqa: E402
 from audiollm.model_dir import load_model_dir  # noqa: E402
 from audiollm.tasks import get_task  # noqa: E402
 from audiollm.tokenizers.midi import Note  # noqa: E402
-from audiollm.transcribe import transcribe  # noqa: E402
+from audiollm.transcribe import ONSET_SOURCES, transcribe  # noqa: E402
 
 
 def select_rows(manifest: Path, family: str | None, limit: int | None) -> list[dict]:
@@ -62,13 +63,14 @@ def scores(refs: list[list[Note]], ests: list[list[Note]], audio_seconds: float,
     return out
 
 
-def run_ours(model_dir: Path, paths: list[str], max_new_tokens: int) -> tuple[list[list[Note]], float]:
+def run_ours(model_dir: Path, paths: list[str], max_new_tokens: int, onsets: str) -> tuple[list[list[Note]], float]:
     model, tokenizer = load_model_dir(model_dir)
     window = get_task("transcription").window_seconds
     wavs = [load_audio(p) for p in paths]
 
     def one(wav):
-        return transcribe(model, tokenizer, [wav], window_seconds=window, batch_size=1, max_new_tokens=max_new_tokens)[0]
+        return transcribe(model, tokenizer, [wav], window_seconds=window, batch_size=1, max_new_tokens=max_new_tokens,
+                          onsets=onsets)[0]
 
     one(wavs[0])  # warm-up
     t0 = time.perf_counter()
@@ -84,14 +86,15 @@ def run_basic_pitch(paths: list[str]) -> tuple[list[list[Note]], float]:
     if not ONNX_PRESENT or not str(ICASSP_2022_MODEL_PATH).endswith(".onnx"):
         raise ImportError("basic-pitch found no ONNX runtime for its model")
     bp = Model(ICASSP_2022_MODEL_PATH)
-    predict(paths[0], bp)  # warm-up
-    t0 = time.perf_counter()
-    notes = []
-    for p in paths:
-        _, _, events = predict(p, bp)  # (start s, end s, pitch, amplitude 0-1, bends)
-        notes.append([Note(int(pitch), float(s), float(e), max(1, min(127, round(amp * 127))), 0)
-                      for s, e, pitch, amp, _ in events if e > s])
-    return notes, time.perf_counter() - t0
+    with contextlib.redirect_stdout(sys.stderr):  # predict() prints a line per file; stdout is our JSON
+        predict(paths[0], bp)  # warm-up
+        t0 = time.perf_counter()
+        notes = []
+        for p in paths:
+            _, _, events = predict(p, bp)  # (start s, end s, pitch, amplitude 0-1, bends)
+            notes.append([Note(int(pitch), float(s), float(e), max(1, min(127, round(amp * 127))), 0)
+                          for s, e, pitch, amp, _ in events if e > s])
+        return notes, time.perf_counter() - t0
 
 
 def main() -> None:
@@ -102,6 +105,9 @@ def main() -> None:
     p.add_argument("--family", default="piano", help="keep one instrument family ('' = all; default piano)")
     p.add_argument("--limit", type=int, default=None, help="first N clips only")
     p.add_argument("--max-new-tokens", type=int, default=1024, help="answer budget per window (default 1024)")
+    p.add_argument("--onsets", choices=ONSET_SOURCES, default="auto",
+                   help="where note onsets come from: ctc = the model's CTC head anchors them, lm = the decoder "
+                        "alone, auto = ctc when the model has the head (default)")
     p.add_argument("--no-basic-pitch", action="store_true", help="skip the basic-pitch side")
     args = p.parse_args()
     device = setup(args)
@@ -113,9 +119,9 @@ def main() -> None:
     log(f"{len(rows)} clips, {audio_seconds:.1f} s of audio")
 
     result: dict = {"benchmark": "transcription", "manifest": str(args.manifest), "family": args.family or "all",
-                    "clips": len(rows), "audio_seconds": round(audio_seconds, 1), "machine": machine(device)}
+                    "onsets": args.onsets, "clips": len(rows), "audio_seconds": round(audio_seconds, 1), "machine": machine(device)}
     with torch.inference_mode():
-        ours, wall = run_ours(args.model_dir, paths, args.max_new_tokens)
+        ours, wall = run_ours(args.model_dir, paths, args.max_new_tokens, args.onsets)
     result["ours"] = scores(refs, ours, audio_seconds, wall)
     log(f"ours: {result['ours']}")
     if args.no_basic_pitch:

@@ -306,3 +306,102 @@ def test_transcription_benchmark_scores_a_model_dir_on_a_family(tiny_model_dir, 
                           "--family", "banjo", "--no-basic-pitch"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         f"error: {manifest}: no transcription rows of family 'banjo'"]
+
+
+# ------------------------------------------------------------------ onsets from the CTC head
+
+
+def random_walk(grammar, tok, row: int, gen: torch.Generator, limit: int = 3000) -> list[str]:
+    """Tokens drawn uniformly among those the grammar allows, until end of sequence."""
+    out = []
+    for _ in range(limit):
+        allowed = grammar.mask([row])[0].nonzero().squeeze(-1)
+        assert len(allowed), f"the grammar allows nothing after {out}"
+        nxt = int(allowed[torch.randint(len(allowed), (1,), generator=gen)])
+        grammar.advance([row], [nxt])
+        if nxt == tok.eos_id:
+            return tok.decode_events(out)
+        out.append(nxt)
+    raise AssertionError("no end of sequence")
+
+
+def test_anchored_grammar_writes_exactly_the_anchors_and_nothing_else(tok):
+    from audiollm.midi_grammar import AnchoredGrammar
+
+    # A chord; a key struck again while still sounding (needs its note-off first); a duplicate;
+    # an anchor past the window end (clamps to the last step); a window with no anchors at all.
+    anchors = [[(10, 60), (10, 64), (30, 60), (31, 60), (31, 60), (500, 72)], []]
+    length = 100
+    for seed in range(5):
+        g = AnchoredGrammar(tok, 2, [length, 50], anchors, held=True)
+        gen = torch.Generator().manual_seed(seed)
+        for row, want in ((0, {(10, 60), (10, 64), (30, 60), (31, 60), (99, 72)}), (1, set())):
+            tokens = random_walk(g, tok, row, gen)
+            window = tok.midi.decode_window(tokens, [length, 50][row])
+            assert window.n_invalid == 0
+            assert {(n.start, n.pitch) for n in window.notes if not n.held} == want, tokens
+
+
+class OneHotHead(torch.nn.Module):
+    """A CTC head that emits a fixed label per frame (blank = the last index)."""
+
+    def __init__(self, labels: list[int], vocab_size: int):
+        super().__init__()
+        self.labels, self.v = labels, vocab_size
+
+    def forward(self, frames):
+        return torch.nn.functional.one_hot(torch.tensor([self.labels]), self.v + 1).float()
+
+
+def test_ctc_onsets_collapse_repeats_and_read_a_chord_run_at_its_first_frame(tok):
+    from types import SimpleNamespace
+
+    from audiollm.transcribe import ctc_onsets
+
+    on = {p: tok.encode_events([f"<|on_{p}|>"])[0] for p in (60, 64, 67)}
+    blank, text = tok.vocab_size, 5
+    labels = [blank, on[60], on[64], on[67], blank, blank, on[60], on[60], blank, on[60], text, on[64], blank, on[67]]
+    model = SimpleNamespace(ctc_head=OneHotHead(labels, tok.vocab_size))
+    frames = torch.zeros(1, len(labels), 4)
+    n_frames = len(labels) - 1  # the last frame is padding: not read
+    # 40 ms frames: frame t starts at step 4t of the 10 ms vocabulary.
+    (got,) = ctc_onsets(model, tok, frames, torch.tensor([n_frames]), torch.tensor([n_frames * 640]))
+    assert got == [(4, 60), (4, 64), (4, 67), (24, 60), (36, 60), (44, 64)]
+
+
+def test_ctc_anchored_transcription_starts_every_note_at_a_ctc_onset(tok):
+    from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
+    from audiollm.transcribe import ctc_onsets
+
+    cfg = AudioLLMConfig.tiny()
+    cfg.lm_config.vocab_size = tok.vocab_size
+    cfg.ctc_weight = 0.5
+    torch.manual_seed(0)
+    model = AudioLLM(cfg).eval()
+    on_ids = tok.encode_events([f"<|on_{p}|>" for p in range(128)])
+    with torch.no_grad():  # an untrained head that emits note-ons often, so there are anchors to follow
+        model.ctc_head.weight.mul_(50.0)
+        keep = torch.zeros(tok.vocab_size + 1, dtype=torch.bool)
+        keep[on_ids + [tok.vocab_size]] = True
+        model.ctc_head.bias.masked_fill_(~keep, -1e4)
+    wav = torch.from_numpy(tone(3.0)) + 0.1 * torch.randn(3 * SR)
+    with torch.no_grad():
+        frames, n_frames = model.encode_frames(wav[None], torch.tensor([wav.shape[0]]))
+        (anchors,) = ctc_onsets(model, tok, frames, n_frames, torch.tensor([wav.shape[0]]))
+    assert anchors, "the test needs a head that emits note-ons"
+    (notes,) = transcribe(model, tok, [wav], window_seconds=5.0, max_new_tokens=400, onsets="ctc")
+    onsets = {(round(n.start / tok.midi.time_step), n.pitch) for n in notes}
+    assert set(anchors) <= onsets  # every CTC onset is a note (the budget is ample)
+    assert all(step == 0 for step, _ in onsets - set(anchors))  # others only held notes at the clip start
+    lm_only = transcribe(model, tok, [wav], window_seconds=5.0, max_new_tokens=400, onsets="lm")[0]
+    assert {(round(n.start / tok.midi.time_step), n.pitch) for n in lm_only} != onsets
+
+
+def test_ctc_onsets_need_a_ctc_head(tiny_model_dir, tmp_path, capsys):
+    from audiollm.cli import main
+
+    audio = write_wav(tmp_path / "in.wav", 1.0)
+    code = main(["transcribe", str(tiny_model_dir), audio, "--out", str(tmp_path / "x.mid"), "--onsets", "ctc",
+                 "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and err.startswith("audiollm: error:") and "no CTC head" in err and "\n" not in err

@@ -255,7 +255,7 @@ def cmd_transcribe(args: argparse.Namespace) -> None:
     model, tokenizer = load_model_dir(args.model_dir)
     wav = load_audio(args.audio, max_seconds=args.max_seconds)
     (notes,) = transcribe(model, tokenizer, [wav], window_seconds=args.window, batch_size=args.batch_size,
-                          max_new_tokens=args.max_new_tokens, progress=not args.no_progress)
+                          max_new_tokens=args.max_new_tokens, onsets=args.onsets, progress=not args.no_progress)
     write_midi(notes, args.out)
     print(f"{len(notes)} notes written to {args.out}")
     if args.plot:
@@ -554,6 +554,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--max-new-tokens", type=int, default=1024,
                     help="event-token budget per window, capped by the decoder's context (default 1024)")
     tr.add_argument("--max-seconds", type=float, default=3600.0, help="refuse audio longer than this (default 3600)")
+    tr.add_argument("--onsets", choices=("auto", "ctc", "lm"), default="auto",
+                    help="where note onsets come from: ctc = the model's CTC head places each note's start and "
+                         "pitch and the decoder writes held notes, velocities and note-offs around them; lm = the "
+                         "decoder alone; auto (default) = ctc when the model was trained with model.ctc_weight > 0")
     tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     tr.set_defaults(func=cmd_transcribe)
 

@@ -82,49 +82,10 @@ def sample_events(
     for i, p in enumerate(prompts):  # left-padded: every row's last prompt token in the last column
         ids[i, P - len(p):] = torch.as_tensor(p, device=device)
         mask[i, P - len(p):] = True
-    grammar = MidiGrammar(tokenizer, b, length, held=False)
-    out: list[list[int]] = [[] for _ in range(b)]
-    rows = list(range(b))  # original question of each active row
-    cache, select = _new_cache(lm, len(prompts), P + budget) if use_cache else (None, None)
-    seq = lm.embed_tokens(ids)  # (2b, P, D): the uncached path's whole sequence
-    logits = lm(inputs_embeds=seq, attention_mask=mask, cache=cache, logits_to_keep=1)[:, -1].float()
-    for step in range(budget):
-        n = len(rows)
-        if not bool(torch.isfinite(logits).all()):
-            raise AudioLLMError("the model produced non-finite logits while sampling MIDI (diverged weights?)")
-        # Floored log-probabilities: the guidance extrapolation below must never compute
-        # -inf - (-inf) (NaN) or s·(finite - (-inf)) (+inf) for a token one branch rules out.
-        logp = torch.log_softmax(logits, dim=-1).clamp(min=-1e4)  # (n or 2n, V)
-        if guided:
-            cond, uncond = logp[:n], logp[n:]
-            logp = uncond + guidance * (cond - uncond)  # (n, V)
-        if constrained:
-            logp = logp.masked_fill(~grammar.mask(rows, device), float("-inf"))
-        nxt = sample_next_token(logp, temperature, top_k, top_p, generator)  # (n,)
-        toks = nxt.tolist()
-        grammar.advance(rows, toks)
-        keep = [j for j, t in enumerate(toks) if t != tokenizer.eos_id]
-        for j in keep:
-            out[rows[j]].append(toks[j])
-        if not keep or step == budget - 1:
-            break
-        if len(keep) < n:  # finished rows leave the batch (and their cache rows, both branches)
-            idx = torch.tensor(keep, device=device)
-            full = torch.cat([idx, idx + n]) if guided else idx
-            rows = [rows[j] for j in keep]
-            nxt, mask = nxt[idx], mask[full]
-            if cache is not None:
-                select(full)
-            else:
-                seq = seq[full]
-        feed = torch.cat([nxt, nxt]) if guided else nxt  # both branches continue with the same token
-        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-        new = lm.embed_tokens(feed[:, None])  # (rows, 1, D)
-        if cache is not None:
-            logits = lm(inputs_embeds=new, attention_mask=mask, cache=cache)[:, -1].float()
-        else:
-            seq = torch.cat([seq, new.to(seq.dtype)], dim=1)
-            logits = lm(inputs_embeds=seq, attention_mask=mask, logits_to_keep=1)[:, -1].float()
+    seq = lm.embed_tokens(ids)  # (2b or b, P, D)
+    grammar = MidiGrammar(tokenizer, b, length, held=False) if constrained else None
+    out = decode_events(lm, seq, mask, grammar, budget=budget, eos_id=tokenizer.eos_id, guidance=guidance,
+                        temperature=temperature, top_k=top_k, top_p=top_p, generator=generator, use_cache=use_cache)
     return [[TIE] + tokenizer.decode_events(o) for o in out]
 
 
@@ -162,3 +123,72 @@ def check_generation(tokenizer, text: str, seconds: float, window_seconds: float
         raise AudioLLMError(f"--seconds {seconds:g} is beyond the {window_seconds:g} s window text_to_midi is trained "
                             f"on; ask for at most {window_seconds:g} s")
     return max(1, round(seconds / vocab.time_step)) * vocab.time_step
+
+
+@torch.no_grad()
+def decode_events(
+    lm,
+    seq: torch.Tensor,
+    mask: torch.Tensor,
+    grammar: MidiGrammar | None,
+    *,
+    budget: int,
+    eos_id: int,
+    guidance: float = 1.0,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+) -> list[list[int]]:
+    """Continue LEFT-padded prefixes ``seq`` (R, P, D) with valid ``mask`` (R, P), one token
+    at a time under ``grammar``'s mask (None: unconstrained), each row until end of sequence or
+    ``budget`` tokens; returns each row's new ids (eos excluded). With ``guidance != 1`` the
+    last half of the rows are the unconditional branch of the first half (R = 2b) and b
+    sequences come back."""
+    guided = guidance != 1.0
+    b = seq.shape[0] // 2 if guided else seq.shape[0]
+    device = seq.device
+    out: list[list[int]] = [[] for _ in range(b)]
+    rows = list(range(b))  # original sequence of each active row
+    cache, select = _new_cache(lm, seq.shape[0], seq.shape[1] + budget) if use_cache else (None, None)
+    logits = lm(inputs_embeds=seq, attention_mask=mask, cache=cache, logits_to_keep=1)[:, -1].float()
+    for step in range(budget):
+        n = len(rows)
+        if not bool(torch.isfinite(logits).all()):
+            raise AudioLLMError("the model produced non-finite logits while decoding MIDI events (diverged weights?)")
+        # Floored log-probabilities: the guidance extrapolation below must never compute
+        # -inf - (-inf) (NaN) or s·(finite - (-inf)) (+inf) for a token one branch rules out.
+        logp = torch.log_softmax(logits, dim=-1).clamp(min=-1e4)  # (n or 2n, V)
+        if guided:
+            cond, uncond = logp[:n], logp[n:]
+            logp = uncond + guidance * (cond - uncond)  # (n, V)
+        if grammar is not None:
+            logp = logp.masked_fill(~grammar.mask(rows, device), float("-inf"))
+        nxt = sample_next_token(logp, temperature, top_k, top_p, generator)  # (n,)
+        toks = nxt.tolist()
+        if grammar is not None:
+            grammar.advance(rows, toks)
+        keep = [j for j, t in enumerate(toks) if t != eos_id]
+        for j in keep:
+            out[rows[j]].append(toks[j])
+        if not keep or step == budget - 1:
+            break
+        if len(keep) < n:  # finished rows leave the batch (and their cache rows, both branches)
+            idx = torch.tensor(keep, device=device)
+            full = torch.cat([idx, idx + n]) if guided else idx
+            rows = [rows[j] for j in keep]
+            nxt, mask = nxt[idx], mask[full]
+            if cache is not None:
+                select(full)
+            else:
+                seq = seq[full]
+        feed = torch.cat([nxt, nxt]) if guided else nxt  # both branches continue with the same token
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+        new = lm.embed_tokens(feed[:, None])  # (rows, 1, D)
+        if cache is not None:
+            logits = lm(inputs_embeds=new, attention_mask=mask, cache=cache)[:, -1].float()
+        else:
+            seq = torch.cat([seq, new.to(seq.dtype)], dim=1)
+            logits = lm(inputs_embeds=seq, attention_mask=mask, logits_to_keep=1)[:, -1].float()
+    return out

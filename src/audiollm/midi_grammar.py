@@ -22,6 +22,7 @@ most once per instant, velocity and program tokens cannot repeat), so time keeps
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -76,13 +77,16 @@ class EventState:
 class MidiGrammar:
     """Masks for a batch of sequences decoded in lockstep; ``advance`` feeds the chosen tokens."""
 
-    def __init__(self, tokenizer, batch: int, length_steps: int, *, held: bool = True):
+    def __init__(self, tokenizer, batch: int, length_steps: int | Sequence[int], *, held: bool = True):
         if tokenizer.midi is None:
             raise ValueError("grammar-constrained decoding needs a tokenizer with a MIDI vocabulary")
         self.vocab = tokenizer.midi
         self.ids = EventIds.of(tokenizer)
         first = self.vocab.programs[0]
-        self.states = [EventState(length_steps, first, held=held) for _ in range(batch)]
+        lengths = [length_steps] * batch if isinstance(length_steps, int) else list(length_steps)
+        if len(lengths) != batch:
+            raise ValueError(f"{len(lengths)} window lengths for {batch} sequences")
+        self.states = [EventState(n, first, held=held) for n in lengths]
         self._prog_ids = torch.tensor(list(self.ids.prog.values()), dtype=torch.long)
         # id → (kind, value), for advance()
         self.kind: dict[int, tuple[str, int]] = {self.ids.tie: ("tie", 0)}
@@ -147,3 +151,76 @@ class MidiGrammar:
                 s.n_notes += 1
             elif kind == "off":
                 s.sounding.pop((s.program, value), None)
+
+
+class AnchoredGrammar(MidiGrammar):
+    """The grammar, with every note onset of the event section fixed in advance.
+
+    ``anchors[r]`` lists sequence r's onsets as ``(step, pitch)`` (under the vocabulary's first
+    program; e.g. read off a CTC head, :func:`audiollm.transcribe.ctc_onsets`). On top of the
+    grammar: time may not pass an onset still to be written; at an onset's step, only its
+    pitches may start (a velocity first when none is set) and time waits until all have; a
+    note-on that is not an anchor is never allowed; the sequence may end only once every anchor
+    is written. Everything else — the held section, velocities, note-offs and so the note
+    lengths — stays the model's choice. Duplicate anchors collapse; steps past the window clamp
+    to its last step.
+    """
+
+    def __init__(self, tokenizer, batch: int, length_steps: int | Sequence[int],
+                 anchors: Sequence[Sequence[tuple[int, int]]], *, held: bool = True):
+        super().__init__(tokenizer, batch, length_steps, held=held)
+        if len(anchors) != batch:
+            raise ValueError(f"{len(anchors)} anchor lists for {batch} sequences")
+        # Per sequence: the anchors still to write, as {step: {pitch, ...}}, and the steps in order.
+        self.pending: list[dict[int, set[int]]] = []
+        for s, row in zip(self.states, anchors):
+            todo: dict[int, set[int]] = {}
+            for step, pitch in row:
+                todo.setdefault(min(max(int(step), 0), max(s.length - 1, 0)), set()).add(int(pitch))
+            self.pending.append(todo)
+
+    def allowed(self, s: EventState, m: torch.Tensor, todo: dict[int, set[int]] | None = None) -> None:
+        super().allowed(s, m)
+        if s.held or todo is None:
+            return
+        ids = self.ids
+        m[ids.on] = False  # onsets come only from the anchors
+        if not todo:  # all written (or none heard): no new notes; the window may end
+            m[ids.vel] = False
+            m[ids.eos] = True
+            return
+        nxt = min(todo)
+        sounding = {p for (q, p) in s.sounding if q == s.program}
+        if s.t < nxt:  # time may move up to the next anchor, not past it
+            m[ids.shift[nxt - s.t:]] = False
+            m[ids.vel] = False
+            m[ids.eos] = False
+            return
+        # At an anchor's step: write its pitches (silencing one first if it is still sounding).
+        free = [p for p in todo[nxt] if p not in sounding]
+        m[ids.shift] = False
+        m[ids.eos] = False
+        if not free:
+            m[ids.vel] = False  # only the note-offs that free an anchor's key remain
+            return
+        if s.last == "vel" or s.velocity_set:
+            m[ids.on[free]] = True
+        if s.last == "vel":
+            m[ids.vel] = False
+
+    def mask(self, rows: list[int], device=None) -> torch.Tensor:
+        out = torch.zeros(len(rows), self.ids.vocab_size, dtype=torch.bool)
+        for j, r in enumerate(rows):
+            self.allowed(self.states[r], out[j], self.pending[r])
+        return out.to(device) if device is not None else out
+
+    def advance(self, rows: list[int], tokens: list[int]) -> None:
+        for r, tok in zip(rows, tokens):
+            s = self.states[r]
+            kind, pitch = self.kind.get(tok, ("other", 0))
+            if kind == "on" and not s.held:
+                todo = self.pending[r]
+                todo.get(s.t, set()).discard(pitch)
+                if s.t in todo and not todo[s.t]:
+                    del todo[s.t]
+        super().advance(rows, tokens)

@@ -4,6 +4,15 @@ Window k covers ``[k·W, (k+1)·W)`` seconds (the last one is shorter). Each win
 its MIDI event tokens, with a held section naming the notes still sounding from the window
 before; :meth:`MidiVocab.decode_windows` joins those into single notes, so a note crossing a
 boundary comes out once, with the onset and velocity of the window it started in.
+
+Where the onsets come from (``onsets``): ``"lm"`` — the decoder writes every token itself,
+greedily; ``"ctc"`` — a model trained with ``model.ctc_weight > 0`` has a CTC head on its
+encoder that emits each note-on at the frame it sounds (:func:`ctc_onsets`); those become
+anchors of the decoding (:class:`audiollm.midi_grammar.AnchoredGrammar`): each note starts
+exactly there, and the decoder writes the rest of the answer around them (held notes,
+velocities, note-offs — so each note's length). ``"auto"`` picks ``"ctc"`` when the model has
+the head. This is the hybrid CTC/attention decoding of speech recognition, applied to the
+one part of an event answer that is aligned with the audio.
 """
 
 from __future__ import annotations
@@ -16,10 +25,13 @@ from tqdm.auto import tqdm
 from .audio import SAMPLE_RATE, pad_batch
 from .data.batching import prompt_ids
 from .errors import AudioLLMError
+from .midi_generate import decode_events
+from .midi_grammar import AnchoredGrammar, EventIds
 from .tokenizers.midi import Note
 from .tokenizers.text import TextTokenizer
 
 DEFAULT_QUESTION = "Transcribe the notes."
+ONSET_SOURCES = ("auto", "ctc", "lm")
 
 
 def split_windows(wav: torch.Tensor, window_samples: int) -> list[torch.Tensor]:
@@ -45,6 +57,61 @@ def _answer_budget(model, tokenizer: TextTokenizer, window_samples: int, questio
 
 
 @torch.no_grad()
+def ctc_onsets(model, tokenizer: TextTokenizer, frames: torch.Tensor, frame_lengths: torch.Tensor,
+               sample_lengths: torch.Tensor) -> list[list[tuple[int, int]]]:
+    """The note-ons of each window's greedy CTC path, as ``(step, pitch)``.
+
+    ``frames`` (B, F, d_enc) are the encoder's output for windows of ``sample_lengths``
+    samples. Per frame the head's best label is taken; a note-on is read where that label
+    changes to it (repeats collapse, a blank separates two of the same pitch), at the frame's
+    start time in vocabulary steps. CTC emits one label per frame, so a chord comes out as a
+    run of note-ons on consecutive frames with no blank between: a note-on right after another
+    takes that one's time. Labels other than note-ons are passed over.
+    """
+    vocab = tokenizer.midi
+    pitch_of = {i: p for p, i in enumerate(EventIds.of(tokenizer).on.tolist())}
+    best = model.ctc_head(frames).argmax(dim=-1).tolist()  # (B, F)
+    out = []
+    for row, n_frames, n_samples in zip(best, frame_lengths.tolist(), sample_lengths.tolist()):
+        seconds_per_frame = n_samples / SAMPLE_RATE / max(int(n_frames), 1)
+        onsets, prev = [], None
+        for t, label in enumerate(row[: int(n_frames)]):
+            if label != prev and label in pitch_of:
+                chord = prev in pitch_of and onsets  # the run of a chord goes on
+                onsets.append((onsets[-1][0] if chord else vocab.steps(t * seconds_per_frame), pitch_of[label]))
+            prev = label
+        out.append(onsets)
+    return out
+
+
+def resolve_onsets(model, onsets: str) -> str:
+    """``auto`` → ``ctc`` when the model has a CTC head, else ``lm``; a clear error for ``ctc``
+    without one."""
+    if onsets not in ONSET_SOURCES:
+        raise AudioLLMError(f"onsets must be one of {', '.join(ONSET_SOURCES)}, got {onsets!r}")
+    has_head = getattr(model, "ctc_head", None) is not None
+    if onsets == "ctc" and not has_head:
+        raise AudioLLMError("onsets 'ctc' needs a model trained with model.ctc_weight > 0; this one has no CTC head")
+    if onsets == "auto":
+        return "ctc" if has_head else "lm"
+    return onsets
+
+
+@torch.no_grad()
+def _decode_windows(model, tokenizer: TextTokenizer, audio: torch.Tensor, lengths: torch.Tensor,
+                    prompts: list[list[int]], budget: int, onsets: str) -> list[list[int]]:
+    """Answer ids of one batch of windows (see the module docstring for ``onsets``)."""
+    if onsets == "lm":
+        return model.generate(audio, lengths, prompt_ids=prompts, max_new_tokens=budget, eos_id=tokenizer.eos_id)
+    frames, frame_lengths = model.encode_frames(audio, lengths)
+    anchors = ctc_onsets(model, tokenizer, frames, frame_lengths, lengths)
+    embeds, valid = model.prompt_embeds(*model.projector(frames, frame_lengths), prompts)
+    steps = [max(1, tokenizer.midi.steps(n / SAMPLE_RATE)) for n in lengths.tolist()]
+    grammar = AnchoredGrammar(tokenizer, len(prompts), steps, anchors, held=True)
+    return decode_events(model.lm, embeds, valid, grammar, budget=budget, eos_id=tokenizer.eos_id)
+
+
+@torch.no_grad()
 def transcribe(
     model,
     tokenizer: TextTokenizer,
@@ -54,9 +121,11 @@ def transcribe(
     questions: Sequence[str] | None = None,
     batch_size: int = 8,
     max_new_tokens: int = 1024,
+    onsets: str = "auto",
     progress: bool = False,
 ) -> list[list[Note]]:
-    """Notes (absolute seconds) for each 16 kHz waveform, decoding greedily window by window.
+    """Notes (absolute seconds) for each 16 kHz waveform, decoding greedily window by window,
+    with onsets from ``onsets`` (``auto``, ``ctc`` or ``lm``; see the module docstring).
 
     Windows of all waveforms are batched together; audio shorter than a window is one
     shorter window. ``max_new_tokens`` is capped so a full window's prompt plus answer fits
@@ -71,6 +140,7 @@ def transcribe(
     questions = list(questions) if questions is not None else [DEFAULT_QUESTION] * len(wavs)
     if len(questions) != len(wavs):
         raise AudioLLMError(f"{len(questions)} questions for {len(wavs)} waveforms")
+    onsets = resolve_onsets(model, onsets)
     window_samples = int(round(window_seconds * SAMPLE_RATE))
     jobs = [(i, w) for i, wav in enumerate(wavs) for w in split_windows(wav, window_samples)]
     budget = _answer_budget(model, tokenizer, window_samples, max(questions, key=len, default=""), max_new_tokens)
@@ -82,11 +152,8 @@ def transcribe(
         for start in tqdm(range(0, len(jobs), batch_size), desc="transcribe", unit="batch", disable=not progress):
             chunk = jobs[start : start + batch_size]
             audio, lengths = pad_batch([w for _, w in chunk])
-            out = model.generate(
-                audio.to(device), lengths.to(device),
-                prompt_ids=[prompt_ids(tokenizer, questions[i]) for i, _ in chunk],
-                max_new_tokens=budget, eos_id=tokenizer.eos_id,
-            )
+            out = _decode_windows(model, tokenizer, audio.to(device), lengths.to(device),
+                                  [prompt_ids(tokenizer, questions[i]) for i, _ in chunk], budget, onsets)
             tokens += [tokenizer.decode_events(ids) for ids in out]
     finally:
         model.train(was_training)

@@ -258,6 +258,24 @@ class AudioLLM(nn.Module):
         """(B, S) waveforms + sample lengths → audio tokens (B, A, d_lm) + token counts (B,)."""
         return self.projector(*self.encode_frames(audio, audio_lengths))  # (B, A, d_lm), (B,)
 
+    def prompt_embeds(
+        self, audio_emb: torch.Tensor, audio_tok_lengths: torch.Tensor, prompt_ids: list[list[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio tokens (B, A, d_lm) + counts and each row's prompt ids → the LEFT-padded
+        decoding prefixes ``[audio_i][prompt_i]`` (B, P, d_lm) and their valid mask (B, P)."""
+        device = audio_emb.device
+        B = len(prompt_ids)
+        L = max(1, max(len(p) for p in prompt_ids))
+        ids = torch.zeros(B, L, dtype=torch.long, device=device)
+        for i, p in enumerate(prompt_ids):  # one small copy per row (B is the batch size, not tokens)
+            if p:
+                ids[i, : len(p)] = torch.as_tensor(p, dtype=torch.long, device=device)
+        text_lengths = torch.tensor([len(p) for p in prompt_ids], dtype=torch.long, device=device)
+        embeds, valid, _ = merge_audio_text(
+            audio_emb, audio_tok_lengths, self.lm.embed_tokens(ids), text_lengths, left_pad=True
+        )
+        return embeds, valid
+
     def ctc_loss_sum(
         self, hidden: torch.Tensor, enc_lengths: torch.Tensor, ctc_labels: torch.Tensor, ctc_lengths: torch.Tensor
     ) -> torch.Tensor:
@@ -372,18 +390,7 @@ class AudioLLM(nn.Module):
         """
         if len(prompt_ids) != audio.shape[0]:
             raise ValueError(f"got {len(prompt_ids)} prompts for a batch of {audio.shape[0]} clips")
-        audio_emb, audio_tok_lengths = self.encode_audio(audio, audio_lengths)
-        device = audio_emb.device
-        B = len(prompt_ids)
-        L = max(1, max(len(p) for p in prompt_ids))
-        ids = torch.zeros(B, L, dtype=torch.long, device=device)
-        for i, p in enumerate(prompt_ids):  # one small copy per row (B is the batch size, not tokens)
-            if p:
-                ids[i, : len(p)] = torch.as_tensor(p, dtype=torch.long, device=device)
-        text_lengths = torch.tensor([len(p) for p in prompt_ids], dtype=torch.long, device=device)
-        embeds, valid, _ = merge_audio_text(
-            audio_emb, audio_tok_lengths, self.lm.embed_tokens(ids), text_lengths, left_pad=True
-        )  # (B, P, d_lm), (B, P)
+        embeds, valid = self.prompt_embeds(*self.encode_audio(audio, audio_lengths), prompt_ids)
         return self.lm.generate(
             inputs_embeds=embeds,
             attention_mask=valid,
