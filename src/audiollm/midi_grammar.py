@@ -128,8 +128,12 @@ class MidiGrammar:
         """(len(rows), V) bool: True where a token is allowed for sequence ``rows[j]``."""
         out = torch.zeros(len(rows), self.ids.vocab_size, dtype=torch.bool)
         for j, r in enumerate(rows):
-            self.allowed(self.states[r], out[j])
+            self.allowed_row(r, out[j])
         return out.to(device) if device is not None else out
+
+    def allowed_row(self, r: int, m: torch.Tensor) -> None:
+        """Set ``m`` (V,) True at the tokens sequence ``r`` may take next."""
+        self.allowed(self.states[r], m)
 
     def advance(self, rows: list[int], tokens: list[int]) -> None:
         """Update sequence ``rows[j]`` with its new token ``tokens[j]`` (eos ends it)."""
@@ -179,9 +183,10 @@ class AnchoredGrammar(MidiGrammar):
                 todo.setdefault(min(max(int(step), 0), max(s.length - 1, 0)), set()).add(int(pitch))
             self.pending.append(todo)
 
-    def allowed(self, s: EventState, m: torch.Tensor, todo: dict[int, set[int]] | None = None) -> None:
-        super().allowed(s, m)
-        if s.held or todo is None:
+    def allowed_row(self, r: int, m: torch.Tensor) -> None:
+        super().allowed_row(r, m)
+        s, todo = self.states[r], self.pending[r]
+        if s.held:
             return
         ids = self.ids
         m[ids.on] = False  # onsets come only from the anchors
@@ -207,12 +212,6 @@ class AnchoredGrammar(MidiGrammar):
             m[ids.on[free]] = True
         if s.last == "vel":
             m[ids.vel] = False
-
-    def mask(self, rows: list[int], device=None) -> torch.Tensor:
-        out = torch.zeros(len(rows), self.ids.vocab_size, dtype=torch.bool)
-        for j, r in enumerate(rows):
-            self.allowed(self.states[r], out[j], self.pending[r])
-        return out.to(device) if device is not None else out
 
     def advance(self, rows: list[int], tokens: list[int]) -> None:
         for r, tok in zip(rows, tokens):
