@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -235,11 +236,70 @@ def test_attribute_adherence_on_known_notes():
     good = MusicRequest(program=40, bpm=120.0, tonic=0, mode="major")
     bad = MusicRequest(program=42, bpm=95.0, tonic=9, mode="minor")
     assert metrics.attribute_adherence([good], [piece]) == {"valid_rate": 1.0, "instrument_adherence": 1.0,
-                                                            "tempo_adherence": 1.0, "key_adherence": 1.0}
+                                                            "tempo_adherence": 1.0, "tempo_bpm_adherence": 1.0,
+                                                            "key_adherence": 1.0}
     assert metrics.attribute_adherence([bad], [piece]) == {"valid_rate": 1.0, "instrument_adherence": 0.0,
-                                                           "tempo_adherence": 0.0, "key_adherence": 0.0}
+                                                           "tempo_adherence": 0.0, "tempo_bpm_adherence": 0.0,
+                                                           "key_adherence": 0.0}
     out = metrics.attribute_adherence([good, MusicRequest(tempo_class="medium")], [[], piece])
-    assert out == {"valid_rate": 0.5, "instrument_adherence": 0.0, "tempo_adherence": 0.5, "key_adherence": 0.0}
+    assert out == {"valid_rate": 0.5, "instrument_adherence": 0.0, "tempo_adherence": 0.5, "tempo_bpm_adherence": 0.0,
+                   "tempo_class_adherence": 1.0, "key_adherence": 0.0}
+
+
+def test_variants_keep_caption_and_notes_in_agreement(tok):
+    """data.variants: a variant's caption asks for what its notes are — the new instrument on
+    every note, the tempo the notes were stretched to, the key the notes were moved to — and
+    the ExampleBuilder trains on it with the configured probability."""
+    from audiollm.data.synth.music import key_name, key_of
+
+    row = derive_rows([clip_row(program=42, bpm=100, key="D minor")])[0]
+    notes = TASK.notes(row)
+    old_key = key_of(np.array([[n.start, n.end, n.pitch] for n in notes]))
+    assert key_name(*old_key) == "D minor"  # the fixture's label is its notes' analysis
+    rng = random.Random(3)
+    seen = set()
+    for _ in range(30):
+        v = TASK.variant(row, rng, tok)
+        new = TASK.notes(v)
+        stretch = v["tempo_bpm"] and 100 / v["tempo_bpm"]
+        assert len(new) == len(notes) and {n.program for n in new} == {v["program"]} and v["program"] in PROGRAMS
+        assert 0.8 - 1e-9 <= stretch <= 2.0 + 1e-9 and 50 <= v["tempo_bpm"] <= 190
+        for a, b in zip(notes, new):  # same rhythm at the new tempo, same intervals in the new key
+            assert b.start == pytest.approx(a.start * stretch) and b.end == pytest.approx(a.end * stretch)
+            assert b.pitch - a.pitch == new[0].pitch - notes[0].pitch
+        assert v["duration"] == pytest.approx(row["duration"] * stretch)
+        assert key_name(*key_of(np.array([[n.start, n.end, n.pitch] for n in new]))) == v["key"]
+        req = parse_request(v["question"])
+        assert req.program == v["program"]
+        assert req.bpm in (None, v["tempo_bpm"]) and req.tempo_class in (None, v["tempo_class"])
+        assert req.mode in (None, "minor")
+        seen.add((v["program"], v["tempo_bpm"], v["key"]))
+    assert len(seen) > 20  # variants differ
+    assert TASK.variant({**row, "key": None}, rng, tok)["key"] is None  # no labels: the row as is
+
+    rows = [row]
+    never = ExampleBuilder(rows, tok, seed=0, variants=0.0)
+    always = ExampleBuilder(rows, tok, seed=0, variants=1.0)
+    plain = [never(0, d)["input_ids"] for d in range(8)]
+    varied = [always(0, d)["input_ids"] for d in range(8)]
+    assert plain != varied and len({tuple(v) for v in varied}) == 8
+
+
+@pytest.mark.parametrize("bpm", [56.0, 84.0, 111.0, 150.0])
+def test_estimate_tempo_finds_the_struck_beat(bpm):
+    """Chorale-like texture: a 4-note chord on every beat, a passing eighth note on some off-beats,
+    starting after a rest of 0.3 s. The chords' beat rate is found (not the eighth-note rate
+    that every onset also fits), where an inter-onset-interval histogram goes astray."""
+    beat = 60.0 / bpm
+    notes = []
+    for k in range(int(4.0 / beat)):
+        t = 0.3 + k * beat
+        notes += [Note(p, t, t + beat, 80, 0) for p in (48, 55, 64, 72)]
+        if k % 3 == 1:
+            notes.append(Note(74, t + beat / 2, t + beat, 70, 0))
+    est = metrics.estimate_tempo(notes)
+    assert est is not None and abs(est - bpm) <= metrics.TEMPO_TOLERANCE * bpm
+    assert metrics.estimate_tempo(notes[:4]) is None  # one onset: no tempo
 
 
 def test_evaluate_reports_adherence_for_rows_without_audio(model, tok):
@@ -332,3 +392,26 @@ def test_data_text_to_midi_derives_one_row_per_clip(tmp_path, capsys):
     for r in out:
         TASK.validate(r)
         assert parse_request(r["question"]).program == r["program"]
+
+
+def test_text_to_midi_benchmark_scores_model_and_reference(model_dir, tmp_path):
+    """benchmarks/text_to_midi.py end to end at toy size: one JSON line with the model's and
+    the reference notes' adherence; the reference notes follow their own labels."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rows = derive_rows([clip_row(clip=f"m{i}", program=p, bpm=72) for i, p in enumerate((42, 40, 0))])
+    for row, q in zip(rows, ["a cello at 72 bpm", "violin, D minor", "a slow piece for piano"]):
+        row["question"] = q
+    manifest = tmp_path / "t2m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "text_to_midi.py"
+    proc = subprocess.run([sys.executable, str(script), str(model_dir), "--manifest", str(manifest)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (line,) = [x for x in proc.stdout.splitlines() if x.strip()]
+    out = json.loads(line)
+    assert out["captions"] == 3 and out["model"]["valid_rate"] == 1.0
+    assert out["reference"]["instrument_adherence"] == 1.0 and out["reference"]["tempo_bpm_adherence"] == 1.0
+    assert set(out["ratio_to_reference"]) <= set(out["model"]) and out["pieces_per_s"] > 0

@@ -40,6 +40,9 @@ class DataConfig:
     cache_audio: bool = False  # keep decoded training clips in memory (small corpora: faster steps)
     cond_dropout: float = 0.0  # probability that a guidance task (text_to_midi) is trained on the empty
     #   prompt instead of its caption: the unconditional model classifier-free guidance needs (0.1-0.2)
+    variants: float = 0.0  # probability that a training example is a label-consistent variant of its row
+    #   (Task.variant; text_to_midi: notes stretched to another tempo, transposed to another key, given to
+    #   another instrument, and captioned from those labels), so every attribute is seen with many pieces
     feature_cache: str = ""  # directory from `audiollm features`: a frozen pretrained encoder's states
     #   are read from it instead of recomputed each step (train and valid clips; needs augment: false)
     pair_augment: dict[str, Any] = field(default_factory=dict)  # model.kind mulan: data.contrastive.PairAugment
@@ -54,6 +57,8 @@ class DataConfig:
             raise ConfigError(f"data.tilt must be in [0, 1), got {self.tilt}")
         if not 0.0 <= self.cond_dropout < 1.0:
             raise ConfigError(f"data.cond_dropout must be in [0, 1), got {self.cond_dropout}")
+        if not 0.0 <= self.variants <= 1.0:
+            raise ConfigError(f"data.variants must be in [0, 1], got {self.variants}")
         if self.noise_snr_db < 0:
             raise ConfigError(f"data.noise_snr_db must be ≥ 0, got {self.noise_snr_db}")
         for task, w in self.task_weights.items():

@@ -78,7 +78,8 @@ class AudioLLMKind:
             augment = AudioAugment(speed_perturb=cfg.data.speed_perturb, tilt=cfg.data.tilt, noise_snr_db=cfg.data.noise_snr_db)
         return ExampleBuilder(rows, tokenizer, seed=cfg.train.seed, max_audio_seconds=cfg.data.max_audio_seconds,
                               augment=augment, cache_audio=cfg.data.cache_audio and train, features=feature_cache(cfg),
-                              cond_dropout=cfg.data.cond_dropout if train else 0.0)
+                              cond_dropout=cfg.data.cond_dropout if train else 0.0,
+                              variants=cfg.data.variants if train else 0.0)
 
     @staticmethod
     def collate(examples: list[dict], tokenizer: TextTokenizer) -> dict[str, torch.Tensor]:

@@ -80,6 +80,7 @@ class ExampleBuilder:
         cache_audio: bool = False,
         features: FeatureCache | None = None,
         cond_dropout: float = 0.0,
+        variants: float = 0.0,
     ):
         if features is not None and augment is not None:
             raise ConfigError("data.feature_cache: waveform augmentation cannot apply to cached encoder states; "
@@ -88,6 +89,9 @@ class ExampleBuilder:
         # Probability of training a guidance task (Task.supports_guidance) on the empty
         # prompt instead of its question: the unconditional branch of classifier-free guidance.
         self.cond_dropout = cond_dropout
+        # Probability of training on Task.variant(row) instead of the row (label-consistent
+        # variants: a text→MIDI row at another tempo, key and instrument, captioned to match).
+        self.variants = variants
         self.tokenizer = tokenizer
         self.seed = seed
         self.max_samples = int(max_audio_seconds * sample_rate)
@@ -114,6 +118,8 @@ class ExampleBuilder:
         row = self.rows[index]
         rng = random.Random(f"{self.seed}:{draw}")
         task = get_task(row["task"])
+        if self.variants > 0 and rng.random() < self.variants:
+            row = task.variant(row, rng, self.tokenizer)
         if not task.takes_audio:
             return self._text_only(row, task, rng)
         clip = self.load(index)

@@ -75,6 +75,12 @@ class Task(ABC):
             return q.strip()
         return rng.choice(self.questions)
 
+    def variant(self, row: Row, rng: random.Random, tokenizer: Any) -> Row:
+        """A new training example made from ``row`` whose question and answer still agree
+        (``data.variants``): tasks whose labels can be re-derived after a change override it.
+        Default: the row itself."""
+        return row
+
     def answer(self, row: Row) -> str:
         """The training target text: the row's ``answer``."""
         value = row.get("answer")

@@ -21,10 +21,12 @@ and whether instrument, tempo and key are what the caption asked for.
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from audiollm import metrics
@@ -34,6 +36,10 @@ from audiollm.tasks.base import Row, register_task, row_label
 from audiollm.tasks.transcription import TranscriptionTask, notes_to_json, parse_notes
 
 LABEL_KEYS = ("program", "tempo_bpm", "tempo_class", "key")
+#: A variant's tempo change: the notes' durations are multiplied by a factor in this range
+#: (slower up to twice as long; faster down to 0.8, so a 4 s clip still gives a 3.2 s piece).
+VARIANT_STRETCH = (0.8, 2.0)
+VARIANT_SHIFTS = range(-6, 6)  # semitones a variant transposes by (before fitting the instrument's octave)
 
 
 def request_of(row: Row) -> MusicRequest:
@@ -69,6 +75,49 @@ class TextToMidiTask(TranscriptionTask):
             if missing:
                 raise ManifestError(f"{where} has no 'question', so it needs the labels {', '.join(LABEL_KEYS)} "
                                     f"to caption it (missing {missing[0]!r})")
+
+    def variant(self, row: Row, rng: random.Random, tokenizer: Any) -> Row:
+        """The row's notes as a new request whose caption is true of them: time stretched to
+        another tempo of the corpus's range (``VARIANT_STRETCH``), transposed (``VARIANT_SHIFTS``,
+        then by octaves into the new instrument's comfortable range, as the corpus renders),
+        given to another instrument the vocabulary names, relabelled (tempo, class, key,
+        program, family) and captioned from the new labels. The tempo label is the score's
+        beat rate scaled exactly as the notes are, and the key label is the old one moved by
+        the transposition, so every label stays exact. A row without the labels is returned as is.
+        """
+        from audiollm.data.synth.music import BY_PROGRAM, key_name, octave_for
+        from audiollm.data.synth.templates import TEMPO_RANGES, tempo_class
+
+        if any(row.get(k) is None for k in LABEL_KEYS) or tokenizer.midi is None:
+            return row
+        key = parse_request(str(row["key"]))
+        if key.tonic is None or key.mode is None:
+            return row
+        old_bpm = float(row["tempo_bpm"])
+        lo = max(min(r[0] for r in TEMPO_RANGES.values()), math.ceil(old_bpm / VARIANT_STRETCH[1]))
+        hi = min(max(r[1] for r in TEMPO_RANGES.values()), math.floor(old_bpm / VARIANT_STRETCH[0]))
+        bpm = rng.randint(lo, hi) if lo <= hi else int(old_bpm)
+        stretch = old_bpm / bpm
+        program = rng.choice(tokenizer.midi.programs)
+        notes = self.notes(row)
+        shift = rng.choice(VARIANT_SHIFTS)
+        if program in BY_PROGRAM:
+            shift += octave_for(np.array([n.pitch for n in notes]) + shift, BY_PROGRAM[program])
+        labels = {
+            "program": program, "tempo_bpm": bpm, "tempo_class": tempo_class(bpm),
+            "key": key_name((key.tonic + shift) % 12, key.mode), "tonic": None, "mode": key.mode,
+            "duration": self.duration(row) * stretch,
+            "notes": [[min(127, max(0, n.pitch + shift)), n.start * stretch, n.end * stretch, n.velocity, program]
+                      for n in notes],
+        }
+        labels["tonic"] = labels["key"].rsplit(" ", 1)[0]
+        if "transpose" in row:
+            labels["transpose"] = int(row["transpose"]) + shift
+        if program in BY_PROGRAM:
+            labels |= {"family": BY_PROGRAM[program].family, "instrument": BY_PROGRAM[program].gm_name}
+        new = {k: v for k, v in row.items() if k not in ("question", "midi")} | labels
+        new["question"] = caption(new, rng)
+        return new
 
     def question(self, row: Row, rng: random.Random) -> str:
         q = row.get("question")

@@ -472,7 +472,7 @@ class MusicJob:
     specs: tuple[MusicSpec, ...]
 
 
-def _octave_for(pitches: np.ndarray, inst: Instrument) -> int:
+def octave_for(pitches: np.ndarray, inst: Instrument) -> int:
     """The octave shift (in semitones) that puts most notes inside the instrument's range;
     ties go to the smallest move."""
     best = min(range(-3, 4), key=lambda k: (int(np.sum((pitches + 12 * k < inst.low) |
@@ -491,7 +491,7 @@ def render_clip(piece: Piece, spec: MusicSpec, renderer: Renderer, clip_seconds:
     if ex is None:
         return None
     played = np.concatenate(ex.notes)
-    transpose = spec.shift + _octave_for(played[:, 2] + spec.shift, inst)
+    transpose = spec.shift + octave_for(played[:, 2] + spec.shift, inst)
     n_samples = int(round(clip_seconds * SAMPLE_RATE))
     notes: list[tuple[int, int, int, int, int]] = []
     for voice, part_notes in enumerate(ex.notes):
