@@ -93,3 +93,15 @@ def log(msg: str) -> None:
 
 def emit(result: dict) -> None:
     print(json.dumps(result, indent=None, sort_keys=False))
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run a benchmark's ``main``: a bad input (an ``AudioLLMError``) is one line on stderr and
+    exit code 2, as in the CLI."""
+    from audiollm.errors import AudioLLMError
+
+    try:
+        main()
+    except AudioLLMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import emit, log, machine, parser, setup  # noqa: E402
+from _common import emit, log, machine, parser, run, setup  # noqa: E402
 
 from audiollm import metrics  # noqa: E402
 from audiollm.data.manifest import read_manifest  # noqa: E402
@@ -79,8 +79,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except AudioLLMError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run(main)
