@@ -395,7 +395,7 @@ def attribute_adherence(requests: Sequence, pieces: Sequence[Sequence]) -> dict[
     _check(pieces, requests)
     if not pieces:
         return {}
-    hits: dict[str, list[bool]] = {"instrument": [], "tempo": [], "tempo_bpm": [], "tempo_class": [], "key": []}
+    hits: dict[str, list[bool]] = {"instrument": [], "tempo_bpm": [], "tempo_class": [], "key": []}
     valid = [midi_round_trip(p) for p in pieces]
     for req, notes, ok in zip(requests, pieces, valid):
         if req.program is not None:
@@ -408,7 +408,6 @@ def attribute_adherence(requests: Sequence, pieces: Sequence[Sequence]) -> dict[
             else:
                 lo, hi = TEMPO_RANGES[req.tempo_class]
                 hits["tempo_class"].append(est is not None and lo <= est <= hi)
-            hits["tempo"].append(hits["tempo_bpm" if req.bpm is not None else "tempo_class"][-1])
         if req.mode is not None:
             if not ok:
                 hits["key"].append(False)
@@ -416,6 +415,7 @@ def attribute_adherence(requests: Sequence, pieces: Sequence[Sequence]) -> dict[
             tonic, mode = analyse_key(notes)
             hits["key"].append(mode == req.mode and (req.tonic is None or tonic == req.tonic))
     out = {"valid_rate": sum(valid) / len(valid)}
+    hits = {"instrument": hits["instrument"], "tempo": hits["tempo_bpm"] + hits["tempo_class"], **hits}
     for name, values in hits.items():
         if values:
             out[f"{name}_adherence"] = sum(values) / len(values)

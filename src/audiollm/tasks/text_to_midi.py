@@ -103,14 +103,14 @@ class TextToMidiTask(TranscriptionTask):
         shift = rng.choice(VARIANT_SHIFTS)
         if program in BY_PROGRAM:
             shift += octave_for(np.array([n.pitch for n in notes]) + shift, BY_PROGRAM[program])
+        new_key = key_name((key.tonic + shift) % 12, key.mode)
         labels = {
             "program": program, "tempo_bpm": bpm, "tempo_class": tempo_class(bpm),
-            "key": key_name((key.tonic + shift) % 12, key.mode), "tonic": None, "mode": key.mode,
+            "key": new_key, "tonic": new_key.rsplit(" ", 1)[0], "mode": key.mode,
             "duration": self.duration(row) * stretch,
             "notes": [[min(127, max(0, n.pitch + shift)), n.start * stretch, n.end * stretch, n.velocity, program]
                       for n in notes],
         }
-        labels["tonic"] = labels["key"].rsplit(" ", 1)[0]
         if "transpose" in row:
             labels["transpose"] = int(row["transpose"]) + shift
         if program in BY_PROGRAM:
