@@ -39,6 +39,7 @@ from audiollm import metrics  # noqa: E402
 from audiollm.audio import audio_info, load_audio  # noqa: E402
 from audiollm.data.manifest import read_manifest  # noqa: E402
 from audiollm.errors import AudioLLMError  # noqa: E402
+from audiollm.quiet_import import quiet_import  # noqa: E402
 from audiollm.model_dir import load_model_dir  # noqa: E402
 from audiollm.tasks import get_task  # noqa: E402
 from audiollm.tokenizers.midi import Note  # noqa: E402
@@ -80,6 +81,7 @@ def run_ours(model_dir: Path, paths: list[str], max_new_tokens: int, onsets: str
 
 def run_basic_pitch(paths: list[str]) -> tuple[list[list[Note]], float]:
     logging.disable(logging.WARNING)  # basic-pitch warns at import about each backend it lacks
+    quiet_import("basic_pitch.inference")  # it imports pretty_midi, so pyfluidsynth: its print under $CI
     from basic_pitch import ICASSP_2022_MODEL_PATH, ONNX_PRESENT
     from basic_pitch.inference import Model, predict
 

@@ -224,6 +224,77 @@ def test_guidance_combines_cond_and_uncond_and_cache_matches_recompute(model, to
     assert cached == plain
 
 
+# ------------------------------------------------------------------ attribute tokens
+
+
+@pytest.fixture(scope="module")
+def atok():
+    """A tokenizer whose MIDI vocabulary has attribute tokens (tempo bin, key)."""
+    texts = ["a cello in D minor at 72 bpm", "a slow baroque piece for violin", "piano, fast, C major"] * 3
+    return TextTokenizer.train(texts, vocab_size=300).with_midi(MidiVocab(programs=PROGRAMS, attributes=True))
+
+
+def test_tempo_bins_cover_the_range_within_two_percent():
+    from audiollm.tokenizers.midi import TEMPO_BINS, bin_tempo, tempo_bin
+
+    for bpm in np.arange(40.0, 240.0, 0.5):
+        assert abs(bin_tempo(tempo_bin(bpm)) / bpm - 1) <= 0.0201
+    assert tempo_bin(10) == 0 and tempo_bin(1000) == TEMPO_BINS - 1
+    assert [tempo_bin(b) for b in (60, 61, 63, 72)] == sorted(tempo_bin(b) for b in (60, 61, 63, 72))
+    vocab = MidiVocab(programs=PROGRAMS, attributes=True)
+    assert MidiVocab.from_dict(vocab.to_dict()) == vocab and vocab.tokens[-24:] == tuple(f"<|key_{k}|>" for k in range(24))
+    old = {k: v for k, v in vocab.to_dict().items() if k != "attributes"}  # a model saved before attributes
+    assert not MidiVocab.from_dict(old).attributes and "<|bpm_0|>" not in MidiVocab.from_dict(old).tokens
+
+
+def test_attribute_tokens_open_the_answer_from_the_labels(tok, atok):
+    """With attribute tokens the answer opens with the row's tempo bin and key, then the same
+    events as without them; a variant's answer carries the variant's labels; a row without
+    labels gets its notes' tempo and key."""
+    from audiollm.tokenizers.midi import tempo_bin
+
+    row = derive_rows([clip_row(program=42, bpm=100, key="D minor")])[0]
+    plain = tok.decode_events(TASK.target_ids(row, tok, 0.0, 4.0))
+    with_attrs = atok.decode_events(TASK.target_ids(row, atok, 0.0, 4.0))
+    assert with_attrs == [f"<|bpm_{tempo_bin(100)}|>", "<|key_14|>"] + plain and plain[0] == TIE
+    assert MidiVocab.read_attributes(with_attrs) == {"bpm": pytest.approx(100, rel=0.02), "tonic": 2, "mode": "minor"}
+    rng = random.Random(0)
+    for _ in range(5):
+        v = TASK.variant(row, rng, atok)
+        req = parse_request(v["key"])
+        first = atok.decode_events(TASK.target_ids(v, atok, 0.0, 4.0))[:2]
+        assert first == [f"<|bpm_{tempo_bin(v['tempo_bpm'])}|>", f"<|key_{req.tonic + 12 * (req.mode == 'minor')}|>"]
+    unlabelled = {k: v for k, v in row.items() if k not in ("tempo_bpm", "key")}
+    bpm, tonic, mode = TASK.attributes(unlabelled)
+    assert (tonic, mode) == (2, "minor") and metrics.tempo_matches(bpm, 100)
+    # decoding: attribute tokens are no notes and no repairs
+    dec = atok.midi.decode_window(with_attrs, atok.midi.steps(4.0))
+    assert dec.n_invalid == 0 and len(dec.notes) == len(TASK.notes(row))
+
+
+def test_sampling_with_attributes_writes_tempo_key_tie_then_valid_events(atok):
+    torch.manual_seed(0)
+    cfg = AudioLLMConfig.tiny().to_dict()
+    cfg["lm_config"]["vocab_size"] = atok.vocab_size
+    model = AudioLLM(AudioLLMConfig.from_dict(cfg)).eval()
+    gen = torch.Generator().manual_seed(0)
+    events = sample_events(model, atok, ["a cello in D minor"] * 10 + [""] * 10, seconds=2.0, guidance=2.0,
+                           temperature=1.5, generator=gen, max_new_tokens=80)
+    for ev in events:
+        assert ev[0].startswith("<|bpm_") and ev[1].startswith("<|key_") and ev[2] == TIE
+        assert not any(t.startswith(("<|bpm_", "<|key_")) for t in ev[3:])
+        assert atok.midi.decode_window(ev, atok.midi.steps(2.0)).n_invalid == 0
+        notes, bad = atok.midi.decode_windows([ev], 2.0, total_seconds=2.0)
+        assert bad == 0 and notes and metrics.midi_round_trip(notes)
+    assert len({tuple(ev[:2]) for ev in events}) > 1  # the attributes are sampled, not fixed
+    g = MidiGrammar(atok, 1, 200, held=False, attributes=True)
+    m = g.mask([0])[0]
+    assert int(m.sum()) == len(g.ids.bpm) and not m[atok.eos_id]  # a tempo bin first, nothing else
+    with pytest.raises(ValueError, match="no attribute tokens"):
+        MidiGrammar(TextTokenizer.train(["x"] * 3, vocab_size=300).with_midi(MidiVocab(programs=(0,))), 1, 10,
+                    attributes=True)
+
+
 # ------------------------------------------------------------------ adherence and evaluation
 
 
@@ -397,6 +468,7 @@ def test_data_text_to_midi_derives_one_row_per_clip(tmp_path, capsys):
 def test_text_to_midi_benchmark_scores_model_and_reference(model_dir, tmp_path):
     """benchmarks/text_to_midi.py end to end at toy size: one JSON line with the model's and
     the reference notes' adherence; the reference notes follow their own labels."""
+    import os
     import subprocess
     import sys
     from pathlib import Path
@@ -408,10 +480,12 @@ def test_text_to_midi_benchmark_scores_model_and_reference(model_dir, tmp_path):
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "text_to_midi.py"
     proc = subprocess.run([sys.executable, str(script), str(model_dir), "--manifest", str(manifest)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "CI": "1"})  # pyfluidsynth prints at import under $CI
     assert proc.returncode == 0, proc.stderr[-2000:]
-    (line,) = [x for x in proc.stdout.splitlines() if x.strip()]
-    out = json.loads(line)
+    lines = [x for x in proc.stdout.splitlines() if x.strip()]
+    assert len(lines) == 1, proc.stdout  # stdout holds the JSON object only
+    out = json.loads(lines[0])
     assert out["captions"] == 3 and out["model"]["valid_rate"] == 1.0
     assert out["reference"]["instrument_adherence"] == 1.0 and out["reference"]["tempo_bpm_adherence"] == 1.0
     assert set(out["ratio_to_reference"]) <= set(out["model"]) and out["pieces_per_s"] > 0

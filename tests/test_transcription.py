@@ -286,6 +286,7 @@ def test_data_transcription_derives_one_row_per_clip_with_paths_relative_to_the_
 def test_transcription_benchmark_scores_a_model_dir_on_a_family(tiny_model_dir, tmp_path):
     """benchmarks/transcription.py end to end at toy size: one JSON line, the family filter,
     scores in range; basic-pitch left out (it is not a dependency)."""
+    import os
     import subprocess
     import sys
     from pathlib import Path
@@ -296,10 +297,12 @@ def test_transcription_benchmark_scores_a_model_dir_on_a_family(tiny_model_dir, 
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "transcription.py"
     proc = subprocess.run([sys.executable, str(script), str(tiny_model_dir), "--manifest", str(manifest), "--quick",
-                           "--no-basic-pitch", "--max-new-tokens", "24"], capture_output=True, text=True, timeout=300)
+                           "--no-basic-pitch", "--max-new-tokens", "24"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "CI": "1"})  # pyfluidsynth prints at import under $CI
     assert proc.returncode == 0, proc.stderr[-2000:]
-    (line,) = [x for x in proc.stdout.splitlines() if x.strip()]
-    out = json.loads(line)
+    lines = [x for x in proc.stdout.splitlines() if x.strip()]
+    assert len(lines) == 1, proc.stdout  # stdout holds the JSON object only
+    out = json.loads(lines[0])
     assert out["clips"] == 2 and out["family"] == "piano" and out["basic_pitch"] == {"skipped": "--no-basic-pitch"}
     assert 0.0 <= out["ours"]["note_f1"] <= 1.0 and out["ours"]["audio_seconds_per_s"] > 0
     bad = subprocess.run([sys.executable, str(script), str(tiny_model_dir), "--manifest", str(manifest),

@@ -75,6 +75,8 @@ class TokenizerConfig:
     midi_max_shift_steps: int = 100  # longest single time-shift token, in steps (100 × 10 ms = 1 s)
     midi_velocity_bins: int = 32  # velocity resolution
     midi_programs: str = ""  # GM programs the vocabulary names, e.g. "0" (piano only) or "0,24-27"; "" = all 128
+    midi_attributes: bool = False  # tempo-bin and key tokens that open a text_to_midi answer (a plan
+    #   the model writes first, then follows; see MidiVocab.attribute_tokens)
     pretrained: str = ""  # a transformers tokenizer directory to use instead of training BPE ("" = train
     #   BPE, or the LM checkpoint's own tokenizer when model.lm is a pretrained LM like hf_causal_lm)
 
@@ -97,7 +99,8 @@ class TokenizerConfig:
                 raise ConfigError(f"tokenizer.midi_programs: {part!r} is not a program or range like 24-27") from None
         try:
             return MidiVocab(time_step=self.midi_time_step, max_shift_steps=self.midi_max_shift_steps,
-                             velocity_bins=self.midi_velocity_bins, programs=tuple(programs or range(128)))
+                             velocity_bins=self.midi_velocity_bins, programs=tuple(programs or range(128)),
+                             attributes=bool(self.midi_attributes))
         except AudioLLMError as e:
             raise ConfigError(f"tokenizer.midi_*: {e}") from None
 

@@ -21,6 +21,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 
 from audiollm.errors import AudioLLMError
+from audiollm.quiet_import import quiet_import
 
 Refs = Sequence[str | Sequence[str]]
 
@@ -290,7 +291,7 @@ def midi_round_trip(notes: Sequence) -> bool:
     same number of notes (and there is at least one)."""
     import io
 
-    import pretty_midi
+    pretty_midi = quiet_import("pretty_midi")
 
     if not notes:
         return False

@@ -8,7 +8,9 @@ the grammar mask (:mod:`audiollm.midi_grammar`) removes every token that would b
 event grammar, and one token is drawn and fed to both branches of its row.
 
 The answer starts with a forced ``<|tie|>``: a piece begins with nothing already sounding,
-exactly as training windows that start at a clip's beginning do.
+exactly as training windows that start at a clip's beginning do. With a vocabulary that has
+attribute tokens, the model first writes the piece's tempo bin and key (the grammar allows
+nothing else there), then the ``<|tie|>``, then the events.
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ def sample_events(
     use_cache: bool = True,
     constrained: bool = True,
 ) -> list[list[str]]:
-    """One event-token sequence (starting with ``<|tie|>``) per question, for a window of
-    ``seconds``. ``constrained=False`` drops the grammar mask (only for comparisons: its
+    """One event-token sequence (starting with ``<|tie|>``, or with the attribute tokens and
+    then ``<|tie|>`` when the vocabulary has them) per question, for a window of ``seconds``. ``constrained=False`` drops the grammar mask (only for comparisons: its
     samples may need repairs when decoded)."""
     check_sampling_args(temperature, top_k, top_p)
     if not guidance >= 0:
@@ -67,7 +69,8 @@ def sample_events(
     device = next(model.parameters()).device
     b = len(questions)
     guided = guidance != 1.0
-    tie = tokenizer.encode_events([TIE])
+    # The answer's fixed opening: <|tie|> (with attribute tokens, the model writes them and the tie).
+    tie = [] if vocab.attributes else tokenizer.encode_events([TIE])
     prompts = [prompt_ids(tokenizer, q) + tie for q in questions]
     if guided:
         prompts += [prompt_ids(tokenizer, UNCONDITIONAL) + tie] * b
@@ -83,10 +86,11 @@ def sample_events(
         ids[i, P - len(p):] = torch.as_tensor(p, device=device)
         mask[i, P - len(p):] = True
     seq = lm.embed_tokens(ids)  # (2b or b, P, D)
-    grammar = MidiGrammar(tokenizer, b, length, held=False) if constrained else None
+    grammar = MidiGrammar(tokenizer, b, length, held=False, attributes=vocab.attributes) if constrained else None
     out = decode_events(lm, seq, mask, grammar, budget=budget, eos_id=tokenizer.eos_id, guidance=guidance,
                         temperature=temperature, top_k=top_k, top_p=top_p, generator=generator, use_cache=use_cache)
-    return [[TIE] + tokenizer.decode_events(o) for o in out]
+    opening = tokenizer.decode_events(tie)
+    return [opening + tokenizer.decode_events(o) for o in out]
 
 
 def generate_midi(model, tokenizer, texts: Sequence[str], *, seconds: float, **sampling) -> list[list[Note]]:

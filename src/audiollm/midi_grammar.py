@@ -15,6 +15,9 @@ Allowed next tokens, by state (``t`` = steps elapsed, ``L`` = window length in s
   close at the window end, as :meth:`MidiVocab.decode_window` does);
 * never text tokens, specials or a second ``<|tie|>``.
 
+With ``attributes=True`` (a vocabulary with attribute tokens, for text-to-MIDI) a sequence
+first writes one ``<|bpm_*|>``, then one ``<|key_*|>``, then ``<|tie|>``, and only then events.
+
 Every sequence the mask allows decodes without a single repair and with at least one note, so
 it always becomes a valid MIDI file. Each instant admits finitely many tokens (a key starts at
 most once per instant, velocity and program tokens cannot repeat), so time keeps moving.
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .tokenizers.midi import TIE, MidiVocab
+from .tokenizers.midi import TEMPO_BINS, TIE, MidiVocab
 
 
 @dataclass
@@ -40,6 +43,8 @@ class EventIds:
     on: torch.Tensor  # (128,) by pitch
     off: torch.Tensor  # (128,)
     prog: dict[int, int]  # program → id (empty without explicit programs)
+    bpm: torch.Tensor  # (TEMPO_BINS,) attribute tokens by bin; empty when the vocabulary has none
+    key: torch.Tensor  # (24,) by key index
     eos: int
     vocab_size: int
 
@@ -55,6 +60,8 @@ class EventIds:
             off=ids([f"<|off_{p}|>" for p in range(128)]),
             prog=dict(zip(vocab.programs, tokenizer.encode_events([f"<|prog_{p}|>" for p in vocab.programs])))
             if vocab.explicit_programs else {},
+            bpm=ids([f"<|bpm_{b}|>" for b in range(TEMPO_BINS)] if vocab.attributes else []),
+            key=ids([f"<|key_{k}|>" for k in range(24)] if vocab.attributes else []),
             eos=tokenizer.eos_id,
             vocab_size=tokenizer.vocab_size,
         )
@@ -71,22 +78,27 @@ class EventState:
     velocity_set: bool = False
     last: str = ""  # kind of the previous token
     n_notes: int = 0  # note-ons so far (held ones included)
+    plan: list[str] = field(default_factory=list)  # token kinds still due before any event, in order
     sounding: dict[tuple[int, int], int] = field(default_factory=dict)  # (program, pitch) → start step
 
 
 class MidiGrammar:
     """Masks for a batch of sequences decoded in lockstep; ``advance`` feeds the chosen tokens."""
 
-    def __init__(self, tokenizer, batch: int, length_steps: int | Sequence[int], *, held: bool = True):
+    def __init__(self, tokenizer, batch: int, length_steps: int | Sequence[int], *, held: bool = True,
+                 attributes: bool = False):
         if tokenizer.midi is None:
             raise ValueError("grammar-constrained decoding needs a tokenizer with a MIDI vocabulary")
+        if attributes and not tokenizer.midi.attributes:
+            raise ValueError("this MIDI vocabulary has no attribute tokens")
         self.vocab = tokenizer.midi
         self.ids = EventIds.of(tokenizer)
         first = self.vocab.programs[0]
         lengths = [length_steps] * batch if isinstance(length_steps, int) else list(length_steps)
         if len(lengths) != batch:
             raise ValueError(f"{len(lengths)} window lengths for {batch} sequences")
-        self.states = [EventState(n, first, held=held) for n in lengths]
+        plan = ["bpm", "key", "tie"] if attributes else []
+        self.states = [EventState(n, first, held=held, plan=list(plan)) for n in lengths]
         self._prog_ids = torch.tensor(list(self.ids.prog.values()), dtype=torch.long)
         # id → (kind, value), for advance()
         self.kind: dict[int, tuple[str, int]] = {self.ids.tie: ("tie", 0)}
@@ -94,10 +106,15 @@ class MidiGrammar:
             for k, i in enumerate(getattr(self.ids, name).tolist()):
                 self.kind[i] = (name, k + 1 if name == "shift" else k)
         self.kind.update({i: ("prog", p) for p, i in self.ids.prog.items()})
+        for name in ("bpm", "key"):
+            self.kind.update({i: (name, k) for k, i in enumerate(getattr(self.ids, name).tolist())})
 
     def allowed(self, s: EventState, m: torch.Tensor) -> None:
         """Set ``m`` (V,) True at the tokens state ``s`` allows."""
         ids = self.ids
+        if s.plan:  # the attributes, then <|tie|>, before anything else
+            m[ids.tie if s.plan[0] == "tie" else getattr(ids, s.plan[0])] = True
+            return
         mine = [p for (q, p) in s.sounding if q == s.program]  # keys sounding under the current program
         if s.last == "vel":  # a velocity is always followed by its note-on
             m[ids.on] = True
@@ -141,6 +158,8 @@ class MidiGrammar:
             s = self.states[r]
             kind, value = self.kind.get(tok, ("other", 0))
             s.last = kind
+            if s.plan and s.plan[0] == kind:
+                s.plan.pop(0)
             if kind == "tie":
                 s.held, s.program = False, self.vocab.programs[0]  # program state resets after the tie
             elif kind == "prog":

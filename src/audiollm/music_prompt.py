@@ -25,6 +25,7 @@ from functools import lru_cache
 from typing import Any
 
 from .errors import AudioLLMError
+from .quiet_import import quiet_import
 
 TEMPO_WORDS = {"slow": "slow", "medium-tempo": "medium", "medium tempo": "medium", "fast": "fast"}
 CLASS_WORD = {"slow": "slow", "medium": "medium-tempo", "fast": "fast"}
@@ -59,7 +60,7 @@ def _normalise(text: str) -> str:
 @lru_cache(maxsize=1)
 def instrument_names() -> dict[str, int]:
     """Every recognised instrument name (normalised) → GM program."""
-    import pretty_midi
+    pretty_midi = quiet_import("pretty_midi")
 
     from .data.synth.music import INSTRUMENTS
 
@@ -71,7 +72,7 @@ def instrument_names() -> dict[str, int]:
 
 def instrument_phrase(program: int) -> str:
     """How captions name a program: the corpus phrase without its article, else the GM name."""
-    import pretty_midi
+    pretty_midi = quiet_import("pretty_midi")
 
     from .data.synth.music import BY_PROGRAM
 

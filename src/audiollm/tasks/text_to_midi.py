@@ -119,6 +119,28 @@ class TextToMidiTask(TranscriptionTask):
         new["question"] = caption(new, rng)
         return new
 
+    def target_ids(self, row: Row, tokenizer: Any, start: float, duration: float) -> list[int]:
+        """Transcription's event tokens of the window, opened by the piece's attribute tokens
+        (tempo bin, key) when the vocabulary has them: a plan the model writes first and then
+        follows. The row's ``tempo_bpm`` and ``key`` labels give them; a row without them gets
+        the tempo and key its notes show (:func:`metrics.estimate_tempo`, :func:`metrics.analyse_key`)."""
+        ids = super().target_ids(row, tokenizer, start, duration)
+        if not tokenizer.midi.attributes:
+            return ids
+        return tokenizer.encode_events(tokenizer.midi.attribute_tokens(*self.attributes(row))) + ids
+
+    def attributes(self, row: Row) -> tuple[float, int, str]:
+        """(bpm, tonic pitch class, mode) of the row: its labels, else its notes' analysis."""
+        notes = None
+        bpm = row.get("tempo_bpm")
+        if bpm is None:
+            notes = self.notes(row)
+            bpm = metrics.estimate_tempo(notes) or 120.0
+        key = parse_request(str(row["key"])) if row.get("key") else None
+        if key is None or key.tonic is None or key.mode is None:
+            return float(bpm), *metrics.analyse_key(notes or self.notes(row))
+        return float(bpm), key.tonic, key.mode
+
     def question(self, row: Row, rng: random.Random) -> str:
         q = row.get("question")
         if isinstance(q, str) and q.strip():

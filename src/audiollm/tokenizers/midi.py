@@ -15,6 +15,11 @@ only when they change, and the state is reset after ``<|tie|>``. At one instant 
 before note-ons (a re-struck key ends, then starts again), each sorted by (program, pitch).
 With one program in the vocabulary no program tokens exist at all.
 
+A vocabulary built with ``attributes=True`` also has *attribute tokens*: ``<|bpm_B|>`` (one of
+``TEMPO_BINS`` log-spaced tempo bins) and ``<|key_K|>`` (tonic pitch class, + 12 for minor).
+A text-to-MIDI answer opens with them, before ``<|tie|>``: the model first writes the tempo and
+key it will play, then notes that follow them. Decoding skips them (they are not notes).
+
 Held markers let a note longer than a window survive windowing: window k+1 lists the notes
 still sounding at its start, and :func:`decode_windows` joins them to the note that began in an
 earlier window, so stitched windows give back each note exactly once.
@@ -38,10 +43,26 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AudioLLMError
+from ..quiet_import import quiet_import
 
 TIE = "<|tie|>"
 SUSTAIN_CC = 64  # damper pedal; value >= 64 means down (the General MIDI convention)
-_TOKEN = re.compile(r"<\|(tie|shift|vel|on|off|prog)(?:_(\d+))?\|>")
+_TOKEN = re.compile(r"<\|(tie|shift|vel|on|off|prog|bpm|key)(?:_(\d+))?\|>")
+#: Tempo bins of the attribute tokens: log-spaced from ``TEMPO_BIN_LOW`` bpm, each ``TEMPO_BIN_RATIO``
+#: times the last (4 %: a bin's centre is within 2 % of every tempo in it), up to 240 bpm.
+TEMPO_BIN_LOW = 40.0
+TEMPO_BIN_RATIO = 1.04
+TEMPO_BINS = 47  # centres 40 … 243 bpm
+
+
+def tempo_bin(bpm: float) -> int:
+    """The attribute tempo bin of ``bpm`` (clamped to the binned range)."""
+    return min(TEMPO_BINS - 1, max(0, round(math.log(bpm / TEMPO_BIN_LOW) / math.log(TEMPO_BIN_RATIO))))
+
+
+def bin_tempo(b: int) -> float:
+    """A tempo bin's centre in bpm."""
+    return TEMPO_BIN_LOW * TEMPO_BIN_RATIO**b
 
 
 class MidiTokenError(AudioLLMError):
@@ -90,7 +111,7 @@ class DecodedWindow:
 
 
 def _program_name(program: int) -> str:
-    import pretty_midi
+    pretty_midi = quiet_import("pretty_midi")
 
     return pretty_midi.program_to_instrument_name(program)
 
@@ -116,6 +137,9 @@ class MidiVocab:
     max_shift_steps: int = 100  # longest single shift token (100 × 10 ms = 1 s); longer gaps chain
     velocity_bins: int = 32  # MIDI velocities 1-127 fall into this many equal-width bins
     programs: tuple[int, ...] = tuple(range(128))  # GM programs the vocabulary can name, sorted
+    #: Attribute tokens: a tempo bin (``<|bpm_B|>``) and a key (``<|key_K|>``) that a generated
+    #: piece's answer opens with, before its ``<|tie|>`` (see :meth:`attribute_tokens`).
+    attributes: bool = False
     tokens: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -136,6 +160,9 @@ class MidiVocab:
         toks += [f"<|off_{p}|>" for p in range(128)]
         if self.explicit_programs:
             toks += [f"<|prog_{p}|>" for p in programs]
+        if self.attributes:
+            toks += [f"<|bpm_{b}|>" for b in range(TEMPO_BINS)]
+            toks += [f"<|key_{k}|>" for k in range(24)]
         object.__setattr__(self, "tokens", tuple(toks))
 
     # ------------------------------------------------------------------ config
@@ -151,11 +178,12 @@ class MidiVocab:
             "max_shift_steps": self.max_shift_steps,
             "velocity_bins": self.velocity_bins,
             "programs": list(self.programs),
+            "attributes": self.attributes,
         }
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "MidiVocab":
-        allowed = {"time_step", "max_shift_steps", "velocity_bins", "programs"}
+        allowed = {"time_step", "max_shift_steps", "velocity_bins", "programs", "attributes"}
         unknown = sorted(set(values) - allowed)
         if unknown:
             raise MidiTokenError(f"unknown MIDI vocabulary key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
@@ -182,6 +210,31 @@ class MidiVocab:
     def bin_velocity(self, b: int) -> int:
         """A bin's centre velocity, within 1-127."""
         return min(127, max(1, int(round((b + 0.5) * 128 / self.velocity_bins))))
+
+    # ------------------------------------------------------------------ attributes
+
+    def attribute_tokens(self, bpm: float, tonic: int, mode: str) -> list[str]:
+        """The tokens a piece of this tempo and key opens with: its tempo bin, then its key
+        (``K`` = tonic pitch class, + 12 for minor)."""
+        if not self.attributes:
+            raise MidiTokenError("this MIDI vocabulary has no attribute tokens")
+        if mode not in ("major", "minor") or not 0 <= int(tonic) <= 11 or not bpm > 0:
+            raise MidiTokenError(f"no attribute tokens for {bpm} bpm, tonic {tonic}, mode {mode!r}")
+        return [f"<|bpm_{tempo_bin(bpm)}|>", f"<|key_{int(tonic) + (12 if mode == 'minor' else 0)}|>"]
+
+    @staticmethod
+    def read_attributes(tokens: Iterable[str]) -> dict[str, Any]:
+        """The tempo (bin centre, bpm) and key (tonic, mode) a token sequence opens with."""
+        out: dict[str, Any] = {}
+        for tok in tokens:
+            kind, _, arg = tok[2:-2].partition("_")
+            if kind == "bpm":
+                out["bpm"] = bin_tempo(int(arg))
+            elif kind == "key":
+                out["tonic"], out["mode"] = int(arg) % 12, ("minor" if int(arg) >= 12 else "major")
+            elif kind == "tie":
+                break
+        return out
 
     # ------------------------------------------------------------------ notes → steps
 
@@ -321,7 +374,7 @@ class MidiVocab:
                         bad += 1
                     else:
                         active[(prog, value)] = [0, 0, True]
-                else:
+                elif kind not in ("bpm", "key"):  # attribute tokens open a piece; they are no notes
                     bad += 1
                 continue
             if kind == "shift":
@@ -460,7 +513,7 @@ def read_midi(path: str | Path, *, sustain: bool = True) -> list[Note]:
     Raises :class:`MidiFileError` for a missing or unreadable file, a file without notes,
     and a drum track (percussion has no place in the pitched vocabulary).
     """
-    import pretty_midi
+    pretty_midi = quiet_import("pretty_midi")
 
     p = Path(path)
     if not p.is_file():
@@ -490,7 +543,7 @@ def read_midi(path: str | Path, *, sustain: bool = True) -> list[Note]:
 
 def write_midi(notes: Iterable[Note], path: str | Path) -> Path:
     """Write notes as a type-1 MIDI file, one track per program (120 bpm, 220 ticks/beat)."""
-    import pretty_midi
+    pretty_midi = quiet_import("pretty_midi")
 
     pm = pretty_midi.PrettyMIDI()
     by_program: dict[int, Any] = {}

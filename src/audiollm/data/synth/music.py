@@ -32,6 +32,7 @@ import numpy as np
 
 from ...audio import SAMPLE_RATE, save_audio
 from ...errors import AudioLLMError
+from ...quiet_import import quiet_import
 from .templates import TEMPO_CLASSES, TEMPO_RANGES, TRADITIONAL, tempo_class
 
 # --------------------------------------------------------------------------- instruments
@@ -380,7 +381,7 @@ def find_soundfont(path: str | Path | None = None) -> Path:
     if debian.is_file():
         return debian
     try:
-        import pretty_midi
+        pretty_midi = quiet_import("pretty_midi")
     except ImportError:
         pretty_midi = None
     if pretty_midi is not None:
@@ -393,7 +394,7 @@ def find_soundfont(path: str | Path | None = None) -> Path:
 
 def _fluidsynth():
     try:
-        import fluidsynth
+        fluidsynth = quiet_import("fluidsynth")
     except (ImportError, OSError) as e:
         raise AudioLLMError(f"cannot load FluidSynth ({e}); install libfluidsynth and pyfluidsynth") from None
     return fluidsynth
