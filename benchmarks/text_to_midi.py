@@ -10,6 +10,8 @@ ceiling the estimators allow (a tempo word is judged at the estimate's metrical 
 notes alone leave ambiguous; the key of a 4 s excerpt is noisy). Prints one JSON object:
 
   model / reference      valid_rate, instrument / tempo (all, bpm requests, class requests) / key adherence
+  model_own_plan         for a vocabulary with attribute tokens: the model's scores when it writes its
+                         own tempo/key plan instead of one narrowed to what the caption asks for
   ratio_to_reference     model / reference per attribute (1.0 = as good as the ground truth)
   pieces_per_s           sampled pieces per wall second (batch 16 captions)
 """
@@ -64,11 +66,19 @@ def main() -> None:
     requests = [request_of(r) for r in rows]
     model_scores = task.score(predictions, rows)
     model_scores.pop("n")
+    own_plan = None
+    if tokenizer.midi is not None and tokenizer.midi.attributes:
+        log("again, the model writing its own tempo/key plan")
+        with torch.inference_mode():
+            free = task.generate_from_text(model, tokenizer, rows, questions, batch_size=args.batch_size,
+                                           follow_caption=False)
+        own_plan = {k: round(v, 4) for k, v in task.score(free, rows).items() if k != "n"}
     reference = metrics.attribute_adherence(requests, [task.notes(r) for r in rows])
     result = {
         "benchmark": "text_to_midi", "manifest": str(args.manifest), "captions": len(rows),
         "machine": machine(device),
         "model": {k: round(v, 4) for k, v in model_scores.items()},
+        **({"model_own_plan": own_plan} if own_plan is not None else {}),
         "reference": {k: round(v, 4) for k, v in reference.items()},
         "ratio_to_reference": {k: round(model_scores[k] / v, 3) for k, v in reference.items() if v > 0 and k in model_scores},
         "notes_per_piece": round(sum(len(parse_notes(json.loads(x or "[]"), "prediction")) for x in predictions)

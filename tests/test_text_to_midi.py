@@ -295,6 +295,37 @@ def test_sampling_with_attributes_writes_tempo_key_tie_then_valid_events(atok):
                     attributes=True)
 
 
+def test_plans_follow_the_caption_unless_told_not_to(atok):
+    """With attribute tokens the grammar narrows the plan to what the caption asks for (a bpm's
+    bin, a tempo word's bins, the key or the mode's 12 keys); what it leaves open, or every
+    attribute with follow_caption=False, the model picks."""
+    from audiollm.data.synth.templates import TEMPO_RANGES
+    from audiollm.midi_grammar import plan_choices
+    from audiollm.tokenizers.midi import bin_tempo, tempo_bin
+
+    vocab = atok.midi
+    assert plan_choices(vocab, parse_request("a cello in D minor at 72 bpm")) == {"bpm": [tempo_bin(72)], "key": [14]}
+    slow = plan_choices(vocab, parse_request("slow, major"))
+    assert slow["key"] == list(range(12)) and slow["bpm"]
+    assert all(TEMPO_RANGES["slow"][0] <= bin_tempo(b) <= TEMPO_RANGES["slow"][1] for b in slow["bpm"])
+    assert plan_choices(vocab, parse_request("violin")) == {}
+
+    torch.manual_seed(0)
+    cfg = AudioLLMConfig.tiny().to_dict()
+    cfg["lm_config"]["vocab_size"] = atok.vocab_size
+    model = AudioLLM(AudioLLMConfig.from_dict(cfg)).eval()
+    questions = ["a cello in D minor at 72 bpm", "slow, major", "violin"] * 4
+    gen = torch.Generator().manual_seed(0)
+    events = sample_events(model, atok, questions, seconds=1.0, temperature=1.5, generator=gen, max_new_tokens=12)
+    for q, ev in zip(questions, events):
+        choices = plan_choices(vocab, parse_request(q))
+        bpm, key = (int(t[2:-2].split("_")[1]) for t in ev[:2])
+        assert bpm in choices.get("bpm", range(len(atok.midi.tokens))) and key in choices.get("key", range(24))
+    free = sample_events(model, atok, questions[:1] * 12, seconds=1.0, temperature=1.5, generator=gen,
+                         max_new_tokens=3, follow_caption=False)
+    assert {ev[0] for ev in free} != {f"<|bpm_{tempo_bin(72)}|>"}  # left to the (untrained) model
+
+
 # ------------------------------------------------------------------ adherence and evaluation
 
 

@@ -22,7 +22,7 @@ import torch
 from .data.batching import prompt_ids
 from .errors import AudioLLMError
 from .generation import check_sampling_args, sample_next_token
-from .midi_grammar import MidiGrammar
+from .midi_grammar import MidiGrammar, plan_choices
 from .tokenizers.midi import TIE, Note
 
 UNCONDITIONAL = ""  # the prompt text condition dropout trains on
@@ -54,9 +54,13 @@ def sample_events(
     max_new_tokens: int | None = None,
     use_cache: bool = True,
     constrained: bool = True,
+    follow_caption: bool = True,
 ) -> list[list[str]]:
     """One event-token sequence (starting with ``<|tie|>``, or with the attribute tokens and
-    then ``<|tie|>`` when the vocabulary has them) per question, for a window of ``seconds``. ``constrained=False`` drops the grammar mask (only for comparisons: its
+    then ``<|tie|>`` when the vocabulary has them) per question, for a window of ``seconds``.
+    With attribute tokens and ``follow_caption`` the grammar lets the model write only a tempo
+    and key its question asks for (:func:`audiollm.midi_grammar.plan_choices` of
+    :func:`audiollm.music_prompt.parse_request`); what the question leaves open, the model picks. ``constrained=False`` drops the grammar mask (only for comparisons: its
     samples may need repairs when decoded)."""
     check_sampling_args(temperature, top_k, top_p)
     if not guidance >= 0:
@@ -86,7 +90,13 @@ def sample_events(
         ids[i, P - len(p):] = torch.as_tensor(p, device=device)
         mask[i, P - len(p):] = True
     seq = lm.embed_tokens(ids)  # (2b or b, P, D)
-    grammar = MidiGrammar(tokenizer, b, length, held=False, attributes=vocab.attributes) if constrained else None
+    choices = None
+    if vocab.attributes and follow_caption:
+        from .music_prompt import parse_request
+
+        choices = [plan_choices(vocab, parse_request(q)) for q in questions]
+    grammar = (MidiGrammar(tokenizer, b, length, held=False, attributes=vocab.attributes, choices=choices)
+               if constrained else None)
     out = decode_events(lm, seq, mask, grammar, budget=budget, eos_id=tokenizer.eos_id, guidance=guidance,
                         temperature=temperature, top_k=top_k, top_p=top_p, generator=generator, use_cache=use_cache)
     opening = tokenizer.decode_events(tie)

@@ -16,7 +16,9 @@ Allowed next tokens, by state (``t`` = steps elapsed, ``L`` = window length in s
 * never text tokens, specials or a second ``<|tie|>``.
 
 With ``attributes=True`` (a vocabulary with attribute tokens, for text-to-MIDI) a sequence
-first writes one ``<|bpm_*|>``, then one ``<|key_*|>``, then ``<|tie|>``, and only then events.
+first writes one ``<|bpm_*|>``, then one ``<|key_*|>``, then ``<|tie|>``, and only then events;
+``choices`` can narrow each sequence's tempo bins and keys (e.g. to what its caption asks for,
+:func:`plan_choices`).
 
 Every sequence the mask allows decodes without a single repair and with at least one note, so
 it always becomes a valid MIDI file. Each instant admits finitely many tokens (a key starts at
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .tokenizers.midi import TEMPO_BINS, TIE, MidiVocab
+from .tokenizers.midi import TEMPO_BINS, TIE, MidiVocab, bin_tempo, tempo_bin
 
 
 @dataclass
@@ -79,6 +81,7 @@ class EventState:
     last: str = ""  # kind of the previous token
     n_notes: int = 0  # note-ons so far (held ones included)
     plan: list[str] = field(default_factory=list)  # token kinds still due before any event, in order
+    choices: dict[str, list[int]] = field(default_factory=dict)  # "bpm"/"key" → allowed bins/keys (absent: all)
     sounding: dict[tuple[int, int], int] = field(default_factory=dict)  # (program, pitch) → start step
 
 
@@ -86,7 +89,7 @@ class MidiGrammar:
     """Masks for a batch of sequences decoded in lockstep; ``advance`` feeds the chosen tokens."""
 
     def __init__(self, tokenizer, batch: int, length_steps: int | Sequence[int], *, held: bool = True,
-                 attributes: bool = False):
+                 attributes: bool = False, choices: Sequence[dict[str, list[int]]] | None = None):
         if tokenizer.midi is None:
             raise ValueError("grammar-constrained decoding needs a tokenizer with a MIDI vocabulary")
         if attributes and not tokenizer.midi.attributes:
@@ -98,7 +101,10 @@ class MidiGrammar:
         if len(lengths) != batch:
             raise ValueError(f"{len(lengths)} window lengths for {batch} sequences")
         plan = ["bpm", "key", "tie"] if attributes else []
-        self.states = [EventState(n, first, held=held, plan=list(plan)) for n in lengths]
+        choices = list(choices) if choices is not None else [{}] * batch
+        if len(choices) != batch:
+            raise ValueError(f"{len(choices)} attribute choices for {batch} sequences")
+        self.states = [EventState(n, first, held=held, plan=list(plan), choices=dict(c)) for n, c in zip(lengths, choices)]
         self._prog_ids = torch.tensor(list(self.ids.prog.values()), dtype=torch.long)
         # id → (kind, value), for advance()
         self.kind: dict[int, tuple[str, int]] = {self.ids.tie: ("tie", 0)}
@@ -112,8 +118,13 @@ class MidiGrammar:
     def allowed(self, s: EventState, m: torch.Tensor) -> None:
         """Set ``m`` (V,) True at the tokens state ``s`` allows."""
         ids = self.ids
-        if s.plan:  # the attributes, then <|tie|>, before anything else
-            m[ids.tie if s.plan[0] == "tie" else getattr(ids, s.plan[0])] = True
+        if s.plan:  # the attributes (among the sequence's choices), then <|tie|>, before anything else
+            kind = s.plan[0]
+            if kind == "tie":
+                m[ids.tie] = True
+            else:
+                table = getattr(ids, kind)
+                m[table[s.choices[kind]] if s.choices.get(kind) else table] = True
             return
         mine = [p for (q, p) in s.sounding if q == s.program]  # keys sounding under the current program
         if s.last == "vel":  # a velocity is always followed by its note-on
@@ -174,6 +185,24 @@ class MidiGrammar:
                 s.n_notes += 1
             elif kind == "off":
                 s.sounding.pop((s.program, value), None)
+
+
+def plan_choices(vocab: MidiVocab, request) -> dict[str, list[int]]:
+    """The tempo bins and keys consistent with a request (:class:`audiollm.music_prompt.MusicRequest`):
+    the bin of its bpm, or the bins whose centres lie in its tempo word's range; its key, or the
+    12 keys of its mode. An attribute the request leaves open is not narrowed."""
+    from .data.synth.templates import TEMPO_RANGES
+
+    out: dict[str, list[int]] = {}
+    if request.bpm is not None:
+        out["bpm"] = [tempo_bin(request.bpm)]
+    elif request.tempo_class is not None:
+        lo, hi = TEMPO_RANGES[request.tempo_class]
+        out["bpm"] = [b for b in range(TEMPO_BINS) if lo <= bin_tempo(b) <= hi] or [tempo_bin((lo + hi) / 2)]
+    if request.mode is not None:
+        minor = 12 if request.mode == "minor" else 0
+        out["key"] = [request.tonic + minor] if request.tonic is not None else [k + minor for k in range(12)]
+    return out
 
 
 class AnchoredGrammar(MidiGrammar):

@@ -154,9 +154,10 @@ class TextToMidiTask(TranscriptionTask):
         return max(n.end for n in self.notes(row))
 
     def generate_from_text(self, model: Any, tokenizer: Any, rows: Sequence[Row], questions: Sequence[str], *,
-                           max_new_tokens: int = 64, batch_size: int = 16) -> list[str]:
+                           max_new_tokens: int = 64, batch_size: int = 16, follow_caption: bool = True) -> list[str]:
         """Sampled notes (JSON) per caption, for a window as long as the row's (at most
-        ``window_seconds``), with :attr:`eval_sampling`."""
+        ``window_seconds``), with :attr:`eval_sampling`; ``follow_caption=False`` lets a model with
+        attribute tokens write its own plan (see :func:`audiollm.midi_generate.sample_events`)."""
         from audiollm.midi_generate import generate_midi
 
         if getattr(tokenizer, "midi", None) is None:
@@ -173,7 +174,8 @@ class TextToMidiTask(TranscriptionTask):
             for start in range(0, len(idx), batch_size):
                 part = idx[start : start + batch_size]
                 notes = generate_midi(model, tokenizer, [questions[i] for i in part], seconds=seconds,
-                                      generator=generator, max_new_tokens=max(max_new_tokens, self.max_new_tokens), **s)
+                                      generator=generator, max_new_tokens=max(max_new_tokens, self.max_new_tokens),
+                                      follow_caption=follow_caption, **s)
                 for i, n in zip(part, notes):
                     out[i] = notes_to_json(n)
         return out
