@@ -60,8 +60,9 @@ def sample_events(
     then ``<|tie|>`` when the vocabulary has them) per question, for a window of ``seconds``.
     With attribute tokens and ``follow_caption`` the grammar lets the model write only a tempo
     and key its question asks for (:func:`audiollm.midi_grammar.plan_choices` of
-    :func:`audiollm.music_prompt.parse_request`); what the question leaves open, the model picks. ``constrained=False`` drops the grammar mask (only for comparisons: its
-    samples may need repairs when decoded)."""
+    :func:`audiollm.music_prompt.parse_request`); what the question leaves open, the model picks.
+    ``constrained=False`` drops the grammar mask (only for comparisons: its samples may need
+    repairs when decoded)."""
     check_sampling_args(temperature, top_k, top_p)
     if not guidance >= 0:
         raise AudioLLMError(f"guidance must be >= 0 (1 = off), got {guidance}")
@@ -74,10 +75,10 @@ def sample_events(
     b = len(questions)
     guided = guidance != 1.0
     # The answer's fixed opening: <|tie|> (with attribute tokens, the model writes them and the tie).
-    tie = [] if vocab.attributes else tokenizer.encode_events([TIE])
-    prompts = [prompt_ids(tokenizer, q) + tie for q in questions]
+    opening = [] if vocab.attributes else tokenizer.encode_events([TIE])
+    prompts = [prompt_ids(tokenizer, q) + opening for q in questions]
     if guided:
-        prompts += [prompt_ids(tokenizer, UNCONDITIONAL) + tie] * b
+        prompts += [prompt_ids(tokenizer, UNCONDITIONAL) + opening] * b
     P = max(len(p) for p in prompts)
     limit = getattr(lm.config, "max_seq_len", None) or getattr(lm, "max_seq_len", None)  # ours / a transformers LM's
     wanted = 4 * length if max_new_tokens is None else max_new_tokens  # ~4 tokens a step is far past any real piece
@@ -99,8 +100,7 @@ def sample_events(
                if constrained else None)
     out = decode_events(lm, seq, mask, grammar, budget=budget, eos_id=tokenizer.eos_id, guidance=guidance,
                         temperature=temperature, top_k=top_k, top_p=top_p, generator=generator, use_cache=use_cache)
-    opening = tokenizer.decode_events(tie)
-    return [opening + tokenizer.decode_events(o) for o in out]
+    return [tokenizer.decode_events(opening + o) for o in out]
 
 
 def generate_midi(model, tokenizer, texts: Sequence[str], *, seconds: float, **sampling) -> list[list[Note]]:

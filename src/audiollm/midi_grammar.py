@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .tokenizers.midi import TEMPO_BINS, TIE, MidiVocab, bin_tempo, tempo_bin
+from .tokenizers.midi import TEMPO_BINS, TIE, MidiVocab, bin_tempo, key_index, tempo_bin
 
 
 @dataclass
@@ -108,12 +108,10 @@ class MidiGrammar:
         self._prog_ids = torch.tensor(list(self.ids.prog.values()), dtype=torch.long)
         # id → (kind, value), for advance()
         self.kind: dict[int, tuple[str, int]] = {self.ids.tie: ("tie", 0)}
-        for name in ("shift", "vel", "on", "off"):
+        for name in ("shift", "vel", "on", "off", "bpm", "key"):
             for k, i in enumerate(getattr(self.ids, name).tolist()):
                 self.kind[i] = (name, k + 1 if name == "shift" else k)
         self.kind.update({i: ("prog", p) for p, i in self.ids.prog.items()})
-        for name in ("bpm", "key"):
-            self.kind.update({i: (name, k) for k, i in enumerate(getattr(self.ids, name).tolist())})
 
     def allowed(self, s: EventState, m: torch.Tensor) -> None:
         """Set ``m`` (V,) True at the tokens state ``s`` allows."""
@@ -200,8 +198,8 @@ def plan_choices(vocab: MidiVocab, request) -> dict[str, list[int]]:
         lo, hi = TEMPO_RANGES[request.tempo_class]
         out["bpm"] = [b for b in range(TEMPO_BINS) if lo <= bin_tempo(b) <= hi] or [tempo_bin((lo + hi) / 2)]
     if request.mode is not None:
-        minor = 12 if request.mode == "minor" else 0
-        out["key"] = [request.tonic + minor] if request.tonic is not None else [k + minor for k in range(12)]
+        tonics = [request.tonic] if request.tonic is not None else range(12)
+        out["key"] = [key_index(t, request.mode) for t in tonics]
     return out
 
 

@@ -65,6 +65,11 @@ def bin_tempo(b: int) -> float:
     return TEMPO_BIN_LOW * TEMPO_BIN_RATIO**b
 
 
+def key_index(tonic: int, mode: str) -> int:
+    """The attribute key token's index: the tonic pitch class, + 12 for minor."""
+    return int(tonic) + (12 if mode == "minor" else 0)
+
+
 class MidiTokenError(AudioLLMError):
     """Notes the vocabulary cannot express (unknown program, pitch out of range, bad times)."""
 
@@ -220,7 +225,7 @@ class MidiVocab:
             raise MidiTokenError("this MIDI vocabulary has no attribute tokens")
         if mode not in ("major", "minor") or not 0 <= int(tonic) <= 11 or not bpm > 0:
             raise MidiTokenError(f"no attribute tokens for {bpm} bpm, tonic {tonic}, mode {mode!r}")
-        return [f"<|bpm_{tempo_bin(bpm)}|>", f"<|key_{int(tonic) + (12 if mode == 'minor' else 0)}|>"]
+        return [f"<|bpm_{tempo_bin(bpm)}|>", f"<|key_{key_index(tonic, mode)}|>"]
 
     @staticmethod
     def read_attributes(tokens: Iterable[str]) -> dict[str, Any]:
