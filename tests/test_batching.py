@@ -2,9 +2,10 @@
 
 from collections import Counter
 
+import pytest
 import torch
 
-from audiollm.data.batching import IGNORE_INDEX, AudioAugment, ExampleBuilder, MixtureSampler, collate
+from audiollm.data.batching import IGNORE_INDEX, AudioAugment, ExampleBuilder, GroupedSampler, MixtureSampler, collate, make_sampler
 from audiollm.data.manifest import read_manifest
 from audiollm.tokenizers.text import TextTokenizer
 
@@ -75,6 +76,43 @@ def test_sampler_deterministic_and_weighted():
     assert Counter(rows[i]["task"] for i in natural)["b"] > 1600
     zero = MixtureSampler(rows, {"a": 0.0, "b": 1.0}, seed=0).indices(0, 100)
     assert all(rows[i]["task"] == "b" for i in zero)
+
+
+def test_grouped_sampler_draws_runs_of_one_label():
+    # 5 instruments with uneven row counts (13 rows of 'c', 3 of 'e'): 103 rows, runs of 8.
+    sizes = {"a": 40, "b": 30, "c": 13, "d": 17, "e": 3}
+    rows = [{"task": "caption", "instrument": k} for k, n in sizes.items() for _ in range(n)]
+    s = GroupedSampler(rows, "instrument", 8, seed=0)
+    assert s.pass_length == 96  # 103 // 8 runs; 7 leftover rows sit each pass out
+    draws = s.indices(0, 3 * 96)
+    assert draws == GroupedSampler(rows, "instrument", 8, seed=0).indices(0, 3 * 96)
+    assert s.indices(150, 170) == draws[150:170]  # random access = resumable
+    assert draws != GroupedSampler(rows, "instrument", 8, seed=1).indices(0, 3 * 96)
+    for p in range(3):
+        one_pass = draws[p * 96 : (p + 1) * 96]
+        assert len(set(one_pass)) == 96  # without replacement within a pass
+        runs = [one_pass[k : k + 8] for k in range(0, 96, 8)]
+        pure = [r for r in runs if len({rows[i]["instrument"] for i in r}) == 1]
+        # every value's full runs: 5 + 3 + 1 + 2 + 0 = 11 of the 12; the 12th mixes leftovers
+        assert len(pure) == 11
+    # Over passes, the leftover rows change: every row is drawn.
+    assert set(draws) == set(range(len(rows)))
+
+
+def test_grouped_sampler_config_errors():
+    from audiollm.config import DataConfig
+    from audiollm.errors import ConfigError
+
+    rows = [{"task": "caption", "instrument": "piano"}] * 20
+    with pytest.raises(ConfigError, match="same value"):
+        GroupedSampler(rows, "instrument", 4)
+    with pytest.raises(ConfigError, match="group_size"):
+        GroupedSampler(rows[:3], "instrument", 4)
+    with pytest.raises(ConfigError, match="cannot both be set"):
+        DataConfig(group_by="instrument", task_weights={"caption": 1.0})
+    with pytest.raises(ConfigError, match="group_size"):
+        DataConfig(group_by="instrument", group_size=0)
+    assert isinstance(make_sampler(rows, DataConfig(), 0), MixtureSampler)
 
 
 def test_cached_audio_gives_the_same_examples(toy_corpus, tmp_path):

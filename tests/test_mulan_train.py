@@ -101,6 +101,19 @@ def test_mulan_trains_through_the_one_loop(tmp_path, toy_corpus):
     train(load_config(write_config(tmp_path, toy_corpus, max_steps=9)), resume=str(tmp_path / "run"), progress=False)
 
 
+def test_grouped_draws_train_through_the_loop(tmp_path, toy_corpus):
+    """data.group_by: each batch of 4 is two runs of 2 clips with the same caption."""
+    import json
+
+    cfg = load_config(write_config(tmp_path, toy_corpus, max_steps=4), ["data.group_by=answer", "data.group_size=2"])
+    train(cfg, progress=False)
+    log = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len([r for r in log if "loss" in r]) == 4
+    missing = load_config(write_config(tmp_path, toy_corpus), ["data.group_by=instrument"])
+    with pytest.raises(ConfigError, match="no training row has that label"):
+        train(missing, progress=False)
+
+
 def test_grad_accum_is_refused_for_contrastive(tmp_path, toy_corpus):
     with pytest.raises(ConfigError, match="grad_accum"):
         train(load_config(write_config(tmp_path, toy_corpus, grad_accum=2)), progress=False)

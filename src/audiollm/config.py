@@ -45,6 +45,9 @@ class DataConfig:
     #   another instrument, and captioned from those labels), so every attribute is seen with many pieces
     feature_cache: str = ""  # directory from `audiollm features`: a frozen pretrained encoder's states
     #   are read from it instead of recomputed each step (train and valid clips; needs augment: false)
+    group_by: str = ""  # a row label (e.g. "instrument"): draw training rows in runs of group_size rows
+    #   sharing its value, so a contrastive batch holds hard negatives (data.batching.GroupedSampler); "" = off
+    group_size: int = 8  # rows per run with data.group_by (a divisor of the per-process batch)
     pair_augment: dict[str, Any] = field(default_factory=dict)  # model.kind mulan: data.contrastive.PairAugment
     #   settings (crop_seconds, gain_db, noise_snr_db, freq_masks, freq_mask_width, time_masks, time_mask_width)
 
@@ -61,6 +64,10 @@ class DataConfig:
             raise ConfigError(f"data.variants must be in [0, 1], got {self.variants}")
         if self.noise_snr_db < 0:
             raise ConfigError(f"data.noise_snr_db must be ≥ 0, got {self.noise_snr_db}")
+        if not isinstance(self.group_size, int) or isinstance(self.group_size, bool) or self.group_size < 1:
+            raise ConfigError(f"data.group_size must be an integer ≥ 1, got {self.group_size!r}")
+        if self.group_by and self.task_weights:
+            raise ConfigError("data.group_by and data.task_weights cannot both be set: grouped draws ignore task weights")
         for task, w in self.task_weights.items():
             if not isinstance(w, (int, float)) or w < 0:
                 raise ConfigError(f"data.task_weights.{task} must be a number ≥ 0, got {w!r}")

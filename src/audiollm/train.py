@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import checkpoint_dir, commit_dir, prune_checkpoints, read_state, resolve_resume, write_state
 from .config import ExperimentConfig, save_config
-from .data.batching import AudioAugment, ExampleBuilder, MixtureSampler, collate, length_groups
+from .data.batching import AudioAugment, ExampleBuilder, collate, length_groups, make_sampler
 from .data.feature_cache import FeatureCache, check_cacheable
 from .data.manifest import read_manifest
 from .errors import AudioLLMError, ConfigError
@@ -181,7 +181,7 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
         if main:
             print(f"resumed from {ckpt} at step {state['step']}")
 
-    sampler = MixtureSampler(train_rows, cfg.data.task_weights, seed=tc.seed)
+    sampler = make_sampler(train_rows, cfg.data, tc.seed)
     build = kind.example_builder(train_rows, tokenizer, cfg, train=True)
     per_rank = tc.batch_size // world
     micro = per_rank // tc.grad_accum
@@ -281,7 +281,7 @@ def dry_run(cfg: ExperimentConfig) -> dict:
     model = kind.build(cfg, tokenizer)
     model.train()
     micro = tc.batch_size // tc.grad_accum
-    sampler = MixtureSampler(rows, cfg.data.task_weights, seed=tc.seed)
+    sampler = make_sampler(rows, cfg.data, tc.seed)
     build = kind.example_builder(rows, tokenizer, cfg, train=False)
     examples = [build(i, d) for d, i in enumerate(sampler.indices(0, micro))]
     batch = kind.collate(examples, tokenizer)

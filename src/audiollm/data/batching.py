@@ -272,3 +272,68 @@ class MixtureSampler:
     def indices(self, start: int, stop: int) -> list[int]:
         """Row indices for draw positions ``start .. stop-1``."""
         return [int(self._block(n // self.BLOCK)[n % self.BLOCK]) for n in range(start, stop)]
+
+
+class GroupedSampler:
+    """Deterministic, resumable stream of row indices in runs of ``group_size`` rows that share
+    the value of one label column (``data.group_by``): hard negatives for a contrastive model.
+
+    In a batch of random clips most negatives differ in the most salient label (the instrument),
+    so the loss is already low once the model hears that, and nothing pushes it to hear the rest
+    (tempo, key). A run of clips with the same instrument can only be told apart by the rest.
+    Each pass shuffles every value's rows and cuts them into full runs; the rows left over
+    (fewer than ``group_size`` of a value) are shuffled together into mixed runs, and all runs are
+    shuffled. A pass is a whole number of runs: the last ``len(rows) % group_size`` leftover rows
+    sit this pass out (a fresh draw each pass). So every run starts on a multiple of
+    ``group_size``, and a batch holds ``batch / group_size`` whole runs when the per-process
+    batch is a multiple of ``group_size``. Like :class:`MixtureSampler`, draw ``n`` is a pure
+    function of (seed, n): resuming needs only the draw counter.
+    """
+
+    def __init__(self, rows: list[dict], column: str, group_size: int, seed: int = 0):
+        if not 1 <= group_size <= len(rows):
+            raise ConfigError(f"data.group_size must be between 1 and the {len(rows)} training rows, got {group_size}")
+        by_value: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            by_value.setdefault(str(row.get(column)), []).append(i)
+        if not any(column in row for row in rows):
+            raise ConfigError(f"data.group_by={column!r}: no training row has that label")
+        if len(by_value) == 1:
+            raise ConfigError(
+                f"data.group_by={column!r}: every training row has the same value ({next(iter(by_value))}); "
+                "group by a column whose values differ"
+            )
+        self.values = sorted(by_value)
+        self.by_value = {v: np.array(by_value[v]) for v in self.values}
+        self.group_size = group_size
+        self.seed = seed
+        self.pass_length = len(rows) // group_size * group_size
+        self._cache: dict[int, np.ndarray] = {}
+
+    def _pass(self, p: int) -> np.ndarray:
+        if p not in self._cache:
+            rng = np.random.default_rng([self.seed, p, 7])
+            g = self.group_size
+            runs, rest = [], []
+            for value in self.values:
+                pool = rng.permutation(self.by_value[value])
+                full = len(pool) // g * g
+                runs += [pool[k : k + g] for k in range(0, full, g)]
+                rest.append(pool[full:])
+            rest = rng.permutation(np.concatenate(rest))
+            runs += [rest[k : k + g] for k in range(0, len(rest) // g * g, g)]
+            order = rng.permutation(len(runs))
+            self._cache = {p: np.concatenate([runs[k] for k in order])}  # passes are consumed in order
+        return self._cache[p]
+
+    def indices(self, start: int, stop: int) -> list[int]:
+        """Row indices for draw positions ``start .. stop-1``."""
+        return [int(self._pass(n // self.pass_length)[n % self.pass_length]) for n in range(start, stop)]
+
+
+def make_sampler(rows: list[dict], data_config, seed: int):
+    """The training draw order a config asks for: label-grouped runs (``data.group_by``) or the
+    per-task mixture (``data.task_weights``)."""
+    if data_config.group_by:
+        return GroupedSampler(rows, data_config.group_by, data_config.group_size, seed=seed)
+    return MixtureSampler(rows, data_config.task_weights, seed=seed)
