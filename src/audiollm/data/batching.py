@@ -293,11 +293,11 @@ class GroupedSampler:
     def __init__(self, rows: list[dict], column: str, group_size: int, seed: int = 0):
         if not 1 <= group_size <= len(rows):
             raise ConfigError(f"data.group_size must be between 1 and the {len(rows)} training rows, got {group_size}")
+        if not any(column in row for row in rows):
+            raise ConfigError(f"data.group_by={column!r}: no training row has that label")
         by_value: dict[str, list[int]] = {}
         for i, row in enumerate(rows):
             by_value.setdefault(str(row.get(column)), []).append(i)
-        if not any(column in row for row in rows):
-            raise ConfigError(f"data.group_by={column!r}: no training row has that label")
         if len(by_value) == 1:
             raise ConfigError(
                 f"data.group_by={column!r}: every training row has the same value ({next(iter(by_value))}); "
