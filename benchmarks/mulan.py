@@ -6,7 +6,8 @@ Prints one JSON object:
   retrieval     text→audio / audio→text Recall@1/5/10 and median rank over the manifest's
                 caption rows (each clip against every caption of the set)
   zero_shot     accuracy of the best-matching label prompt for each label column present
-                (family, instrument) — the class names as prompts
+                (family, instrument), each class embedded through the prompt ensemble
+                (--template, default the model's zero-shot prompts) and as the bare class name
   speed         embeddings/s for 10 s clips at batch 32 (eager, this machine's threads)
   real_recordings  zero-shot ranking of trumpet / strings / drums / vibraphone for each of
                 the four recordings in ../shared/data/music, and whether the true one is first
@@ -29,8 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from audiollm.data.manifest import read_manifest  # noqa: E402
-from audiollm.mulan import (embed_files, embed_texts, load_mulan_dir, retrieval_metrics,  # noqa: E402
-                            zero_shot_accuracy)
+from audiollm.mulan import (DEFAULT_PROMPTS, embed_files, embed_texts, load_mulan_dir,  # noqa: E402
+                            retrieval_metrics, zero_shot_accuracy)
 
 
 class AudioTowerGraph(torch.nn.Module):
@@ -87,7 +88,7 @@ REAL_LABELS = ("trumpet", "strings", "drums", "vibraphone")
 REAL_TRUTH = {"solo-trumpet": "trumpet", "string_orchestra": "strings", "Drum-bass": "drums", "Vibe_Ace": "vibraphone"}
 
 
-def real_recordings(model, tok, template: str) -> dict:
+def real_recordings(model, tok, templates: list[str]) -> dict:
     """Zero-shot ranking of REAL_LABELS for each real recording (its first 10 s)."""
     from audiollm.audio import load_audio
     from audiollm.mulan import tag
@@ -97,7 +98,7 @@ def real_recordings(model, tok, template: str) -> dict:
     out = {}
     for path in sorted(REAL_MUSIC.glob("*.ogg")):
         truth = next((v for k, v in REAL_TRUTH.items() if k in path.name), None)
-        ranked = tag(model, tok, load_audio(path, duration=10.0), REAL_LABELS, template=template)
+        ranked = tag(model, tok, load_audio(path, duration=10.0), REAL_LABELS, templates=templates)
         out[path.name] = {"truth": truth, "ranking": [[l, round(p, 4)] for l, p in ranked],
                           "truth_ranks_first": ranked[0][0] == truth}
     out["first_rate"] = sum(v["truth_ranks_first"] for v in out.values()) / max(1, len(out))
@@ -112,7 +113,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32, help="batch size for the speed figures (default 32)")
     ap.add_argument("--seconds", type=float, default=10.0, help="clip length for the speed figures (default 10)")
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats (default 3)")
-    ap.add_argument("--template", default="{label}", help="zero-shot prompt for the real recordings (default {label})")
+    ap.add_argument("--template", action="append", default=None,
+                    help="zero-shot prompt containing {label}; repeat to average several "
+                         f"(default {' / '.join(DEFAULT_PROMPTS)})")
     args = ap.parse_args()
 
     model, tok = load_mulan_dir(args.model_dir)
@@ -123,14 +126,18 @@ def main() -> None:
         raise SystemExit(f"{args.manifest}: no caption rows")
     a = embed_files(model, [r["audio"] for r in rows], batch_size=32)
     t = embed_texts(model, tok, [r["answer"] for r in rows])
-    result = {"model_dir": str(args.model_dir), "pairs": len(rows), "retrieval": retrieval_metrics(a, t), "zero_shot": {}}
+    templates = args.template or list(DEFAULT_PROMPTS)
+    result = {"model_dir": str(args.model_dir), "pairs": len(rows), "retrieval": retrieval_metrics(a, t),
+              "zero_shot": {"prompts": templates}}
     for column in ("family", "instrument"):
         labels = [r.get(column) for r in rows]
         if all(isinstance(l, str) for l in labels) and len(set(labels)) > 1:
-            result["zero_shot"][f"{column}_accuracy"] = zero_shot_accuracy(model, tok, a, labels)
+            result["zero_shot"][f"{column}_accuracy"] = zero_shot_accuracy(model, tok, a, labels, templates=templates)
+            result["zero_shot"][f"{column}_accuracy_bare_label"] = zero_shot_accuracy(model, tok, a, labels,
+                                                                                      templates=["{label}"])
             result["zero_shot"][f"{column}_classes"] = len(set(labels))
 
-    result["real_recordings"] = real_recordings(model, tok, args.template)
+    result["real_recordings"] = real_recordings(model, tok, templates)
 
     wav = torch.randn(args.batch, int(args.seconds * 16000)) * 0.1
     lengths = torch.full((args.batch,), wav.shape[1])

@@ -148,3 +148,25 @@ def test_retrieval_metrics_are_right():
     assert m["t2a_r1"] == 0.0 and m["t2a_r5"] == 1.0 and m["t2a_median_rank"] == 2.0
     m = retrieval_metrics(torch.ones(4, 3), torch.ones(4, 3))  # constant scores: worst rank, not best
     assert m["t2a_r1"] == 0.0 and m["t2a_median_rank"] == 4.0
+
+
+def test_label_prompts_are_averaged_and_checked(model_dirs, audio_dir, capsys):
+    from audiollm.mulan import embed_texts, label_embeddings, load_mulan_dir
+
+    model, tok = load_mulan_dir(model_dirs[0])
+    templates = ["A slow {label} piece.", "{label} {x}"]  # other braces are left as they are
+    got = label_embeddings(model, tok, ["piano", "organ"], templates)
+    per = torch.stack([embed_texts(model, tok, [t.replace("{label}", l) for l in ("piano", "organ")]) for t in templates])
+    want = torch.nn.functional.normalize(per.mean(0), dim=-1)
+    torch.testing.assert_close(got, want)
+    assert not torch.allclose(got, per[0])  # the second prompt changed the label embeddings
+    # the CLI's repeated --template is the same ensemble, and a prompt without {label} is refused
+    code, out, _ = run(capsys, "tag", model_dirs[0], audio_dir / "c0.wav", "--labels", "piano,organ",
+                       "--template", templates[0], "--template", templates[1], "--json")
+    from audiollm.mulan import tag
+    from audiollm.audio import load_audio
+
+    direct = tag(model, tok, load_audio(audio_dir / "c0.wav"), ["piano", "organ"], templates)
+    assert code == 0 and [t["label"] for t in json.loads(out)["tags"]] == [l for l, _ in direct]
+    code, _, err = run(capsys, "tag", model_dirs[0], audio_dir / "c0.wav", "--labels", "piano,organ", "--template", "music")
+    assert code == 2 and "must contain {label}" in err and err.count("\n") == 1

@@ -384,11 +384,11 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 def cmd_tag(args: argparse.Namespace) -> None:
     from .audio import load_audio
-    from .mulan import load_mulan_dir, tag
+    from .mulan import DEFAULT_PROMPTS, load_mulan_dir, tag
 
     model, tokenizer = load_mulan_dir(args.model_dir)
     wav = load_audio(args.audio, max_seconds=args.max_seconds)
-    ranked = tag(model, tokenizer, wav, args.labels.split(","), template=args.template)
+    ranked = tag(model, tokenizer, wav, args.labels.split(","), templates=args.template or DEFAULT_PROMPTS)
     if args.json:
         print(json.dumps({"audio": str(args.audio), "tags": [{"label": l, "prob": round(p, 5)} for l, p in ranked]}))
     else:
@@ -614,7 +614,9 @@ def build_parser() -> argparse.ArgumentParser:
     tg.add_argument("model_dir", type=Path, help="a saved MuLaN model directory")
     tg.add_argument("audio", type=Path, help="audio file")
     tg.add_argument("--labels", required=True, help="comma-separated candidate labels, e.g. piano,organ,guitar")
-    tg.add_argument("--template", default="{label}", help="text prompt per label (default '{label}')")
+    tg.add_argument("--template", action="append", default=None,
+                    help="prompt per label, containing {label}; repeat it to average several prompts "
+                         "(default: 'A slow {label} piece.', 'A medium-tempo {label} piece.', 'A fast {label} piece.')")
     tg.add_argument("--top", type=int, default=0, help="print only the N most likely labels (0 = all)")
     tg.add_argument("--max-seconds", type=float, default=600.0, help="refuse audio longer than this (default 600)")
     tg.add_argument("--json", action="store_true", help="print JSON")

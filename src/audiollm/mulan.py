@@ -184,15 +184,35 @@ def zero_shot_probs(model: MuLaN, audio_embeds: torch.Tensor, label_embeds: torc
         return model.logits(audio_embeds, label_embeds).softmax(dim=-1)
 
 
-def tag(model: MuLaN, tokenizer, wav: torch.Tensor, labels: Sequence[str], template: str = "{label}") -> list[tuple[str, float]]:
+# Zero-shot prompts. The text tower learned captions, so a bare label ("reed") is text it never
+# saw; inside a caption-shaped sentence it reads as in training. Averaging the three tempo words
+# marginalises an attribute the label does not fix (CLIP's prompt ensembling). Chosen on the
+# valid split: zero-shot family accuracy 0.658 with "{label}", 0.790 with "A {label} piece.",
+# 0.824 with these three (README, MuLaN embeddings).
+DEFAULT_PROMPTS: tuple[str, ...] = ("A slow {label} piece.", "A medium-tempo {label} piece.", "A fast {label} piece.")
+
+
+def label_embeddings(model: MuLaN, tokenizer, labels: Sequence[str],
+                     templates: Sequence[str] = DEFAULT_PROMPTS) -> torch.Tensor:
+    """(L, embed_dim) unit embeddings of labels, each the mean over its prompts ``templates``."""
+    templates = list(templates)
+    if not templates:
+        raise AudioLLMError("give at least one prompt template, e.g. --template 'a recording of {label}'")
+    for t in templates:
+        if "{label}" not in t:
+            raise AudioLLMError(f"prompt template {t!r} must contain {{label}}, e.g. 'a recording of {{label}}'")
+    per_template = [embed_texts(model, tokenizer, [t.replace("{label}", l) for l in labels]) for t in templates]
+    return torch.nn.functional.normalize(torch.stack(per_template).float().mean(0), dim=-1)
+
+
+def tag(model: MuLaN, tokenizer, wav: torch.Tensor, labels: Sequence[str],
+        templates: Sequence[str] = DEFAULT_PROMPTS) -> list[tuple[str, float]]:
     """Zero-shot tags of one clip: (label, probability), most likely first."""
     labels = [l.strip() for l in labels if l.strip()]
     if len(labels) < 2:
         raise AudioLLMError("give at least two labels, e.g. --labels piano,organ")
-    if "{label}" not in template:
-        raise AudioLLMError("--template must contain {label}, e.g. 'a recording of {label}'")
+    t = label_embeddings(model, tokenizer, labels, templates)
     a = embed_waveforms(model, [wav])
-    t = embed_texts(model, tokenizer, [template.format(label=l) for l in labels])
     probs = zero_shot_probs(model, a, t)[0].tolist()
     return sorted(zip(labels, probs), key=lambda x: -x[1])
 
@@ -247,10 +267,10 @@ def retrieval_metrics(audio_embeds: torch.Tensor, text_embeds: torch.Tensor, ks:
 
 
 def zero_shot_accuracy(model: MuLaN, tokenizer, audio_embeds: torch.Tensor, labels: Sequence[str],
-                       classes: Sequence[str] | None = None, template: str = "{label}") -> float:
-    """Share of clips whose most similar class prompt is their own label."""
+                       classes: Sequence[str] | None = None, templates: Sequence[str] = DEFAULT_PROMPTS) -> float:
+    """Share of clips whose most similar class (over its prompt ensemble) is their own label."""
     classes = sorted(set(labels)) if classes is None else list(classes)
-    t = embed_texts(model, tokenizer, [template.format(label=c) for c in classes])
+    t = label_embeddings(model, tokenizer, classes, templates)
     pred = (audio_embeds.float() @ t.T).argmax(dim=1)
     truth = torch.tensor([classes.index(l) for l in labels])
     return float((pred == truth).float().mean())
