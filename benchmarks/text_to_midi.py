@@ -14,6 +14,9 @@ notes alone leave ambiguous; the key of a 4 s excerpt is noisy). Prints one JSON
                          own tempo/key plan instead of one narrowed to what the caption asks for
   ratio_to_reference     model / reference per attribute (1.0 = as good as the ground truth)
   pieces_per_s           sampled pieces per wall second (batch 16 captions)
+  reranked               with --rerank MULAN_DIR --num-samples N: N pieces per caption, each rendered
+                         and scored against its caption by MuLaN; the scores of the best-scoring piece
+                         ("best_of_n") and of the first piece of each caption ("first"), same samples
 """
 
 from __future__ import annotations
@@ -47,7 +50,12 @@ def main() -> None:
                    help="manifest with text_to_midi rows (default data/corpus/t2m_test.jsonl)")
     p.add_argument("--limit", type=int, default=None, help="first N captions only")
     p.add_argument("--batch-size", type=int, default=16, help="captions sampled together (default 16)")
+    p.add_argument("--rerank", type=Path, default=None, metavar="MULAN_DIR",
+                   help="also sample --num-samples pieces per caption and keep the one MuLaN scores best")
+    p.add_argument("--num-samples", type=int, default=4, help="pieces per caption for --rerank (default 4)")
     args = p.parse_args()
+    if args.num_samples < 1:
+        raise AudioLLMError(f"--num-samples must be at least 1, got {args.num_samples}")
     device = setup(args)
     rows = [r for r in read_manifest(args.manifest, require_answer=False) if r.get("task") == "text_to_midi"]
     rows = rows[: 4 if args.quick and not args.limit else args.limit]
@@ -85,7 +93,37 @@ def main() -> None:
                                  / len(rows), 1),
         "pieces_per_s": round(len(rows) / wall, 2),
     }
+    if args.rerank is not None:
+        result["reranked"] = reranked(task, model, tokenizer, rows, questions, args)
     emit(result)
+
+
+def reranked(task, model, tokenizer, rows: list, questions: list[str], args) -> dict:
+    """Adherence of the first of N pieces per caption and of the one MuLaN scores best."""
+    from audiollm.mulan import load_mulan_dir, score
+    from audiollm.render import render_notes
+
+    mulan, mulan_tok = load_mulan_dir(args.rerank)
+    n = args.num_samples
+    log(f"{n} pieces per caption, reranked by {args.rerank}")
+    with torch.inference_mode():
+        pieces = task.generate_from_text(model, tokenizer, [r for r in rows for _ in range(n)],
+                                         [q for q in questions for _ in range(n)], batch_size=args.batch_size)
+    best, first, gain = [], [], []
+    for k, row in enumerate(rows):
+        cands = pieces[k * n : (k + 1) * n]
+        seconds = min(task.duration(row), task.window_seconds)
+        audio = [torch.from_numpy(render_notes(parse_notes(json.loads(c or "[]"), "piece"), seconds)).float()
+                 for c in cands]
+        sims = score(mulan, mulan_tok, audio, [questions[k]])[:, 0]
+        best.append(cands[int(sims.argmax())])
+        first.append(cands[0])
+        gain.append(float(sims.max() - sims[0]))
+    out = {}
+    for name, preds in (("first", first), ("best_of_n", best)):
+        out[name] = {k: round(v, 4) for k, v in task.score(preds, rows).items() if k != "n"}
+    out.update({"num_samples": n, "mulan": str(args.rerank), "mean_similarity_gain": round(sum(gain) / len(gain), 4)})
+    return out
 
 
 if __name__ == "__main__":

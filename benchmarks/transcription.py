@@ -43,7 +43,7 @@ from audiollm.quiet_import import quiet_import  # noqa: E402
 from audiollm.model_dir import load_model_dir  # noqa: E402
 from audiollm.tasks import get_task  # noqa: E402
 from audiollm.tokenizers.midi import Note  # noqa: E402
-from audiollm.transcribe import ONSET_SOURCES, transcribe  # noqa: E402
+from audiollm.transcribe import OFFSET_SOURCES, ONSET_SOURCES, transcribe  # noqa: E402
 
 
 def select_rows(manifest: Path, family: str | None, limit: int | None) -> list[dict]:
@@ -64,14 +64,15 @@ def scores(refs: list[list[Note]], ests: list[list[Note]], audio_seconds: float,
     return out
 
 
-def run_ours(model_dir: Path, paths: list[str], max_new_tokens: int, onsets: str) -> tuple[list[list[Note]], float]:
+def run_ours(model_dir: Path, paths: list[str], max_new_tokens: int, onsets: str,
+             offsets: str) -> tuple[list[list[Note]], float]:
     model, tokenizer = load_model_dir(model_dir)
     window = get_task("transcription").window_seconds
     wavs = [load_audio(p) for p in paths]
 
     def one(wav):
         return transcribe(model, tokenizer, [wav], window_seconds=window, batch_size=1, max_new_tokens=max_new_tokens,
-                          onsets=onsets)[0]
+                          onsets=onsets, offsets=offsets)[0]
 
     one(wavs[0])  # warm-up
     t0 = time.perf_counter()
@@ -110,6 +111,9 @@ def main() -> None:
     p.add_argument("--onsets", choices=ONSET_SOURCES, default="auto",
                    help="where note onsets come from: ctc = the model's CTC head anchors them, lm = the decoder "
                         "alone, auto = ctc when the model has the head (default)")
+    p.add_argument("--offsets", choices=OFFSET_SOURCES, default="auto",
+                   help="where note ends come from: frames = the model's note-activity head, lm = the decoder's "
+                        "note-offs, auto = frames when the model has the head (default)")
     p.add_argument("--no-basic-pitch", action="store_true", help="skip the basic-pitch side")
     args = p.parse_args()
     device = setup(args)
@@ -121,9 +125,9 @@ def main() -> None:
     log(f"{len(rows)} clips, {audio_seconds:.1f} s of audio")
 
     result: dict = {"benchmark": "transcription", "manifest": str(args.manifest), "family": args.family or "all",
-                    "onsets": args.onsets, "clips": len(rows), "audio_seconds": round(audio_seconds, 1), "machine": machine(device)}
+                    "onsets": args.onsets, "offsets": args.offsets, "clips": len(rows), "audio_seconds": round(audio_seconds, 1), "machine": machine(device)}
     with torch.inference_mode():
-        ours, wall = run_ours(args.model_dir, paths, args.max_new_tokens, args.onsets)
+        ours, wall = run_ours(args.model_dir, paths, args.max_new_tokens, args.onsets, args.offsets)
     result["ours"] = scores(refs, ours, audio_seconds, wall)
     log(f"ours: {result['ours']}")
     if args.no_basic_pitch:

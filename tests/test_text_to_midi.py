@@ -437,7 +437,8 @@ def _one_line_error(capsys, argv, fragment):
     assert len(err) == 1 and err[0].startswith("audiollm: error:") and fragment in err[0], err
 
 
-def test_generate_cli_writes_wav_and_midi(model_dir, tmp_path, capsys):
+def need_renderer():
+    """Skip unless FluidSynth and a General MIDI soundfont are installed."""
     pytest.importorskip("fluidsynth")
     from audiollm.data.synth.music import find_soundfont
 
@@ -445,6 +446,10 @@ def test_generate_cli_writes_wav_and_midi(model_dir, tmp_path, capsys):
         find_soundfont()
     except AudioLLMError:
         pytest.skip("no General MIDI soundfont")
+
+
+def test_generate_cli_writes_wav_and_midi(model_dir, tmp_path, capsys):
+    need_renderer()
     import soundfile as sf
 
     out = tmp_path / "piece.wav"
@@ -459,6 +464,36 @@ def test_generate_cli_writes_wav_and_midi(model_dir, tmp_path, capsys):
     _one_line_error(capsys, ["generate", model_dir, "--text", "a cello", "--out", out, "--seconds", "30"],
                     "beyond the 4 s window")
     _one_line_error(capsys, ["generate", model_dir, "--text", "a cello", "--out", tmp_path / "p.mp3"], "must end in .wav")
+
+
+def test_generate_cli_reranks_samples_with_mulan(model_dir, tmp_path, capsys):
+    need_renderer()
+    from audiollm.audio import load_audio
+    from audiollm.models.mulan import MuLaN, MuLaNConfig
+    from audiollm.mulan import load_mulan_dir, save_mulan_dir, score
+
+    mtok = TextTokenizer.train(["a cello in D minor", "a slow violin", "fast piano"] * 5, vocab_size=300)
+    cfg = MuLaNConfig.tiny()
+    cfg.text_tower_config.vocab_size = mtok.vocab_size
+    torch.manual_seed(0)
+    mulan_dir = save_mulan_dir(tmp_path / "mulan", MuLaN(cfg).eval(), mtok, card={})
+    out = tmp_path / "piece.wav"
+    argv = ["generate", str(model_dir), "--text", "a cello in D minor", "--out", str(out), "--num-samples", "3",
+            "--seconds", "1.5", "--max-new-tokens", "60", "--seed", "3", "--rerank", str(mulan_dir)]
+    assert main(argv + ["--keep", "2"]) == 0
+    printed = [float(l.split("similarity ")[1].split(":")[0]) for l in capsys.readouterr().out.splitlines()]
+    assert len(printed) == 2 and printed[0] >= printed[1]
+    assert (tmp_path / "piece_0.wav").exists() and (tmp_path / "piece_1.wav").exists()
+    assert not (tmp_path / "piece_2.wav").exists()
+    # the two kept are the best two of all three samples, as MuLaN scores the written audio
+    assert main(argv) == 0  # all three, best first
+    capsys.readouterr()
+    mulan, mt = load_mulan_dir(mulan_dir)
+    sims = score(mulan, mt, [load_audio(tmp_path / f"piece_{k}.wav") for k in range(3)], ["a cello in D minor"])[:, 0]
+    assert sims.tolist() == sorted(sims.tolist(), reverse=True)
+    assert sims[:2].tolist() == pytest.approx(printed, abs=1e-3)
+    _one_line_error(capsys, argv[:-2] + ["--keep", "1"], "--keep needs --rerank")
+    _one_line_error(capsys, argv + ["--keep", "4"], "--keep must be between 1 and --num-samples (3)")
 
 
 def test_generate_cli_refuses_a_model_without_midi_vocabulary(tmp_path, capsys):

@@ -255,7 +255,8 @@ def cmd_transcribe(args: argparse.Namespace) -> None:
     model, tokenizer = load_model_dir(args.model_dir)
     wav = load_audio(args.audio, max_seconds=args.max_seconds)
     (notes,) = transcribe(model, tokenizer, [wav], window_seconds=args.window, batch_size=args.batch_size,
-                          max_new_tokens=args.max_new_tokens, onsets=args.onsets, progress=not args.no_progress)
+                          max_new_tokens=args.max_new_tokens, onsets=args.onsets, offsets=args.offsets,
+                          progress=not args.no_progress)
     write_midi(notes, args.out)
     print(f"{len(notes)} notes written to {args.out}")
     if args.plot:
@@ -268,14 +269,24 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
     from .midi_generate import check_generation, generate_midi
     from .model_dir import load_model_dir
-    from .render import write_piece
+    from .render import render_notes, write_piece
     from .tasks import get_task
 
     if args.out.suffix.lower() != ".wav":
         raise AudioLLMError(f"--out {args.out} must end in .wav (the MIDI file is written beside it as .mid)")
     if args.num_samples < 1:
         raise AudioLLMError(f"--num-samples must be at least 1, got {args.num_samples}")
+    keep = args.num_samples if args.keep is None else args.keep
+    if not 1 <= keep <= args.num_samples:
+        raise AudioLLMError(f"--keep must be between 1 and --num-samples ({args.num_samples}), got {keep}")
+    if args.keep is not None and args.rerank is None:
+        raise AudioLLMError("--keep needs --rerank MULAN_DIR (the model that scores the samples)")
     model, tokenizer = load_model_dir(args.model_dir)
+    scorer = None
+    if args.rerank is not None:
+        from .mulan import load_mulan_dir
+
+        scorer = load_mulan_dir(args.rerank)
     try:
         seconds = check_generation(tokenizer, args.text, args.seconds, get_task("text_to_midi").window_seconds)
     except AudioLLMError as e:
@@ -284,10 +295,18 @@ def cmd_generate(args: argparse.Namespace) -> None:
     pieces = generate_midi(model, tokenizer, [args.text] * args.num_samples, seconds=seconds,
                            guidance=args.guidance, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                            generator=generator, max_new_tokens=args.max_new_tokens)
-    for i, notes in enumerate(pieces):
-        out = args.out if args.num_samples == 1 else args.out.with_name(f"{args.out.stem}_{i}{args.out.suffix}")
-        wav, mid = write_piece(notes, out, seconds, soundfont=args.soundfont)
-        print(f"{len(notes)} notes, {seconds:g} s: {wav} and {mid}")
+    audio = [render_notes(notes, seconds, args.soundfont) for notes in pieces]
+    if scorer is None:
+        chosen = [(i, None) for i in range(len(pieces))]
+    else:  # MusicLM's reranking: keep the samples whose audio MuLaN finds closest to the text
+        from .mulan import rerank
+
+        chosen = rerank(*scorer, args.text, [torch.from_numpy(a).float() for a in audio], keep=keep)
+    for rank, (i, similarity) in enumerate(chosen):
+        out = args.out if len(chosen) == 1 else args.out.with_name(f"{args.out.stem}_{rank}{args.out.suffix}")
+        wav, mid = write_piece(pieces[i], out, seconds, soundfont=args.soundfont, rendered=audio[i])
+        scored = "" if similarity is None else f", sample {i} of {len(pieces)}, MuLaN similarity {similarity:.4f}"
+        print(f"{len(pieces[i])} notes, {seconds:g} s{scored}: {wav} and {mid}")
 
 
 def cmd_data_derive(args: argparse.Namespace) -> None:
@@ -558,6 +577,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="where note onsets come from: ctc = the model's CTC head places each note's start and "
                          "pitch and the decoder writes held notes, velocities and note-offs around them; lm = the "
                          "decoder alone; auto (default) = ctc when the model was trained with model.ctc_weight > 0")
+    tr.add_argument("--offsets", choices=("auto", "frames", "lm"), default="auto",
+                    help="where note ends come from: frames = the model's note-activity head (a note lasts while "
+                         "its pitch stays active); lm = the decoder's note-offs; auto (default) = frames when the "
+                         "model was trained with model.frame_weight > 0")
     tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     tr.set_defaults(func=cmd_transcribe)
 
@@ -580,6 +603,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-new-tokens", type=int, default=1024, help="event-token budget per piece (default 1024)")
     g.add_argument("--soundfont", type=Path, default=None,
                    help="General MIDI .sf2 (default: Debian's FluidR3_GM, else pretty_midi's TimGM6mb)")
+    g.add_argument("--rerank", type=Path, default=None, metavar="MULAN_DIR",
+                   help="a saved MuLaN model: score every sample's audio against --text and write the best "
+                        "first (OUT_0 is the best), keeping --keep of them")
+    g.add_argument("--keep", type=int, default=None,
+                   help="with --rerank: how many of the --num-samples to write (default all, best first)")
     g.set_defaults(func=cmd_generate)
 
     em = sub.add_parser("embed", help="MuLaN: embed audio files or texts into one joint space (.npy)")

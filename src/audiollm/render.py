@@ -44,12 +44,13 @@ def render_notes(notes: Sequence[Note], seconds: float, soundfont: str | os.Path
 
 
 def write_piece(notes: Sequence[Note], wav_path: str | os.PathLike, seconds: float,
-                soundfont: str | os.PathLike | None = None) -> tuple[Path, Path]:
-    """Write ``wav_path`` (rendered) and the same name with ``.mid``, each via a temporary
-    file renamed into place, so an interrupted run never leaves a half-written file."""
+                soundfont: str | os.PathLike | None = None, rendered: np.ndarray | None = None) -> tuple[Path, Path]:
+    """Write ``wav_path`` (``rendered``, else rendered here) and the same name with ``.mid``,
+    each via a temporary file renamed into place, so an interrupted run never leaves a
+    half-written file."""
     wav_path = Path(wav_path)
     mid_path = wav_path.with_suffix(".mid")
-    wav = render_notes(notes, seconds, soundfont)
+    wav = render_notes(notes, seconds, soundfont) if rendered is None else rendered
     wav_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{mid_path.name}.", suffix=".tmp", dir=mid_path.parent)
     os.close(fd)

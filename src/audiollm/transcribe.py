@@ -13,6 +13,12 @@ exactly there, and the decoder writes the rest of the answer around them (held n
 velocities, note-offs — so each note's length). ``"auto"`` picks ``"ctc"`` when the model has
 the head. This is the hybrid CTC/attention decoding of speech recognition, applied to the
 one part of an event answer that is aligned with the audio.
+
+Where note ends come from (``offsets``): ``"lm"`` — the decoder's note-offs; ``"frames"`` — a
+model trained with ``model.frame_weight > 0`` has a note-activity head on its encoder (per
+frame, which pitches sound); each note then lasts while its pitch stays active from its onset
+frame on (:func:`frame_offsets`), the decoder's note-off kept where the head does not hear the
+note at its onset. ``"auto"`` picks ``"frames"`` when the model has the head.
 """
 
 from __future__ import annotations
@@ -32,6 +38,16 @@ from .tokenizers.text import TextTokenizer
 
 DEFAULT_QUESTION = "Transcribe the notes."
 ONSET_SOURCES = ("auto", "ctc", "lm")
+OFFSET_SOURCES = ("auto", "frames", "lm")
+ACTIVE = 0.5  # a pitch sounds in a frame where the note-activity head's probability is at least this
+
+
+class WindowActivity:
+    """One window's note-activity probabilities (F, 128) and the seconds each frame spans."""
+
+    def __init__(self, probs: torch.Tensor, seconds_per_frame: float):
+        self.probs = probs
+        self.seconds_per_frame = seconds_per_frame
 
 
 def split_windows(wav: torch.Tensor, window_samples: int) -> list[torch.Tensor]:
@@ -84,6 +100,62 @@ def ctc_onsets(model, tokenizer: TextTokenizer, frames: torch.Tensor, frame_leng
     return out
 
 
+def frame_offsets(notes: Sequence[Note], windows: Sequence[WindowActivity], window_seconds: float,
+                  threshold: float = ACTIVE) -> list[Note]:
+    """``notes`` of one clip with each end read off the note-activity of its windows (window k
+    starts at ``k · window_seconds``): from the first frame whose centre is at or after the
+    note's start, the note lasts while its pitch's probability stays at least ``threshold`` and
+    ends where that frame run ends — never past the next onset of the same pitch and program.
+    A note whose pitch is not active at that first frame keeps its end."""
+    centres, ends, probs = [], [], []
+    for k, w in enumerate(windows):
+        n = w.probs.shape[0]
+        c = k * window_seconds + (torch.arange(n, dtype=torch.float64) + 0.5) * w.seconds_per_frame
+        centres.append(c)
+        ends.append(c + 0.5 * w.seconds_per_frame)
+        probs.append(w.probs.float())
+    if not notes or not centres:
+        return list(notes)
+    centre, end_of, active = torch.cat(centres), torch.cat(ends).tolist(), (torch.cat(probs) >= threshold)
+    active_t = active.T.tolist()  # per pitch, per frame
+    first = torch.searchsorted(centre, torch.tensor([n.start for n in notes], dtype=torch.float64)).tolist()
+    next_onset: dict[tuple[int, int], float] = {}
+    out: list[Note] = [None] * len(notes)  # type: ignore[list-item]
+    for i in sorted(range(len(notes)), key=lambda i: -notes[i].start):  # latest first: next onsets known
+        n, j = notes[i], first[i]
+        row = active_t[n.pitch]
+        if j < len(row) and row[j]:
+            while j + 1 < len(row) and row[j + 1]:
+                j += 1
+            end = min(end_of[j], next_onset.get((n.pitch, n.program), float("inf")))
+            n = Note(n.pitch, n.start, end if end > n.start else n.end, n.velocity, n.program)
+        out[i] = n
+        next_onset[(n.pitch, n.program)] = n.start
+    return out
+
+
+def note_activity(model, frames: torch.Tensor, frame_lengths: torch.Tensor,
+                  sample_lengths: torch.Tensor) -> list[WindowActivity]:
+    """Each window's note-activity probabilities from the model's head, on the CPU."""
+    probs = torch.sigmoid(model.frame_head(frames).float()).cpu()  # (B, F, 128)
+    return [WindowActivity(p[: int(n)], s / SAMPLE_RATE / max(int(n), 1))
+            for p, n, s in zip(probs, frame_lengths.tolist(), sample_lengths.tolist())]
+
+
+def resolve_offsets(model, offsets: str) -> str:
+    """``auto`` → ``frames`` when the model has a note-activity head, else ``lm``; a clear error
+    for ``frames`` without one."""
+    if offsets not in OFFSET_SOURCES:
+        raise AudioLLMError(f"offsets must be one of {', '.join(OFFSET_SOURCES)}, got {offsets!r}")
+    has_head = getattr(model, "frame_head", None) is not None
+    if offsets == "frames" and not has_head:
+        raise AudioLLMError("offsets 'frames' needs a model trained with model.frame_weight > 0; "
+                            "this one has no note-activity head")
+    if offsets == "auto":
+        return "frames" if has_head else "lm"
+    return offsets
+
+
 def resolve_onsets(model, onsets: str) -> str:
     """``auto`` → ``ctc`` when the model has a CTC head, else ``lm``; a clear error for ``ctc``
     without one."""
@@ -99,16 +171,24 @@ def resolve_onsets(model, onsets: str) -> str:
 
 @torch.no_grad()
 def _decode_windows(model, tokenizer: TextTokenizer, audio: torch.Tensor, lengths: torch.Tensor,
-                    prompts: list[list[int]], budget: int, onsets: str) -> list[list[int]]:
-    """Answer ids of one batch of windows (see the module docstring for ``onsets``)."""
-    if onsets == "lm":
-        return model.generate(audio, lengths, prompt_ids=prompts, max_new_tokens=budget, eos_id=tokenizer.eos_id)
+                    prompts: list[list[int]], budget: int, onsets: str,
+                    offsets: str) -> tuple[list[list[int]], list[WindowActivity | None]]:
+    """Answer ids of one batch of windows, and each window's note activity when ``offsets`` is
+    ``frames`` (see the module docstring for ``onsets`` and ``offsets``)."""
+    if onsets == "lm" and offsets == "lm":
+        ids = model.generate(audio, lengths, prompt_ids=prompts, max_new_tokens=budget, eos_id=tokenizer.eos_id)
+        return ids, [None] * len(prompts)
     frames, frame_lengths = model.encode_frames(audio, lengths)
+    activity = (note_activity(model, frames, frame_lengths, lengths) if offsets == "frames"
+                else [None] * len(prompts))
+    if onsets == "lm":
+        ids = model.generate(audio, lengths, prompt_ids=prompts, max_new_tokens=budget, eos_id=tokenizer.eos_id)
+        return ids, activity
     anchors = ctc_onsets(model, tokenizer, frames, frame_lengths, lengths)
     embeds, valid = model.prompt_embeds(*model.projector(frames, frame_lengths), prompts)
     steps = [max(1, tokenizer.midi.steps(n / SAMPLE_RATE)) for n in lengths.tolist()]
     grammar = AnchoredGrammar(tokenizer, len(prompts), steps, anchors, held=True)
-    return decode_events(model.lm, embeds, valid, grammar, budget=budget, eos_id=tokenizer.eos_id)
+    return decode_events(model.lm, embeds, valid, grammar, budget=budget, eos_id=tokenizer.eos_id), activity
 
 
 @torch.no_grad()
@@ -122,10 +202,12 @@ def transcribe(
     batch_size: int = 8,
     max_new_tokens: int = 1024,
     onsets: str = "auto",
+    offsets: str = "auto",
     progress: bool = False,
 ) -> list[list[Note]]:
     """Notes (absolute seconds) for each 16 kHz waveform, decoding greedily window by window,
-    with onsets from ``onsets`` (``auto``, ``ctc`` or ``lm``; see the module docstring).
+    with onsets from ``onsets`` (``auto``, ``ctc`` or ``lm``) and note ends from ``offsets``
+    (``auto``, ``frames`` or ``lm``; see the module docstring).
 
     Windows of all waveforms are batched together; audio shorter than a window is one
     shorter window. ``max_new_tokens`` is capped so a full window's prompt plus answer fits
@@ -141,29 +223,36 @@ def transcribe(
     if len(questions) != len(wavs):
         raise AudioLLMError(f"{len(questions)} questions for {len(wavs)} waveforms")
     onsets = resolve_onsets(model, onsets)
+    offsets = resolve_offsets(model, offsets)
     window_samples = int(round(window_seconds * SAMPLE_RATE))
     jobs = [(i, w) for i, wav in enumerate(wavs) for w in split_windows(wav, window_samples)]
     budget = _answer_budget(model, tokenizer, window_samples, max(questions, key=len, default=""), max_new_tokens)
     device = next(model.parameters()).device
     tokens: list[list[str]] = []
+    activity: list[WindowActivity | None] = []
     was_training = model.training
     model.eval()
     try:
         for start in tqdm(range(0, len(jobs), batch_size), desc="transcribe", unit="batch", disable=not progress):
             chunk = jobs[start : start + batch_size]
             audio, lengths = pad_batch([w for _, w in chunk])
-            out = _decode_windows(model, tokenizer, audio.to(device), lengths.to(device),
-                                  [prompt_ids(tokenizer, questions[i]) for i, _ in chunk], budget, onsets)
+            out, act = _decode_windows(model, tokenizer, audio.to(device), lengths.to(device),
+                                       [prompt_ids(tokenizer, questions[i]) for i, _ in chunk], budget, onsets, offsets)
             tokens += [tokenizer.decode_events(ids) for ids in out]
+            activity += act
     finally:
         model.train(was_training)
     per_wav: list[list[list[str]]] = [[] for _ in wavs]
-    for (i, _), toks in zip(jobs, tokens):
+    per_wav_activity: list[list[WindowActivity]] = [[] for _ in wavs]
+    for (i, _), toks, act in zip(jobs, tokens, activity):
         per_wav[i].append(toks)
-    return [
-        vocab.decode_windows(windows, window_seconds, total_seconds=wav.shape[0] / SAMPLE_RATE)[0]
-        for windows, wav in zip(per_wav, wavs)
-    ]
+        if act is not None:
+            per_wav_activity[i].append(act)
+    out_notes = []
+    for windows, acts, wav in zip(per_wav, per_wav_activity, wavs):
+        notes = vocab.decode_windows(windows, window_seconds, total_seconds=wav.shape[0] / SAMPLE_RATE)[0]
+        out_notes.append(frame_offsets(notes, acts, window_seconds) if offsets == "frames" else notes)
+    return out_notes
 
 
 def plot_piano_roll(notes: Sequence[Note], path, duration: float | None = None):

@@ -155,6 +155,7 @@ class ExampleBuilder:
             "input_ids": prompt + answer,
             "labels": [IGNORE_INDEX] * len(prompt) + answer,
             "ctc_labels": task.aligned_ids(target, self.tokenizer),  # no eos: CTC ends by itself
+            "frame_notes": task.frame_notes(row, start / self.sample_rate, duration),
         }
 
     def _text_only(self, row: dict, task, rng: random.Random) -> dict:
@@ -178,6 +179,7 @@ class ExampleBuilder:
             "input_ids": prompt + answer,
             "labels": [IGNORE_INDEX] * len(prompt) + answer,
             "ctc_labels": [],
+            "frame_notes": None,
         }
 
 
@@ -200,6 +202,13 @@ def collate(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     for i, c in enumerate(ctc_lists):
         if c:
             ctc_labels[i, : len(c)] = torch.tensor(c)
+    # Note-activity targets: (start_s, end_s, pitch) per note; count -1 = the row has none.
+    frame_lists = [e.get("frame_notes") for e in examples]
+    frame_note_counts = torch.tensor([-1 if f is None else len(f) for f in frame_lists], dtype=torch.long)
+    frame_notes = torch.zeros(len(examples), max(1, int(frame_note_counts.max())), 3)
+    for i, f in enumerate(frame_lists):
+        if f:
+            frame_notes[i, : len(f)] = torch.tensor(f, dtype=torch.float32)
     return {
         "audio": audio,
         "audio_lengths": audio_lengths,
@@ -208,6 +217,8 @@ def collate(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
         "labels": labels,
         "ctc_labels": ctc_labels,
         "ctc_lengths": ctc_lengths,
+        "frame_notes": frame_notes,
+        "frame_note_counts": frame_note_counts,
     }
 
 

@@ -29,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import __version__
+from ..audio import SAMPLE_RATE
 from ..errors import ConfigError, ModelDirError
 from .frontend import LogMel, LogMelConfig
 from .lm import fuse_split_projections
@@ -68,10 +69,15 @@ class AudioLLMConfig:
     ctc_weight: float = 0.0  # > 0 adds a CTC head on the encoder, trained on transcript-like
     #   answers (tasks with aligned_answer) with this weight next to the LM loss (hybrid
     #   CTC/attention training: the encoder learns to align sound and tokens much sooner)
+    frame_weight: float = 0.0  # > 0 adds a note-activity head on the encoder: per frame, which of
+    #   the 128 MIDI pitches sound (a piano roll), trained with binary cross-entropy on the notes
+    #   of tasks that give them (transcription); decoding reads note ends from it
 
     def __post_init__(self) -> None:
-        if not isinstance(self.ctc_weight, (int, float)) or isinstance(self.ctc_weight, bool) or self.ctc_weight < 0:
-            raise ConfigError(f"ctc_weight must be a number >= 0, got {self.ctc_weight!r}")
+        for key in ("ctc_weight", "frame_weight"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{key} must be a number >= 0, got {value!r}")
         if isinstance(self.frontend, dict):
             self.frontend = _config_from_dict(LogMelConfig, self.frontend, "frontend")
         elif not isinstance(self.frontend, LogMelConfig):
@@ -110,6 +116,7 @@ class AudioLLMConfig:
             "lm": self.lm,
             "lm_config": dataclasses.asdict(self.lm_config),
             "ctc_weight": self.ctc_weight,
+            "frame_weight": self.frame_weight,
         }
 
     @classmethod
@@ -142,6 +149,31 @@ class AudioLLMConfig:
         )
 
 
+N_PITCHES = 128  # MIDI pitches the note-activity head scores
+
+
+def frame_seconds(audio_lengths: torch.Tensor, enc_lengths: torch.Tensor) -> torch.Tensor:
+    """(B,) seconds per encoder frame of each row: its audio's length over its frame count."""
+    return audio_lengths.float() / SAMPLE_RATE / enc_lengths.clamp(min=1).float()
+
+
+def piano_roll(notes: torch.Tensor, counts: torch.Tensor, audio_lengths: torch.Tensor,
+               enc_lengths: torch.Tensor, n_frames: int) -> torch.Tensor:
+    """(B, n_frames, 128) float targets: 1 where a pitch sounds at a frame's centre.
+
+    ``notes`` (B, N, 3) holds each row's ``(start_s, end_s, pitch)`` relative to its window, the
+    first ``counts[i]`` real (a negative count: none). Frame f of row i is centred at
+    ``(f + 0.5) · frame_seconds``; a note covers the frames whose centre is in ``[start, end)``.
+    """
+    B, N, _ = notes.shape
+    centres = (torch.arange(n_frames, device=notes.device).float()[None, :] + 0.5) \
+        * frame_seconds(audio_lengths, enc_lengths)[:, None]  # (B, F)
+    real = torch.arange(N, device=notes.device)[None, :] < counts[:, None]  # (B, N)
+    on = (notes[:, None, :, 0] <= centres[..., None]) & (centres[..., None] < notes[:, None, :, 1]) & real[:, None, :]
+    pitch = F.one_hot(notes[..., 2].long().clamp(0, N_PITCHES - 1), N_PITCHES).float()  # (B, N, 128)
+    return (on.float() @ pitch).clamp(max=1.0)  # (B, F, 128)
+
+
 @dataclass
 class AudioLLMOutput:
     logits: torch.Tensor  # (B, T, V) next-token logits over the merged [audio][text] sequence
@@ -150,7 +182,8 @@ class AudioLLMOutput:
     loss: torch.Tensor | None = None  # mean CE over real target tokens (None without labels)
     loss_sum: torch.Tensor | None = None  # summed CE, for exact averaging across batches/processes
     n_targets: torch.Tensor | None = None  # number of real target tokens (long scalar)
-    aux_loss_sum: torch.Tensor | None = None  # ctc_weight × summed CTC loss (0 without CTC rows)
+    aux_loss_sum: torch.Tensor | None = None  # ctc_weight × summed CTC loss + frame_weight × summed
+    #   note-activity loss (each 0 without rows that have such targets)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,6 +245,8 @@ class AudioLLM(nn.Module):
         # CTC over the LM's vocabulary plus one blank (the last index).
         vocab = config.lm_config.vocab_size
         self.ctc_head = nn.Linear(self.audio_encoder.output_dim, vocab + 1) if config.ctc_weight > 0 else None
+        # Note activity: one logit per MIDI pitch per encoder frame.
+        self.frame_head = nn.Linear(self.audio_encoder.output_dim, N_PITCHES) if config.frame_weight > 0 else None
 
     # -- pieces ---------------------------------------------------------------------------------
 
@@ -300,6 +335,20 @@ class AudioLLM(nn.Module):
         )
         return loss + logits.sum() * 0.0
 
+    def frame_loss_sum(self, hidden: torch.Tensor, enc_lengths: torch.Tensor, audio_lengths: torch.Tensor,
+                       frame_notes: torch.Tensor, frame_note_counts: torch.Tensor) -> torch.Tensor:
+        """Summed binary cross-entropy of the note-activity head against each row's piano roll
+        (:func:`piano_roll`), over the row's real frames and all 128 pitches. Rows with
+        ``frame_note_counts < 0`` have no such targets and are left out (a row with 0 notes is a
+        silent window: every pitch off); as with CTC every process still runs the head."""
+        logits = self.frame_head(hidden).float()  # (B, F', 128)
+        roll = piano_roll(frame_notes.to(hidden.device), frame_note_counts.to(hidden.device),
+                          audio_lengths.to(hidden.device), enc_lengths, logits.shape[1])
+        keep = (torch.arange(logits.shape[1], device=hidden.device)[None, :] < enc_lengths[:, None]) \
+            & (frame_note_counts.to(hidden.device) >= 0)[:, None]  # (B, F')
+        bce = F.binary_cross_entropy_with_logits(logits, roll, reduction="none").sum(-1)  # (B, F')
+        return (bce * keep).sum() + logits.sum() * 0.0
+
     def state_to_save(self) -> dict[str, torch.Tensor]:
         """The tensors a model directory stores.
 
@@ -330,13 +379,17 @@ class AudioLLM(nn.Module):
         labels: torch.Tensor | None = None,
         ctc_labels: torch.Tensor | None = None,
         ctc_lengths: torch.Tensor | None = None,
+        frame_notes: torch.Tensor | None = None,
+        frame_note_counts: torch.Tensor | None = None,
     ) -> AudioLLMOutput:
         """Logits over ``[audio][text]`` per row (right-padded); CE loss where labels != -100.
 
         labels (B, L) are aligned with input_ids and the model shifts: merged position p
         predicts the label at merged position p + 1 (so the last audio token predicts the
         first text label). Labels past text_lengths are ignored. With a CTC head, rows with
-        ``ctc_lengths > 0`` also get the CTC loss on ``ctc_labels`` (``aux_loss_sum``).
+        ``ctc_lengths > 0`` also get the CTC loss on ``ctc_labels``, and with a note-activity
+        head rows with ``frame_note_counts >= 0`` the frame loss on ``frame_notes`` (both in
+        ``aux_loss_sum``).
         """
         hidden, enc_lengths = self.encode_frames(audio, audio_lengths)
         audio_emb, audio_tok_lengths = self.projector(hidden, enc_lengths)
@@ -360,8 +413,17 @@ class AudioLLM(nn.Module):
         out.loss_sum = loss_sum
         out.n_targets = n_targets
         out.loss = loss_sum / n_targets.clamp(min=1)
+        aux = []
         if self.ctc_head is not None and ctc_labels is not None and ctc_lengths is not None:
-            out.aux_loss_sum = self.config.ctc_weight * self.ctc_loss_sum(hidden, enc_lengths, ctc_labels, ctc_lengths)
+            aux.append(self.config.ctc_weight * self.ctc_loss_sum(hidden, enc_lengths, ctc_labels, ctc_lengths))
+        if self.frame_head is not None and frame_notes is not None and frame_note_counts is not None:
+            if audio.dim() == 4:
+                raise ConfigError("the note-activity head (model.frame_weight > 0) needs waveforms to time its "
+                                  "frames, not cached encoder states")
+            aux.append(self.config.frame_weight * self.frame_loss_sum(hidden, enc_lengths, audio_lengths,
+                                                                      frame_notes, frame_note_counts))
+        if aux:
+            out.aux_loss_sum = sum(aux[1:], aux[0])
         return out
 
     # -- generation -----------------------------------------------------------------------------

@@ -118,6 +118,12 @@ class Task(ABC):
         an ``aligned_answer`` task, none otherwise."""
         return list(target) if self.aligned_answer else []
 
+    def frame_notes(self, row: Row, start: float, duration: float) -> list[tuple[float, float, int]] | None:
+        """Note-activity targets of the audio window ``[start, start + duration)`` seconds: each
+        note sounding in it as ``(start, end, pitch)`` relative to the window, clipped to it.
+        None for a task without notes (the model's note-activity head then skips the row)."""
+        return None
+
     def generate(self, model: Any, tokenizer: Any, wavs: Sequence[Any], questions: Sequence[str], *,
                  max_new_tokens: int = 64, batch_size: int = 16) -> list[str]:
         """Greedy predictions (already postprocessed) for one batch of this task's waveforms.

@@ -145,6 +145,11 @@ class TranscriptionTask(Task):
         tie = tokens.index(TIE)
         return [i for i, t in zip(target[tie + 1:], tokens[tie + 1:]) if t.startswith("<|on_")]
 
+    def frame_notes(self, row: Row, start: float, duration: float) -> list[tuple[float, float, int]]:
+        end = start + duration
+        return [(max(n.start, start) - start, min(n.end, end) - start, n.pitch)
+                for n in self.notes(row) if n.start < end and n.end > start]
+
     def generate(self, model: Any, tokenizer: Any, wavs: Sequence[Any], questions: Sequence[str], *,
                  max_new_tokens: int = 64, batch_size: int = 16) -> list[str]:
         """Whole clips, windowed and stitched (see :mod:`audiollm.transcribe`), as note JSON."""

@@ -1,0 +1,129 @@
+"""The note-activity head: piano-roll targets per window, its loss, and note ends read off it."""
+
+from __future__ import annotations
+
+import pytest
+import soundfile as sf
+import torch
+
+from audiollm.data.batching import ExampleBuilder, collate
+from audiollm.errors import AudioLLMError, ConfigError
+from audiollm.models.audiollm import AudioLLM, AudioLLMConfig, piano_roll
+from audiollm.tasks import get_task
+from audiollm.tokenizers.midi import MidiVocab, Note
+from audiollm.tokenizers.text import TextTokenizer
+from audiollm.transcribe import WindowActivity, frame_offsets, resolve_offsets, transcribe
+
+from conftest import tone
+
+TASK = get_task("transcription")
+SR = 16000
+NOTES = [Note(60, 0.2, 1.0, 90), Note(64, 3.5, 6.5, 60, 40), Note(36, 4.9, 9.0, 110, 33)]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    text = TextTokenizer.train(["transcribe the notes", *TASK.questions] * 3, vocab_size=300)
+    return text.with_midi(MidiVocab(programs=(0, 33, 40)))
+
+
+def model_with_head(tok, frame_weight=1.0):
+    cfg = AudioLLMConfig.tiny()
+    cfg.lm_config.vocab_size = tok.vocab_size
+    cfg.frame_weight = frame_weight
+    torch.manual_seed(0)
+    return AudioLLM(cfg)
+
+
+def test_window_targets_are_the_notes_sounding_in_it_clipped(tmp_path, tok):
+    sf.write(tmp_path / "a.wav", tone(10.0), SR)
+    row = {"audio": str(tmp_path / "a.wav"), "task": "transcription",
+           "notes": [[n.pitch, n.start, n.end, n.velocity, n.program] for n in NOTES]}
+    def flat(notes):
+        return pytest.approx([x for n in notes for x in n])
+
+    # from 3 s: pitch 60 ended before the window; 64 and 36 clipped to it, times relative to 3 s
+    assert [x for n in TASK.frame_notes(row, 3.0, 5.0) for x in n] == flat([(0.5, 3.5, 64), (1.9, 5.0, 36)])
+    assert [x for n in TASK.frame_notes(row, 0.0, 5.0) for x in n] == flat([(0.2, 1.0, 60), (3.5, 5.0, 64),
+                                                                           (4.9, 5.0, 36)])
+    assert get_task("tagging").frame_notes({"audio": "x.wav", "task": "tagging", "answer": "piano"}, 0.0, 4.0) is None
+    build = ExampleBuilder([row], tok, seed=0, max_audio_seconds=30.0)
+    for draw in range(4):  # each random window's targets are its own notes, relative to its start
+        ex = build(0, draw)
+        assert ex["frame_notes"] and all(0.0 <= s < e <= 5.0 + 1e-9 for s, e, _ in ex["frame_notes"])
+    batch = collate([build(0, 0), {**build(0, 1), "frame_notes": None}, {**build(0, 2), "frame_notes": []}], tok.pad_id)
+    assert batch["frame_note_counts"].tolist()[1:] == [-1, 0]
+    assert batch["frame_notes"].shape[0] == 3 and batch["frame_notes"].shape[2] == 3
+
+
+def test_piano_roll_marks_the_frames_whose_centre_a_note_covers():
+    notes = torch.tensor([[[0.09, 0.29, 60.0], [0.0, 0.05, 72.0], [9.0, 9.9, 1.0]]])  # the third is padding
+    # 0.4 s of audio over 10 frames: 40 ms frames centred at 0.02, 0.06, …
+    roll = piano_roll(notes, torch.tensor([2]), torch.tensor([6400]), torch.tensor([10]), 10)
+    assert roll.shape == (1, 10, 128)
+    assert roll[0, :, 60].nonzero().flatten().tolist() == [2, 3, 4, 5, 6]  # centres 0.10 … 0.26
+    assert roll[0, :, 72].nonzero().flatten().tolist() == [0]
+    assert roll.sum() == 6  # nothing else, and not the padding note at pitch 1
+
+
+def test_frame_loss_is_bce_over_real_frames_of_rows_with_targets(tok):
+    model = model_with_head(tok)
+    wav = torch.from_numpy(tone(1.0)).float()
+    audio = torch.stack([wav, wav, torch.cat([wav[: SR // 2], torch.zeros(SR // 2)])])
+    lengths = torch.tensor([SR, SR, SR // 2])
+    ids = torch.tensor([[5, 6, 7]] * 3)
+    notes = torch.tensor([[[0.1, 0.6, 60.0]], [[0.0, 0.0, 0.0]], [[0.0, 0.5, 64.0]]])
+    counts = torch.tensor([1, -1, 1])  # the second row has no note targets
+    out = model(audio, lengths, ids, torch.tensor([3, 3, 3]), ids, frame_notes=notes, frame_note_counts=counts)
+    hidden, enc = model.encode_frames(audio, lengths)
+    logits = model.frame_head(hidden).float()
+    want = 0.0
+    for i in (0, 2):
+        n = int(enc[i])
+        roll = piano_roll(notes[i : i + 1], counts[i : i + 1], lengths[i : i + 1], enc[i : i + 1], n)[0]
+        want += torch.nn.functional.binary_cross_entropy_with_logits(logits[i, :n], roll, reduction="sum")
+    torch.testing.assert_close(out.aux_loss_sum, want * model.config.frame_weight)
+    out.aux_loss_sum.backward()
+    assert model.frame_head.weight.grad is not None and model.frame_head.weight.grad.abs().sum() > 0
+    # config: saved with the model, validated, off by default
+    assert AudioLLMConfig.from_dict(model.config.to_dict()).frame_weight == 1.0
+    assert AudioLLM(AudioLLMConfig.tiny()).frame_head is None
+    with pytest.raises(ConfigError, match="frame_weight"):
+        AudioLLMConfig.from_dict({**AudioLLMConfig.tiny().to_dict(), "frame_weight": -1})
+
+
+def test_frame_offsets_follow_activity_across_windows_and_stop_at_the_next_onset():
+    spf = 0.04
+    probs = [torch.zeros(50, 128), torch.zeros(50, 128)]  # two 2 s windows
+    probs[0][10:50, 60] = 0.9   # pitch 60 sounds from 0.4 s to the end of window 0 …
+    probs[1][0:5, 60] = 0.9     # … and on into window 1 until 2.2 s
+    probs[0][20:30, 64] = 0.9   # pitch 64: 0.8 – 1.2 s, struck again at 1.0 s
+    notes = [Note(60, 0.4, 0.6), Note(64, 0.8, 1.5), Note(64, 1.0, 1.1), Note(67, 0.5, 0.7)]
+    got = frame_offsets(notes, [WindowActivity(p, spf) for p in probs], window_seconds=2.0)
+    assert got[0].end == pytest.approx(2.2)          # the run crosses the window boundary
+    assert got[1].end == pytest.approx(1.0)          # stops at the next onset of pitch 64
+    assert got[2].end == pytest.approx(1.2)
+    assert got[3] == notes[3]                        # pitch 67 never active: the decoder's end is kept
+    assert [(n.pitch, n.start, n.velocity, n.program) for n in got] == [(n.pitch, n.start, n.velocity, n.program)
+                                                                      for n in notes]
+
+
+def test_transcription_reads_note_ends_from_the_head(tok):
+    model = model_with_head(tok).eval()
+    with torch.no_grad():  # a head that says: pitch 60 sounds everywhere, nothing else does
+        model.frame_head.weight.zero_()
+        model.frame_head.bias.fill_(-20.0)
+        model.frame_head.bias[60] = 20.0
+    wav = torch.from_numpy(tone(3.0)).float()
+    lm_ends = transcribe(model, tok, [wav], window_seconds=2.0, max_new_tokens=120, offsets="lm")[0]
+    framed = transcribe(model, tok, [wav], window_seconds=2.0, max_new_tokens=120, offsets="frames")[0]
+    assert [(n.pitch, n.start) for n in framed] == [(n.pitch, n.start) for n in lm_ends]
+    for before, after in zip(lm_ends, framed):
+        later = [n.start for n in lm_ends if n.pitch == 60 and n.program == before.program and n.start > before.start]
+        if before.pitch == 60:  # active to the end of the clip, or to its next onset
+            assert after.end == pytest.approx(min(later, default=3.0), abs=1e-6)
+        else:
+            assert after.end == before.end
+    assert resolve_offsets(model, "auto") == "frames"
+    with pytest.raises(AudioLLMError, match="no note-activity head"):
+        resolve_offsets(AudioLLM(AudioLLMConfig.tiny()), "frames")
