@@ -109,8 +109,9 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=None, help="first N clips only")
     p.add_argument("--max-new-tokens", type=int, default=1024, help="answer budget per window (default 1024)")
     p.add_argument("--onsets", choices=ONSET_SOURCES, default="auto",
-                   help="where note onsets come from: ctc = the model's CTC head anchors them, lm = the decoder "
-                        "alone, auto = ctc when the model has the head (default)")
+                   help="where note onsets come from: ctc = the model's CTC head anchors them, ctc+frames = "
+                        "plus those only the note-activity head hears, lm = the decoder alone, auto = the "
+                        "heads the model has (default)")
     p.add_argument("--offsets", choices=OFFSET_SOURCES, default="auto",
                    help="where note ends come from: frames = the model's note-activity head, lm = the decoder's "
                         "note-offs, auto = frames when the model has the head (default)")

@@ -127,3 +127,58 @@ def test_transcription_reads_note_ends_from_the_head(tok):
     assert resolve_offsets(model, "auto") == "frames"
     with pytest.raises(AudioLLMError, match="no note-activity head"):
         resolve_offsets(AudioLLM(AudioLLMConfig.tiny()), "frames")
+
+
+def test_frame_onsets_are_rising_edges_that_last_and_only_fill_in_what_ctc_missed(tok):
+    from audiollm.transcribe import frame_onsets, merge_onsets, resolve_onsets
+
+    probs = torch.zeros(20, 128)
+    probs[0:6, 48] = 0.9    # on from the window's first frame: maybe held over, not an onset
+    probs[5:9, 60] = 0.9    # an onset at frame 5 (0.2 s = step 20 of the 10 ms grid)
+    probs[12, 62] = 0.9     # one frame only: too short
+    probs[10:14, 64] = 0.6  # an onset at frame 10 …
+    probs[15:18, 64] = 0.9  # … and a re-strike at frame 15
+    act = WindowActivity(probs, 0.04)
+    assert frame_onsets(act, tok.midi) == [(20, 60), (40, 64), (60, 64)]
+    assert frame_onsets(act, tok.midi, threshold=0.7) == [(20, 60), (60, 64)]
+    assert frame_onsets(act, tok.midi, min_frames=4) == [(20, 60), (40, 64)]
+    # a CTC onset of the same pitch within the tolerance wins; other pitches and times are added
+    assert merge_onsets([(22, 60), (50, 67)], [(20, 60), (40, 64)], tolerance_steps=10) == [(22, 60), (40, 64), (50, 67)]
+    assert merge_onsets([(5, 60)], [(20, 60)], tolerance_steps=10) == [(5, 60), (20, 60)]
+    cfg = AudioLLMConfig.tiny()
+    cfg.lm_config.vocab_size = tok.vocab_size
+    cfg.ctc_weight, cfg.frame_weight = 0.5, 0.1
+    both = AudioLLM(cfg)
+    assert resolve_onsets(both, "auto") == "ctc+frames"
+    with pytest.raises(AudioLLMError, match="no note-activity head"):
+        resolve_onsets(AudioLLM(AudioLLMConfig.from_dict({**cfg.to_dict(), "frame_weight": 0.0})), "ctc+frames")
+
+
+def test_ctc_plus_frames_decodes_a_note_only_the_activity_head_hears(tok):
+    cfg = AudioLLMConfig.tiny()
+    cfg.lm_config.vocab_size = tok.vocab_size
+    cfg.ctc_weight, cfg.frame_weight = 0.5, 0.1
+    torch.manual_seed(0)
+    model = AudioLLM(cfg).eval()
+    wav = torch.from_numpy(tone(2.0)).float()
+    with torch.no_grad():
+        model.ctc_head.weight.zero_()  # the CTC head hears nothing: blank everywhere
+        model.ctc_head.bias.fill_(-20.0)
+        model.ctc_head.bias[-1] = 20.0
+        _, n_frames = model.encode_frames(wav[None], torch.tensor([wav.shape[0]]))
+    spf = 2.0 / int(n_frames[0])
+
+    class Head(torch.nn.Module):  # pitch 60 sounds from frame 5 to frame 9
+        def forward(self, frames):
+            out = torch.full((*frames.shape[:2], 128), -20.0)
+            out[:, 5:10, 60] = 20.0
+            return out
+
+    model.frame_head = Head()
+    ctc_only = transcribe(model, tok, [wav], window_seconds=2.0, max_new_tokens=120, onsets="ctc", offsets="frames")[0]
+    both = transcribe(model, tok, [wav], window_seconds=2.0, max_new_tokens=120, onsets="ctc+frames", offsets="frames")[0]
+    assert not [n for n in ctc_only if n.start > 0]  # no onsets to anchor: only held notes, if any
+    (note,) = [n for n in both if n.start > 0]
+    assert note.pitch == 60
+    assert note.start == pytest.approx(5 * spf, abs=tok.midi.time_step)
+    assert note.end == pytest.approx(10 * spf, abs=1e-6)  # its end from the same activity

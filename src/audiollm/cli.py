@@ -573,10 +573,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--max-new-tokens", type=int, default=1024,
                     help="event-token budget per window, capped by the decoder's context (default 1024)")
     tr.add_argument("--max-seconds", type=float, default=3600.0, help="refuse audio longer than this (default 3600)")
-    tr.add_argument("--onsets", choices=("auto", "ctc", "lm"), default="auto",
+    tr.add_argument("--onsets", choices=("auto", "ctc", "ctc+frames", "lm"), default="auto",
                     help="where note onsets come from: ctc = the model's CTC head places each note's start and "
-                         "pitch and the decoder writes held notes, velocities and note-offs around them; lm = the "
-                         "decoder alone; auto (default) = ctc when the model was trained with model.ctc_weight > 0")
+                         "pitch and the decoder writes held notes, velocities and note-offs around them; "
+                         "ctc+frames = those plus the starts the note-activity head hears and the CTC head missed; "
+                         "lm = the decoder alone; auto (default) = ctc+frames with both heads, ctc with the CTC "
+                         "head (model.ctc_weight > 0), else lm")
     tr.add_argument("--offsets", choices=("auto", "frames", "lm"), default="auto",
                     help="where note ends come from: frames = the model's note-activity head (a note lasts while "
                          "its pitch stays active); lm = the decoder's note-offs; auto (default) = frames when the "

@@ -10,9 +10,11 @@ greedily; ``"ctc"`` — a model trained with ``model.ctc_weight > 0`` has a CTC 
 encoder that emits each note-on at the frame it sounds (:func:`ctc_onsets`); those become
 anchors of the decoding (:class:`audiollm.midi_grammar.AnchoredGrammar`): each note starts
 exactly there, and the decoder writes the rest of the answer around them (held notes,
-velocities, note-offs — so each note's length). ``"auto"`` picks ``"ctc"`` when the model has
-the head. This is the hybrid CTC/attention decoding of speech recognition, applied to the
-one part of an event answer that is aligned with the audio.
+velocities, note-offs — so each note's length). ``"ctc+frames"`` adds the onsets of a
+note-activity head (below) that the CTC head missed (:func:`frame_onsets`, :func:`merge_onsets`).
+``"auto"`` picks ``"ctc+frames"`` when the model has both heads, ``"ctc"`` with the CTC head
+alone. This is the hybrid CTC/attention decoding of speech recognition, applied to the one part
+of an event answer that is aligned with the audio.
 
 Where note ends come from (``offsets``): ``"lm"`` — the decoder's note-offs; ``"frames"`` — a
 model trained with ``model.frame_weight > 0`` has a note-activity head on its encoder (per
@@ -37,9 +39,12 @@ from .tokenizers.midi import Note
 from .tokenizers.text import TextTokenizer
 
 DEFAULT_QUESTION = "Transcribe the notes."
-ONSET_SOURCES = ("auto", "ctc", "lm")
+ONSET_SOURCES = ("auto", "ctc", "ctc+frames", "lm")
 OFFSET_SOURCES = ("auto", "frames", "lm")
 ACTIVE = 0.5  # a pitch sounds in a frame where the note-activity head's probability is at least this
+ONSET_ACTIVE = 0.5  # ``ctc+frames``: a frame-head onset needs this probability …
+ONSET_FRAMES = 2  # … for at least this many frames in a row
+ONSET_TOLERANCE = 0.1  # seconds: a frame-head onset this close to a CTC onset of its pitch is that one
 
 
 class WindowActivity:
@@ -142,6 +147,36 @@ def note_activity(model, frames: torch.Tensor, frame_lengths: torch.Tensor,
             for p, n, s in zip(probs, frame_lengths.tolist(), sample_lengths.tolist())]
 
 
+def frame_onsets(activity: WindowActivity, vocab, threshold: float | None = None,
+                 min_frames: int | None = None) -> list[tuple[int, int]]:
+    """Note starts read off one window's note activity, as ``(step, pitch)``: a pitch off in one
+    frame and on (probability ≥ ``threshold``) for ``min_frames`` frames from the next. The
+    window's first frame never counts: a pitch already on there may be a note held over from the
+    window before, which the decoder writes in its held section. Defaults: ``ONSET_ACTIVE``,
+    ``ONSET_FRAMES``."""
+    threshold = ONSET_ACTIVE if threshold is None else threshold
+    min_frames = ONSET_FRAMES if min_frames is None else min_frames
+    on = activity.probs >= threshold  # (F, 128)
+    start = on.clone()
+    start[0] = False
+    start[1:] &= ~on[:-1]
+    for d in range(1, min_frames):  # … and still on d frames later
+        start[: on.shape[0] - d] &= on[d:]
+        start[on.shape[0] - d :] = False
+    return [(vocab.steps(f * activity.seconds_per_frame), p) for f, p in start.nonzero().tolist()]
+
+
+def merge_onsets(ctc: Sequence[tuple[int, int]], frames: Sequence[tuple[int, int]],
+                 tolerance_steps: int) -> list[tuple[int, int]]:
+    """The CTC onsets plus the frame-head onsets that no CTC onset of the same pitch lies
+    within ``tolerance_steps`` of (the CTC head's step is kept where both heard a note)."""
+    steps_of: dict[int, list[int]] = {}
+    for step, pitch in ctc:
+        steps_of.setdefault(pitch, []).append(step)
+    extra = [(s, p) for s, p in frames if all(abs(s - q) > tolerance_steps for q in steps_of.get(p, ()))]
+    return sorted(set(ctc) | set(extra))
+
+
 def resolve_offsets(model, offsets: str) -> str:
     """``auto`` → ``frames`` when the model has a note-activity head, else ``lm``; a clear error
     for ``frames`` without one."""
@@ -157,15 +192,19 @@ def resolve_offsets(model, offsets: str) -> str:
 
 
 def resolve_onsets(model, onsets: str) -> str:
-    """``auto`` → ``ctc`` when the model has a CTC head, else ``lm``; a clear error for ``ctc``
-    without one."""
+    """``auto`` → ``ctc+frames`` when the model has a CTC head and a note-activity head, ``ctc``
+    with the CTC head alone, else ``lm``; a clear error when a named source's head is missing."""
     if onsets not in ONSET_SOURCES:
         raise AudioLLMError(f"onsets must be one of {', '.join(ONSET_SOURCES)}, got {onsets!r}")
-    has_head = getattr(model, "ctc_head", None) is not None
-    if onsets == "ctc" and not has_head:
-        raise AudioLLMError("onsets 'ctc' needs a model trained with model.ctc_weight > 0; this one has no CTC head")
+    has_ctc = getattr(model, "ctc_head", None) is not None
+    has_frames = getattr(model, "frame_head", None) is not None
+    if onsets in ("ctc", "ctc+frames") and not has_ctc:
+        raise AudioLLMError(f"onsets {onsets!r} needs a model trained with model.ctc_weight > 0; this one has no CTC head")
+    if onsets == "ctc+frames" and not has_frames:
+        raise AudioLLMError("onsets 'ctc+frames' needs a model trained with model.frame_weight > 0; "
+                            "this one has no note-activity head")
     if onsets == "auto":
-        return "ctc" if has_head else "lm"
+        return ("ctc+frames" if has_frames else "ctc") if has_ctc else "lm"
     return onsets
 
 
@@ -175,16 +214,19 @@ def _decode_windows(model, tokenizer: TextTokenizer, audio: torch.Tensor, length
                     offsets: str) -> tuple[list[list[int]], list[WindowActivity | None]]:
     """Answer ids of one batch of windows, and each window's note activity when ``offsets`` is
     ``frames`` (see the module docstring for ``onsets`` and ``offsets``)."""
-    if onsets == "lm" and offsets == "lm":
+    if onsets == "lm" and offsets == "lm":  # the decoder alone
         ids = model.generate(audio, lengths, prompt_ids=prompts, max_new_tokens=budget, eos_id=tokenizer.eos_id)
         return ids, [None] * len(prompts)
     frames, frame_lengths = model.encode_frames(audio, lengths)
-    activity = (note_activity(model, frames, frame_lengths, lengths) if offsets == "frames"
+    activity = (note_activity(model, frames, frame_lengths, lengths) if "frames" in (offsets, onsets.split("+")[-1])
                 else [None] * len(prompts))
     if onsets == "lm":
         ids = model.generate(audio, lengths, prompt_ids=prompts, max_new_tokens=budget, eos_id=tokenizer.eos_id)
         return ids, activity
     anchors = ctc_onsets(model, tokenizer, frames, frame_lengths, lengths)
+    if onsets == "ctc+frames":
+        tolerance = tokenizer.midi.steps(ONSET_TOLERANCE)
+        anchors = [merge_onsets(a, frame_onsets(act, tokenizer.midi), tolerance) for a, act in zip(anchors, activity)]
     embeds, valid = model.prompt_embeds(*model.projector(frames, frame_lengths), prompts)
     steps = [max(1, tokenizer.midi.steps(n / SAMPLE_RATE)) for n in lengths.tolist()]
     grammar = AnchoredGrammar(tokenizer, len(prompts), steps, anchors, held=True)
