@@ -212,14 +212,14 @@ def resolve_onsets(model, onsets: str) -> str:
 def _decode_windows(model, tokenizer: TextTokenizer, audio: torch.Tensor, lengths: torch.Tensor,
                     prompts: list[list[int]], budget: int, onsets: str,
                     offsets: str) -> tuple[list[list[int]], list[WindowActivity | None]]:
-    """Answer ids of one batch of windows, and each window's note activity when ``offsets`` is
-    ``frames`` (see the module docstring for ``onsets`` and ``offsets``)."""
+    """Answer ids of one batch of windows, and each window's note activity when a source uses
+    the note-activity head (see the module docstring for ``onsets`` and ``offsets``)."""
     if onsets == "lm" and offsets == "lm":  # the decoder alone
         ids = model.generate(audio, lengths, prompt_ids=prompts, max_new_tokens=budget, eos_id=tokenizer.eos_id)
         return ids, [None] * len(prompts)
     frames, frame_lengths = model.encode_frames(audio, lengths)
-    activity = (note_activity(model, frames, frame_lengths, lengths) if "frames" in (offsets, onsets.split("+")[-1])
-                else [None] * len(prompts))
+    needs_activity = offsets == "frames" or onsets == "ctc+frames"
+    activity = note_activity(model, frames, frame_lengths, lengths) if needs_activity else [None] * len(prompts)
     if onsets == "lm":
         ids = model.generate(audio, lengths, prompt_ids=prompts, max_new_tokens=budget, eos_id=tokenizer.eos_id)
         return ids, activity
