@@ -42,8 +42,7 @@ DEFAULT_QUESTION = "Transcribe the notes."
 ONSET_SOURCES = ("auto", "ctc", "ctc+frames", "lm")
 OFFSET_SOURCES = ("auto", "frames", "lm")
 ACTIVE = 0.5  # a pitch sounds in a frame where the note-activity head's probability is at least this
-ONSET_ACTIVE = 0.5  # ``ctc+frames``: a frame-head onset needs this probability …
-ONSET_FRAMES = 2  # … for at least this many frames in a row
+ONSET_FRAMES = 2  # ``ctc+frames``: a frame-head onset is a pitch active for this many frames in a row
 ONSET_TOLERANCE = 0.1  # seconds: a frame-head onset this close to a CTC onset of its pitch is that one
 
 
@@ -53,6 +52,11 @@ class WindowActivity:
     def __init__(self, probs: torch.Tensor, seconds_per_frame: float):
         self.probs = probs
         self.seconds_per_frame = seconds_per_frame
+
+
+def seconds_per_frame(n_samples: int, n_frames: int) -> float:
+    """Seconds each encoder frame of a window spans: its audio's length over its frame count."""
+    return n_samples / SAMPLE_RATE / max(int(n_frames), 1)
 
 
 def split_windows(wav: torch.Tensor, window_samples: int) -> list[torch.Tensor]:
@@ -94,12 +98,12 @@ def ctc_onsets(model, tokenizer: TextTokenizer, frames: torch.Tensor, frame_leng
     best = model.ctc_head(frames).argmax(dim=-1).tolist()  # (B, F)
     out = []
     for row, n_frames, n_samples in zip(best, frame_lengths.tolist(), sample_lengths.tolist()):
-        seconds_per_frame = n_samples / SAMPLE_RATE / max(int(n_frames), 1)
+        spf = seconds_per_frame(n_samples, n_frames)
         onsets, prev = [], None
         for t, label in enumerate(row[: int(n_frames)]):
             if label != prev and label in pitch_of:
                 chord = prev in pitch_of and onsets  # the run of a chord goes on
-                onsets.append((onsets[-1][0] if chord else vocab.steps(t * seconds_per_frame), pitch_of[label]))
+                onsets.append((onsets[-1][0] if chord else vocab.steps(t * spf), pitch_of[label]))
             prev = label
         out.append(onsets)
     return out
@@ -143,19 +147,16 @@ def note_activity(model, frames: torch.Tensor, frame_lengths: torch.Tensor,
                   sample_lengths: torch.Tensor) -> list[WindowActivity]:
     """Each window's note-activity probabilities from the model's head, on the CPU."""
     probs = torch.sigmoid(model.frame_head(frames).float()).cpu()  # (B, F, 128)
-    return [WindowActivity(p[: int(n)], s / SAMPLE_RATE / max(int(n), 1))
+    return [WindowActivity(p[: int(n)], seconds_per_frame(s, n))
             for p, n, s in zip(probs, frame_lengths.tolist(), sample_lengths.tolist())]
 
 
-def frame_onsets(activity: WindowActivity, vocab, threshold: float | None = None,
-                 min_frames: int | None = None) -> list[tuple[int, int]]:
+def frame_onsets(activity: WindowActivity, vocab, threshold: float = ACTIVE,
+                 min_frames: int = ONSET_FRAMES) -> list[tuple[int, int]]:
     """Note starts read off one window's note activity, as ``(step, pitch)``: a pitch off in one
     frame and on (probability ≥ ``threshold``) for ``min_frames`` frames from the next. The
     window's first frame never counts: a pitch already on there may be a note held over from the
-    window before, which the decoder writes in its held section. Defaults: ``ONSET_ACTIVE``,
-    ``ONSET_FRAMES``."""
-    threshold = ONSET_ACTIVE if threshold is None else threshold
-    min_frames = ONSET_FRAMES if min_frames is None else min_frames
+    window before, which the decoder writes in its held section."""
     on = activity.probs >= threshold  # (F, 128)
     start = on.clone()
     start[0] = False
@@ -199,7 +200,8 @@ def resolve_onsets(model, onsets: str) -> str:
     has_ctc = getattr(model, "ctc_head", None) is not None
     has_frames = getattr(model, "frame_head", None) is not None
     if onsets in ("ctc", "ctc+frames") and not has_ctc:
-        raise AudioLLMError(f"onsets {onsets!r} needs a model trained with model.ctc_weight > 0; this one has no CTC head")
+        raise AudioLLMError(f"onsets {onsets!r} needs a model trained with model.ctc_weight > 0; "
+                            "this one has no CTC head")
     if onsets == "ctc+frames" and not has_frames:
         raise AudioLLMError("onsets 'ctc+frames' needs a model trained with model.frame_weight > 0; "
                             "this one has no note-activity head")
@@ -248,7 +250,7 @@ def transcribe(
     progress: bool = False,
 ) -> list[list[Note]]:
     """Notes (absolute seconds) for each 16 kHz waveform, decoding greedily window by window,
-    with onsets from ``onsets`` (``auto``, ``ctc`` or ``lm``) and note ends from ``offsets``
+    with onsets from ``onsets`` (``auto``, ``ctc``, ``ctc+frames`` or ``lm``) and note ends from ``offsets``
     (``auto``, ``frames`` or ``lm``; see the module docstring).
 
     Windows of all waveforms are batched together; audio shorter than a window is one
