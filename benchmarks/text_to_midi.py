@@ -9,7 +9,9 @@ The same metric is run on each row's own notes, the corpus's ground truth: that 
 ceiling the estimators allow (a tempo word is judged at the estimate's metrical level, which
 notes alone leave ambiguous; the key of a 4 s excerpt is noisy). Prints one JSON object:
 
-  model / reference      valid_rate, instrument / tempo (all, bpm requests, class requests) / key adherence
+  model / reference      valid_rate, instrument / tempo (all, bpm requests, class requests) / key adherence;
+                         and the tempo scores of the same notes played at the requested tempo
+                         (``*_fitted``: what ``audiollm generate`` writes unless --no-tempo-fit)
   model_own_plan         for a vocabulary with attribute tokens: the model's scores when it writes its
                          own tempo/key plan instead of one narrowed to what the caption asks for
   ratio_to_reference     model / reference per attribute (1.0 = as good as the ground truth)
@@ -34,13 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, log, machine, parser, run, setup  # noqa: E402
 
-from audiollm import metrics  # noqa: E402
 from audiollm.data.manifest import read_manifest  # noqa: E402
 from audiollm.errors import AudioLLMError  # noqa: E402
 from audiollm.model_dir import load_model_dir  # noqa: E402
 from audiollm.tasks import get_task  # noqa: E402
-from audiollm.tasks.text_to_midi import request_of  # noqa: E402
-from audiollm.tasks.transcription import parse_notes  # noqa: E402
+from audiollm.tasks.transcription import notes_to_json, parse_notes  # noqa: E402
 
 
 def main() -> None:
@@ -71,7 +71,6 @@ def main() -> None:
     with torch.inference_mode():
         predictions = task.generate_from_text(model, tokenizer, rows, questions, batch_size=args.batch_size)
     wall = time.perf_counter() - t0
-    requests = [request_of(r) for r in rows]
     model_scores = task.score(predictions, rows)
     model_scores.pop("n")
     own_plan = None
@@ -81,7 +80,8 @@ def main() -> None:
             free = task.generate_from_text(model, tokenizer, rows, questions, batch_size=args.batch_size,
                                            follow_caption=False)
         own_plan = {k: round(v, 4) for k, v in task.score(free, rows).items() if k != "n"}
-    reference = metrics.attribute_adherence(requests, [task.notes(r) for r in rows])
+    reference = task.score([notes_to_json(task.notes(r)) for r in rows], rows)
+    reference.pop("n")
     result = {
         "benchmark": "text_to_midi", "manifest": str(args.manifest), "captions": len(rows),
         "machine": machine(device),

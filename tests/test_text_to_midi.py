@@ -466,6 +466,32 @@ def test_generate_cli_writes_wav_and_midi(model_dir, tmp_path, capsys):
     _one_line_error(capsys, ["generate", model_dir, "--text", "a cello", "--out", tmp_path / "p.mp3"], "must end in .wav")
 
 
+def test_generate_cli_plays_the_pieces_at_the_requested_tempo(model_dir, model, tok, tmp_path, capsys):
+    """By default each sampled piece is the model's notes after fit_tempo; --no-tempo-fit writes
+    the model's notes as sampled (same seed, same samples)."""
+    need_renderer()
+    from audiollm.tempo_fit import fit_tempo
+
+    text = "a slow cello in D minor"
+    argv = ["generate", str(model_dir), "--text", text, "--num-samples", "3", "--seconds", "2", "--max-new-tokens",
+            "120", "--seed", "5"]
+    assert main(argv + ["--out", str(tmp_path / "fit.wav")]) == 0
+    assert main(argv + ["--out", str(tmp_path / "raw.wav"), "--no-tempo-fit"]) == 0
+    printed = capsys.readouterr().out
+    raw = generate_midi(model, tok, [text] * 3, seconds=2.0, guidance=3.0, temperature=1.0, top_p=0.95,
+                        generator=torch.Generator().manual_seed(5), max_new_tokens=120)
+    factors = []
+    for i, notes in enumerate(raw):
+        fit = fit_tempo(notes, parse_request(text), 2.0)
+        for name, expected in (("raw", notes), ("fit", fit.notes)):
+            written = read_midi(tmp_path / f"{name}_{i}.mid")
+            assert [(n.pitch, n.program) for n in written] == [(n.pitch, n.program) for n in expected]
+            assert [n.start for n in written] == pytest.approx([n.start for n in expected], abs=2e-3)
+        assert (f"times × {fit.factor:.3f}" in printed) == (fit.factor != 1.0)
+        factors.append(fit.factor)
+    assert any(f != 1.0 for f in factors)  # the untrained model's pieces did need fitting
+
+
 def test_generate_cli_reranks_samples_with_mulan(model_dir, tmp_path, capsys):
     need_renderer()
     from audiollm.audio import load_audio

@@ -295,6 +295,16 @@ def cmd_generate(args: argparse.Namespace) -> None:
     pieces = generate_midi(model, tokenizer, [args.text] * args.num_samples, seconds=seconds,
                            guidance=args.guidance, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                            generator=generator, max_new_tokens=args.max_new_tokens)
+    tempo_notes = [""] * len(pieces)
+    if args.tempo_fit:
+        from .music_prompt import parse_request
+        from .tempo_fit import fit_tempo
+
+        request = parse_request(args.text)
+        fits = [fit_tempo(notes, request, seconds) for notes in pieces]
+        pieces = [f.notes for f in fits]
+        tempo_notes = [f", tempo {f.before:.1f} → {f.after:.1f} bpm (times × {f.factor:.3f})" if f.factor != 1.0 else ""
+                       for f in fits]
     audio = [render_notes(notes, seconds, args.soundfont) for notes in pieces]
     if scorer is None:
         chosen = [(i, None) for i in range(len(pieces))]
@@ -306,7 +316,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         out = args.out if len(chosen) == 1 else args.out.with_name(f"{args.out.stem}_{rank}{args.out.suffix}")
         wav, mid = write_piece(pieces[i], out, seconds, soundfont=args.soundfont, rendered=audio[i])
         scored = "" if similarity is None else f", sample {i} of {len(pieces)}, MuLaN similarity {similarity:.4f}"
-        print(f"{len(pieces[i])} notes, {seconds:g} s{scored}: {wav} and {mid}")
+        print(f"{len(pieces[i])} notes, {seconds:g} s{scored}{tempo_notes[i]}: {wav} and {mid}")
 
 
 def cmd_data_derive(args: argparse.Namespace) -> None:
@@ -605,6 +615,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-new-tokens", type=int, default=1024, help="event-token budget per piece (default 1024)")
     g.add_argument("--soundfont", type=Path, default=None,
                    help="General MIDI .sf2 (default: Debian's FluidR3_GM, else pretty_midi's TimGM6mb)")
+    g.add_argument("--tempo-fit", action=argparse.BooleanOptionalAction, default=True,
+                   help="play each sampled piece at the tempo --text asks for (NNN bpm or slow / medium-tempo / "
+                        "fast): all note times scaled by one factor (0.5-2), notes past --seconds cut; "
+                        "--no-tempo-fit keeps the model's own timing (default: on)")
     g.add_argument("--rerank", type=Path, default=None, metavar="MULAN_DIR",
                    help="a saved MuLaN model: score every sample's audio against --text and write the best "
                         "first (OUT_0 is the best), keeping --keep of them")

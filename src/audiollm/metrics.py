@@ -364,6 +364,20 @@ def tempo_matches(estimate: float | None, bpm: float) -> bool:
     return estimate is not None and any(abs(estimate - f * bpm) <= TEMPO_TOLERANCE * f * bpm for f in TEMPO_FACTORS)
 
 
+def tempo_fits(estimate: float | None, request) -> bool:
+    """Whether a tempo estimate is what a :class:`audiollm.music_prompt.MusicRequest` asks for:
+    :func:`tempo_matches` for a bpm, inside the class's bpm range for a tempo word (True when
+    it asks for no tempo)."""
+    from audiollm.data.synth.templates import TEMPO_RANGES
+
+    if request.bpm is not None:
+        return tempo_matches(estimate, request.bpm)
+    if request.tempo_class is not None:
+        lo, hi = TEMPO_RANGES[request.tempo_class]
+        return estimate is not None and lo <= estimate <= hi
+    return True
+
+
 def analyse_key(notes: Sequence) -> tuple[int, str]:
     """(tonic pitch class, "major"|"minor") by music21's key analysis (Krumhansl-Schmuckler with
     the Aarden-Essen profiles of ``stream.analyze('key')``), the analysis the corpus's key
@@ -391,8 +405,6 @@ def attribute_adherence(requests: Sequence, pieces: Sequence[Sequence]) -> dict[
     """
     from collections import Counter
 
-    from audiollm.data.synth.templates import TEMPO_RANGES
-
     _check(pieces, requests)
     if not pieces:
         return {}
@@ -403,12 +415,8 @@ def attribute_adherence(requests: Sequence, pieces: Sequence[Sequence]) -> dict[
             top = Counter(n.program for n in notes).most_common(1)
             hits["instrument"].append(ok and top[0][0] == req.program)
         if req.bpm is not None or req.tempo_class is not None:
-            est = estimate_tempo(notes) if ok else None
-            if req.bpm is not None:
-                hits["tempo_bpm"].append(tempo_matches(est, req.bpm))
-            else:
-                lo, hi = TEMPO_RANGES[req.tempo_class]
-                hits["tempo_class"].append(est is not None and lo <= est <= hi)
+            fits = tempo_fits(estimate_tempo(notes) if ok else None, req)
+            hits["tempo_bpm" if req.bpm is not None else "tempo_class"].append(fits)
         if req.mode is not None:
             if not ok:
                 hits["key"].append(False)

@@ -183,7 +183,12 @@ class TextToMidiTask(TranscriptionTask):
     def score(self, predictions: Sequence[str], rows: Sequence[Row]) -> dict[str, float]:
         """``valid_rate`` (notes that survive a MIDI file round trip), and the share of pieces
         whose MIDI has the requested ``instrument`` / ``tempo`` / ``key`` (each over the rows
-        that ask for it; see :func:`audiollm.metrics.attribute_adherence`)."""
+        that ask for it; see :func:`audiollm.metrics.attribute_adherence`). The tempo scores
+        are also given for the pieces as ``audiollm generate`` writes them by default, played
+        at the requested tempo (:func:`audiollm.tempo_fit.fit_tempo`): ``tempo_adherence_fitted``,
+        ``tempo_bpm_adherence_fitted``, ``tempo_class_adherence_fitted``."""
+        from audiollm.tempo_fit import fit_tempo
+
         self._check_pairs(predictions, rows)
         if not rows:
             return {"n": 0}
@@ -193,4 +198,9 @@ class TextToMidiTask(TranscriptionTask):
                 pieces.append(parse_notes(json.loads(pred) if pred.strip() else [], f"prediction {k}"))
             except (json.JSONDecodeError, ManifestError) as e:
                 raise AudioLLMError(f"text_to_midi prediction {k} is not a note list ({e})") from None
-        return {"n": len(rows), **metrics.attribute_adherence([request_of(r) for r in rows], pieces)}
+        requests = [request_of(r) for r in rows]
+        scores = metrics.attribute_adherence(requests, pieces)
+        fitted = [fit_tempo(p, req, min(self.duration(r), self.window_seconds)).notes if p else p
+                  for p, req, r in zip(pieces, requests, rows)]
+        tempo = {f"{k}_fitted": v for k, v in metrics.attribute_adherence(requests, fitted).items() if k.startswith("tempo")}
+        return {"n": len(rows), **scores, **tempo}
