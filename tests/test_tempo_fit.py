@@ -31,7 +31,7 @@ def test_bpm_request_moves_the_measured_tempo_there(bpm, asked):
     request = parse_request(f"a cello at {asked:.0f} bpm")
     assert not metrics.tempo_fits(metrics.estimate_tempo(notes), request)
     fit = fit_tempo(notes, request, 4.0)
-    assert metrics.tempo_fits(metrics.estimate_tempo(fit.notes), request)
+    assert fit.fits and metrics.tempo_fits(metrics.estimate_tempo(fit.notes), request)
     assert fit.after == metrics.estimate_tempo(fit.notes) and fit.before == metrics.estimate_tempo(notes)
     assert 1 / MAX_STRETCH <= fit.factor <= MAX_STRETCH and fit.factor != 1.0
     # only the time axis moved: same pitches, velocities and programs in the same order, times scaled
@@ -63,10 +63,12 @@ def test_nothing_to_fit_leaves_the_notes_alone():
                     parse_request("a cello at 60 bpm"),  # 120 is 60's double: the same tempo
                     parse_request("a medium-tempo cello")):
         fit = fit_tempo(notes, request, 4.0)
-        assert fit.notes == notes and fit.factor == 1.0
+        assert fit.notes == notes and fit.factor == 1.0 and fit.fits
     lone = [Note(60, 0.5, 1.0), Note(64, 0.5, 1.0)]  # one onset: no tempo to measure
     fit = fit_tempo(lone, parse_request("a cello at 90 bpm"), 4.0)
-    assert fit.notes == lone and fit.before is None
+    assert fit.notes == lone and fit.before is None and not fit.fits
+    fit = fit_tempo(notes, parse_request("a cello at 10 bpm"), 4.0)  # no level within ×2 reaches it
+    assert fit.notes == notes and fit.factor == 1.0 and not fit.fits
 
 
 def test_candidates_put_the_exact_levels_first_and_stay_within_the_limit():

@@ -298,13 +298,14 @@ def cmd_generate(args: argparse.Namespace) -> None:
     tempo_notes = [""] * len(pieces)
     if args.tempo_fit:
         from .music_prompt import parse_request
-        from .tempo_fit import fit_tempo
+        from .tempo_fit import MAX_STRETCH, fit_tempo
 
         request = parse_request(args.text)
         fits = [fit_tempo(notes, request, seconds) for notes in pieces]
         pieces = [f.notes for f in fits]
-        tempo_notes = [f", tempo {f.before:.1f} → {f.after:.1f} bpm (times × {f.factor:.3f})" if f.factor != 1.0 else ""
-                       for f in fits]
+        tempo_notes = [f", tempo {f.before:.1f} → {f.after:.1f} bpm (times × {f.factor:.3f})" if f.factor != 1.0
+                       else "" if f.fits else f", tempo kept as sampled (no rescaling within ×{1 / MAX_STRETCH:g}-"
+                       f"×{MAX_STRETCH:g} gives the requested tempo)" for f in fits]
     audio = [render_notes(notes, seconds, args.soundfont) for notes in pieces]
     if scorer is None:
         chosen = [(i, None) for i in range(len(pieces))]

@@ -44,13 +44,15 @@ RANGE_MARGIN = 0.1  # a tempo word's target range, narrowed by this share of its
 
 @dataclass(frozen=True)
 class TempoFit:
-    """What :func:`fit_tempo` did: the notes, the time factor (1.0: untouched), and the tempo
-    estimates before and after (None: fewer than two onsets)."""
+    """What :func:`fit_tempo` did: the notes, the time factor (1.0: untouched), the tempo
+    estimates before and after (None: fewer than two onsets), and whether the notes now have
+    the requested tempo (True when none was requested)."""
 
     notes: list[Note]
     factor: float
     before: float | None
     after: float | None
+    fits: bool
 
 
 def exact_factors(estimate: float, request: MusicRequest) -> list[float]:
@@ -89,11 +91,11 @@ def fit_tempo(notes: Sequence[Note], request: MusicRequest, seconds: float) -> T
     the module docstring; :func:`audiollm.music_prompt.parse_request` reads a text's request)."""
     notes = list(notes)
     before = estimate_tempo(notes)
-    if (request.bpm is None and request.tempo_class is None) or before is None or tempo_fits(before, request):
-        return TempoFit(notes, 1.0, before, before)
-    for factor in candidate_factors(before, request):
+    if (request.bpm is None and request.tempo_class is None) or tempo_fits(before, request):
+        return TempoFit(notes, 1.0, before, before, True)
+    for factor in candidate_factors(before, request) if before is not None else ():
         scaled = stretch(notes, factor, seconds)
         after = estimate_tempo(scaled)
         if tempo_fits(after, request):
-            return TempoFit(scaled, factor, before, after)
-    return TempoFit(notes, 1.0, before, before)
+            return TempoFit(scaled, factor, before, after, True)
+    return TempoFit(notes, 1.0, before, before, False)
