@@ -389,7 +389,24 @@ def analyse_key(notes: Sequence) -> tuple[int, str]:
     return key_of(np.array([[n.start, n.end, n.pitch] for n in notes], dtype=float))
 
 
-def attribute_adherence(requests: Sequence, pieces: Sequence[Sequence]) -> dict[str, float]:
+def _rates(hits: dict[str, list[bool]]) -> dict[str, float]:
+    """``{name}_adherence``: the share of True per attribute, for those with any requests."""
+    return {f"{name}_adherence": sum(v) / len(v) for name, v in hits.items() if v}
+
+
+def tempo_adherence(requests: Sequence, estimates: Sequence[float | None]) -> dict[str, float]:
+    """``tempo_adherence``, ``tempo_bpm_adherence`` and ``tempo_class_adherence`` (see
+    :func:`attribute_adherence`) of each piece's tempo estimate (None: an invalid piece, or
+    fewer than two onsets), over the requests that ask for a tempo."""
+    hits: dict[str, list[bool]] = {"tempo_bpm": [], "tempo_class": []}
+    for req, est in zip(requests, estimates, strict=True):
+        if req.bpm is not None or req.tempo_class is not None:
+            hits["tempo_bpm" if req.bpm is not None else "tempo_class"].append(tempo_fits(est, req))
+    return _rates({"tempo": hits["tempo_bpm"] + hits["tempo_class"], **hits})
+
+
+def attribute_adherence(requests: Sequence, pieces: Sequence[Sequence],
+                        tempi: Sequence[float | None] | None = None) -> dict[str, float]:
     """How well generated pieces follow their requests (:class:`audiollm.music_prompt.MusicRequest`).
 
     ``valid_rate``: pieces that survive a MIDI round trip (:func:`midi_round_trip`). Over the
@@ -401,34 +418,33 @@ def attribute_adherence(requests: Sequence, pieces: Sequence[Sequence]) -> dict[
     so expect it lower even for the reference notes),
     ``key_adherence`` (:func:`analyse_key` gives the requested tonic and mode, or the mode when
     only the mode is asked for). An attribute no request names is left out; an invalid piece
-    counts as not adhering.
+    counts as not adhering. ``tempi``: each piece's :func:`estimate_tempo` when the caller has
+    it already (estimated here otherwise).
     """
     from collections import Counter
 
     _check(pieces, requests)
     if not pieces:
         return {}
-    hits: dict[str, list[bool]] = {"instrument": [], "tempo_bpm": [], "tempo_class": [], "key": []}
     valid = [midi_round_trip(p) for p in pieces]
+    wants_tempo = [r.bpm is not None or r.tempo_class is not None for r in requests]
+    if tempi is None:
+        tempi = [estimate_tempo(p) if ok and want else None for p, ok, want in zip(pieces, valid, wants_tempo)]
+    instrument: list[bool] = []
+    key: list[bool] = []
     for req, notes, ok in zip(requests, pieces, valid):
         if req.program is not None:
             top = Counter(n.program for n in notes).most_common(1)
-            hits["instrument"].append(ok and top[0][0] == req.program)
-        if req.bpm is not None or req.tempo_class is not None:
-            fits = tempo_fits(estimate_tempo(notes) if ok else None, req)
-            hits["tempo_bpm" if req.bpm is not None else "tempo_class"].append(fits)
+            instrument.append(ok and top[0][0] == req.program)
         if req.mode is not None:
             if not ok:
-                hits["key"].append(False)
+                key.append(False)
                 continue
             tonic, mode = analyse_key(notes)
-            hits["key"].append(mode == req.mode and (req.tonic is None or tonic == req.tonic))
-    out = {"valid_rate": sum(valid) / len(valid)}
-    hits = {"instrument": hits["instrument"], "tempo": hits["tempo_bpm"] + hits["tempo_class"], **hits}
-    for name, values in hits.items():
-        if values:
-            out[f"{name}_adherence"] = sum(values) / len(values)
-    return out
+            key.append(mode == req.mode and (req.tonic is None or tonic == req.tonic))
+    tempo = tempo_adherence(requests, [t if ok else None for t, ok in zip(tempi, valid)])
+    return {"valid_rate": sum(valid) / len(valid), **_rates({"instrument": instrument}), **tempo,
+            **_rates({"key": key})}
 
 
 # --------------------------------------------------------------------------- published protocols

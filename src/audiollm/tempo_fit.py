@@ -45,8 +45,8 @@ RANGE_MARGIN = 0.1  # a tempo word's target range, narrowed by this share of its
 @dataclass(frozen=True)
 class TempoFit:
     """What :func:`fit_tempo` did: the notes, the time factor (1.0: untouched), the tempo
-    estimates before and after (None: fewer than two onsets), and whether the notes now have
-    the requested tempo (True when none was requested)."""
+    estimates before and after (None: fewer than two onsets, or no tempo requested), and
+    whether the notes now have the requested tempo (True when none was requested)."""
 
     notes: list[Note]
     factor: float
@@ -90,8 +90,10 @@ def fit_tempo(notes: Sequence[Note], request: MusicRequest, seconds: float) -> T
     """``notes`` rescaled in time so their measured tempo is the one ``request`` asks for (see
     the module docstring; :func:`audiollm.music_prompt.parse_request` reads a text's request)."""
     notes = list(notes)
+    if request.bpm is None and request.tempo_class is None:
+        return TempoFit(notes, 1.0, None, None, True)
     before = estimate_tempo(notes)
-    if (request.bpm is None and request.tempo_class is None) or tempo_fits(before, request):
+    if tempo_fits(before, request):
         return TempoFit(notes, 1.0, before, before, True)
     for factor in candidate_factors(before, request) if before is not None else ():
         scaled = stretch(notes, factor, seconds)

@@ -199,8 +199,7 @@ class TextToMidiTask(TranscriptionTask):
             except (json.JSONDecodeError, ManifestError) as e:
                 raise AudioLLMError(f"text_to_midi prediction {k} is not a note list ({e})") from None
         requests = [request_of(r) for r in rows]
-        scores = metrics.attribute_adherence(requests, pieces)
-        fitted = [fit_tempo(p, req, min(self.duration(r), self.window_seconds)).notes if p else p
-                  for p, req, r in zip(pieces, requests, rows)]
-        tempo = {f"{k}_fitted": v for k, v in metrics.attribute_adherence(requests, fitted).items() if k.startswith("tempo")}
-        return {"n": len(rows), **scores, **tempo}
+        fits = [fit_tempo(p, req, min(self.duration(r), self.window_seconds)) for p, req, r in zip(pieces, requests, rows)]
+        scores = metrics.attribute_adherence(requests, pieces, tempi=[f.before for f in fits])
+        fitted = metrics.tempo_adherence(requests, [f.after if metrics.midi_round_trip(f.notes) else None for f in fits])
+        return {"n": len(rows), **scores, **{f"{k}_fitted": v for k, v in fitted.items()}}
