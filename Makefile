@@ -1,7 +1,7 @@
 # The two commands: `make demo` (set up + run the main job) and `make test` (set up + tests).
 VENV ?= .venv
 PY := $(VENV)/bin/python
-CORPUS ?= data/corpus
+CORPUS ?= data/corpus_quickstart
 RUN ?= runs/quickstart
 
 .PHONY: setup demo test test-all bench clean

@@ -29,7 +29,10 @@ def write_config(tmp_path: Path, corpus: Path, **train_overrides) -> Path:
         "tokenizer": {"vocab_size": 300},
         "model": model,
         "train": {"max_steps": 10, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "eval_every": 0,
-                  "save_every": 0, "log_every": 1, "eval_examples": 8, "max_new_tokens": 8, **train_overrides},
+                  "save_every": 0, "log_every": 1, "eval_examples": 8, "max_new_tokens": 8,
+                  # float32 everywhere: "auto" would pick bf16 on AMX/AVX512-BF16 CPUs, and the
+                  # equivalence tests below compare weights to 1e-5
+                  "mixed_precision": "no", **train_overrides},
     }
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "cfg.yaml"

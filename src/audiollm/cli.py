@@ -198,7 +198,7 @@ def cmd_ask(args: argparse.Namespace) -> None:
     text = answer(
         model, tokenizer, wav, question,
         max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, generator=generator,
+        top_k=args.top_k, top_p=args.top_p, generator=generator, ctc_weight=args.ctc_weight,
     )
     if args.json:
         print(json.dumps({"audio": str(args.audio), "question": question, "answer": text}, ensure_ascii=False))
@@ -233,7 +233,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     options = {"bertscore_model": str(args.bertscore_model) if args.bertscore_model else None,
                "bertscore_layer": args.bertscore_layer, "tag_scores": args.tag_scores, "seed": args.baseline_seed}
     result = evaluate(model, tokenizer, rows, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                      max_audio_seconds=args.max_seconds, progress=not args.no_progress,
+                      max_audio_seconds=args.max_seconds, progress=not args.no_progress, ctc_weight=args.ctc_weight,
                       protocol=args.protocol, protocol_options=options)
     print(format_table(result.results))
     for note in result.notes:
@@ -444,7 +444,20 @@ def cmd_score(args: argparse.Namespace) -> None:
         print(f"{s:.4f}  {text}")
 
 
+def _ctc_weight(text: str) -> float:
+    """argparse type of --ctc-weight: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .config import CTC_DECODE_WEIGHT as DEFAULT_CTC_WEIGHT
+
     p = argparse.ArgumentParser(prog="audiollm", description="Audio-language models: train, ask, evaluate, transcribe, generate; MuLaN embed, index, search, tag, score.")
     p.add_argument("--version", action="version", version=f"audiollm {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -546,6 +559,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--top-k", type=int, default=0, help="sample from the k most likely tokens (0 = off)")
     a.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1.0 = off)")
     a.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    a.add_argument("--ctc-weight", type=_ctc_weight, default=0.0,
+                   help="when the answer is a transcript of the audio (a speech question): decode jointly with the "
+                        f"model's CTC head with this weight, e.g. {DEFAULT_CTC_WEIGHT} (default 0 = the LM alone; "
+                        "no effect on a model without a CTC head)")
     a.set_defaults(func=cmd_ask)
 
     e = sub.add_parser("evaluate", help="score a model on a manifest: per-task metrics table (+ JSON)")
@@ -558,6 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=32, help="clips per generation batch (default 32)")
     e.add_argument("--max-new-tokens", type=int, default=64, help="answer length budget in tokens (default 64)")
     e.add_argument("--max-seconds", type=float, default=30.0, help="refuse manifests with clips longer than this (default 30)")
+    e.add_argument("--ctc-weight", type=_ctc_weight, default=DEFAULT_CTC_WEIGHT,
+                   help="transcript rows (asr) of a model with a CTC head are decoded jointly with it, with this "
+                        f"weight in [0, 1] (default {DEFAULT_CTC_WEIGHT}; 0 = the LM alone)")
     e.add_argument("--protocol", default="auto",
                    help="published scoring to add to the default metrics: auto (by each row's dataset; default), "
                         "default (none), or comma-separated mullama, librispeech, mtt, clotho (all rows of their task)")

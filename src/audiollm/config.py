@@ -112,6 +112,12 @@ class TokenizerConfig:
             raise ConfigError(f"tokenizer.midi_*: {e}") from None
 
 
+#: Weight of the CTC head in joint CTC/attention decoding of transcripts (`audiollm.ctc_prefix`),
+#: the default of `audiollm evaluate --ctc-weight` and `train.ctc_decode_weight`. Chosen on the
+#: embedded corpus's valid split (README, "Joint CTC/attention decoding").
+CTC_DECODE_WEIGHT = 0.5
+
+
 @dataclass
 class TrainConfig:
     max_steps: int = 2000  # optimizer steps
@@ -130,6 +136,8 @@ class TrainConfig:
     eval_examples: int = 200  # validation rows scored per evaluation (spread over tasks)
     eval_batch_size: int = 32
     max_new_tokens: int = 48  # generation budget when scoring
+    ctc_decode_weight: float = CTC_DECODE_WEIGHT  # validation: transcript rows of a model with a CTC head
+    #   (model.ctc_weight > 0) are decoded jointly with it at this weight (0 = the LM alone)
     save_every: int = 500  # steps between resumable checkpoints (0 = only at the end)
     keep_checkpoints: int = 2  # most recent checkpoints kept on disk
     best_metric: str = "loss"  # "loss" or "task/metric", e.g. "tagging/accuracy", "asr/wer"
@@ -151,6 +159,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be ≥ 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.ctc_decode_weight <= 1.0:
+            raise ConfigError(f"train.ctc_decode_weight must be in [0, 1], got {self.ctc_decode_weight}")
 
 
 @dataclass

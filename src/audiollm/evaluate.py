@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .audio import audio_info, load_audio
+from .config import CTC_DECODE_WEIGHT
 from .errors import AudioError, AudioLLMError, ManifestError
 from .inference import generate_answers
 from .tasks import Task, get_task, row_label
@@ -79,6 +80,7 @@ def predict(
     max_audio_seconds: float | None = None,
     progress: bool = True,
     load: Callable[[Mapping[str, Any]], torch.Tensor] | None = None,
+    ctc_weight: float = CTC_DECODE_WEIGHT,
 ) -> list[str]:
     """Greedy answers for ``rows``, returned in input order.
 
@@ -91,6 +93,8 @@ def predict(
     of any length. ``load(row)`` replaces reading the row's audio file for untiled tasks
     (training validation passes cached encoder states this way). Text-only tasks
     (text_to_midi) read no audio: their task's ``generate_from_text`` answers the questions.
+    Rows of transcript tasks (``aligned_answer``) are decoded jointly with the model's CTC head
+    when it has one, with weight ``ctc_weight`` (0 = the LM alone; :mod:`audiollm.ctc_prefix`).
     """
     if batch_size < 1:
         raise AudioLLMError(f"batch_size must be at least 1, got {batch_size}")
@@ -140,7 +144,9 @@ def predict(
                     outputs = get_task(group).generate(model, tokenizer, wavs, batch_questions,
                                                        max_new_tokens=max_new_tokens, batch_size=batch_size)
                 else:
-                    texts = generate_answers(model, tokenizer, wavs, batch_questions, max_new_tokens=max_new_tokens)
+                    texts = generate_answers(model, tokenizer, wavs, batch_questions, max_new_tokens=max_new_tokens,
+                                             ctc_weight=ctc_weight,
+                                             ctc_rows=[get_task(rows[i]["task"]).aligned_answer for i in idx])
                     outputs = [get_task(rows[i]["task"]).postprocess(t) for i, t in zip(idx, texts)]
                 for i, pred in zip(idx, outputs):
                     predictions[i] = pred

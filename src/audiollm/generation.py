@@ -8,6 +8,8 @@ then top-k, then top-p, then one draw from the softmax.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .errors import ConfigError
@@ -69,6 +71,29 @@ def sample_next_token(
     logits = top_p_filter(logits, top_p)
     probs = torch.softmax(logits, dim=-1)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
+
+
+def pick_next_token(
+    rows: list[int],
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    generator: torch.Generator | None,
+    rescorer: Any = None,
+) -> torch.Tensor:
+    """One decoding step's tokens (b,) for the active ``rows`` (original batch indices).
+
+    A ``rescorer`` (e.g. :class:`audiollm.ctc_prefix.CTCPrefixScorer`) re-scores the LM's
+    next-token logits first (``rescore(rows, logits) -> logits``) and is told the pick after
+    (``advance(rows, tokens)``). Shared by every LM's batched ``generate``.
+    """
+    if rescorer is not None:
+        logits = rescorer.rescore(rows, logits)
+    next_tok = sample_next_token(logits.float(), temperature, top_k, top_p, generator)
+    if rescorer is not None:
+        rescorer.advance(rows, next_tok)
+    return next_tok
 
 
 def record_step(

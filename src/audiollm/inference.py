@@ -22,15 +22,23 @@ def generate_answers(
     top_k: int = 0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
+    ctc_weight: float = 0.0,
+    ctc_rows: list[bool] | None = None,
 ) -> list[str]:
-    """Batched generation: one decoded answer per (waveform, question) pair."""
+    """Batched generation: one decoded answer per (waveform, question) pair.
+
+    ``ctc_weight`` > 0 decodes the rows marked in ``ctc_rows`` (all when None) jointly with
+    the model's CTC head, if it has one (see :mod:`audiollm.ctc_prefix`): for transcripts.
+    """
     device = next(model.parameters()).device
     audio, lengths = pad_batch(wavs)
+    joint = ctc_weight > 0 and getattr(model, "ctc_head", None) is not None and (ctc_rows is None or any(ctc_rows))
     tokens = model.generate(
         audio.to(device), lengths.to(device),
         prompt_ids=[prompt_ids(tokenizer, q) for q in questions],
         max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_id,
         temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
+        **({"ctc_weight": ctc_weight, "ctc_rows": ctc_rows} if joint else {}),
     )
     return [tokenizer.decode(t) for t in tokens]
 

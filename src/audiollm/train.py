@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
@@ -133,6 +134,9 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
     tc = cfg.train
     kind = get_kind(cfg)
     run_dir = Path(cfg.output_dir)
+    # accelerate keeps the mixed-precision setting process-wide: a second train() in one process
+    # (a notebook, the tests) may ask for another. The distributed state (PartialState) is kept.
+    AcceleratorState._reset_state()
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),  # lets `accelerate launch` run N CPU processes (gloo)
         mixed_precision=_precision(tc.mixed_precision),
@@ -446,7 +450,7 @@ def validate_generation(net, tokenizer: TextTokenizer, rows: list[dict], cfg: Ex
         n += int(out.n_targets)
     metrics["loss"] = loss_sum / max(n, 1)
     preds = predict(net, tokenizer, subset, batch_size=bs, max_new_tokens=cfg.train.max_new_tokens,
-                    question_seed=cfg.train.seed, progress=False,
+                    question_seed=cfg.train.seed, progress=False, ctc_weight=cfg.train.ctc_decode_weight,
                     load=(lambda row: features.load(row["audio"]).states) if features is not None else None)
     for task, values in score_predictions(subset, preds).items():
         for name, value in values.items():

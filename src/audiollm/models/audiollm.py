@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from .. import __version__
 from ..audio import SAMPLE_RATE
+from ..ctc_prefix import CTCPrefixScorer
 from ..errors import ConfigError, ModelDirError
 from .frontend import LogMel, LogMelConfig
 from .lm import fuse_split_projections
@@ -442,6 +443,8 @@ class AudioLLM(nn.Module):
         generator: torch.Generator | None = None,
         use_cache: bool = True,
         return_logits: bool = False,
+        ctc_weight: float = 0.0,
+        ctc_rows: Sequence[bool] | None = None,
     ) -> list[list[int]] | tuple[list[list[int]], list[torch.Tensor]]:
         """Answer tokens per row (eos excluded) for prefixes ``[audio_i][prompt_i]``.
 
@@ -449,10 +452,20 @@ class AudioLLM(nn.Module):
         count real tokens only; rows stop at ``eos_id`` independently (KV cache by default,
         use_cache=False recomputes the prefix every step). With return_logits, also returns
         each row's (n_steps, V) next-token logits.
+
+        ``ctc_weight`` > 0 on a model with a CTC head decodes the rows marked in ``ctc_rows``
+        (all rows when None; meant for transcripts) jointly with the CTC head, with that
+        weight (:mod:`audiollm.ctc_prefix`).
         """
         if len(prompt_ids) != audio.shape[0]:
             raise ValueError(f"got {len(prompt_ids)} prompts for a batch of {audio.shape[0]} clips")
-        embeds, valid = self.prompt_embeds(*self.encode_audio(audio, audio_lengths), prompt_ids)
+        hidden, enc_lengths = self.encode_frames(audio, audio_lengths)
+        rescorer = None
+        if ctc_weight > 0 and self.ctc_head is not None and (ctc_rows is None or any(ctc_rows)):
+            active = None if ctc_rows is None else torch.tensor([bool(r) for r in ctc_rows])
+            log_probs = F.log_softmax(self.ctc_head(hidden).float(), dim=-1)  # (B, F', V + 1)
+            rescorer = CTCPrefixScorer(log_probs, enc_lengths, weight=ctc_weight, eos_id=eos_id, active=active)
+        embeds, valid = self.prompt_embeds(*self.projector(hidden, enc_lengths), prompt_ids)
         return self.lm.generate(
             inputs_embeds=embeds,
             attention_mask=valid,
@@ -464,6 +477,7 @@ class AudioLLM(nn.Module):
             generator=generator,
             use_cache=use_cache,
             return_logits=return_logits,
+            rescorer=rescorer,
         )
 
     @torch.no_grad()

@@ -19,12 +19,13 @@ checkpoint has embedding rows is an error.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 from ..errors import ConfigError
-from ..generation import check_sampling_args, finish, record_step, sample_next_token
+from ..generation import check_sampling_args, finish, pick_next_token, record_step
 from .hf_common import import_transformers, load_pretrained, trainable_state_keys
 from .registry import register_language_model
 from .tiny_checkpoints import tiny_checkpoint
@@ -162,11 +163,13 @@ class HFCausalLM(nn.Module):
         generator: torch.Generator | None = None,
         use_cache: bool = True,
         return_logits: bool = False,
+        rescorer: Any = None,
     ) -> list[list[int]] | tuple[list[list[int]], list[torch.Tensor]]:
         """Continue LEFT-padded prompt embeddings; each row's new tokens (eos excluded).
 
         Same contract as `lm.Decoder.generate`: finished rows leave the batch (their cache
-        rows too); use_cache=False recomputes the whole prefix each step (the reference).
+        rows too); use_cache=False recomputes the whole prefix each step (the reference);
+        a ``rescorer`` re-scores each step's logits before the pick.
         """
         check_sampling_args(temperature, top_k, top_p)
         T = import_transformers("lm hf_causal_lm")
@@ -189,7 +192,7 @@ class HFCausalLM(nn.Module):
         seq = inputs_embeds
         logits = self(inputs_embeds=seq, attention_mask=mask, cache=cache, logits_to_keep=1)[:, -1]  # (B, V)
         for step in range(max_new_tokens):
-            next_tok = sample_next_token(logits.float(), temperature, top_k, top_p, generator)  # (b,)
+            next_tok = pick_next_token(rows, logits, temperature, top_k, top_p, generator, rescorer)  # (b,)
             keep = record_step(rows, next_tok, logits, tokens, step_logits, eos_id)
             if not keep or step == max_new_tokens - 1:
                 break

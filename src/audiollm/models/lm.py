@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ..generation import check_sampling_args, finish, record_step, sample_next_token
+from ..generation import check_sampling_args, finish, pick_next_token, record_step
 from .registry import register_language_model
 
 # enable_gqa (grouped K/V heads without copying them) arrived in torch 2.5.
@@ -475,6 +476,7 @@ class Decoder(nn.Module):
         use_cache: bool = True,
         inputs_embeds: torch.Tensor | None = None,
         return_logits: bool = False,
+        rescorer: Any = None,
     ) -> list[list[int]] | tuple[list[list[int]], list[torch.Tensor]]:
         """Continue LEFT-padded prompts; return each row's new tokens (eos excluded).
 
@@ -484,6 +486,9 @@ class Decoder(nn.Module):
         rows stopped or after ``max_new_tokens``. use_cache=False recomputes the whole prefix
         every step (the reference the cached path is tested against).
         With return_logits, also returns each row's (n_steps, V) float32 next-token logits.
+        A ``rescorer`` re-scores each step's logits before the pick (see
+        `generation.pick_next_token`; e.g. joint CTC/attention decoding); recorded logits
+        stay the LM's own.
         """
         check_sampling_args(temperature, top_k, top_p)
         if (input_ids is None) == (inputs_embeds is None):
@@ -508,7 +513,7 @@ class Decoder(nn.Module):
         seq = x  # uncached path: the full sequence of embeddings so far
         logits = self(inputs_embeds=x, attention_mask=mask, cache=cache, logits_to_keep=1)[:, -1]  # (B, V)
         for step in range(max_new_tokens):
-            next_tok = sample_next_token(logits, temperature, top_k, top_p, generator)  # (b,)
+            next_tok = pick_next_token(rows, logits, temperature, top_k, top_p, generator, rescorer)  # (b,)
             keep = record_step(rows, next_tok, logits, tokens, step_logits, eos_id)
             if not keep or step == max_new_tokens - 1:
                 break
