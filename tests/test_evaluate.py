@@ -149,3 +149,36 @@ def test_write_json_is_atomic(setup, tmp_path):
         write_json(out, {"asr": {"wer": float("nan"), "n": 1}}, ["x"] * len(rows), rows)
     assert out.read_text() == "previous\n"
     assert [p.name for p in out.parent.iterdir()] == ["eval.json"]
+
+
+class CTCEchoModel(LengthEchoModel):
+    """LengthEchoModel with a CTC head: records which rows it was asked to decode jointly."""
+
+    ctc_head = torch.nn.Identity()
+
+    def generate(self, *args, ctc_weight=0.0, ctc_rows=None, **kw):
+        out = super().generate(*args, **kw)
+        self.calls[-1].update(ctc_weight=ctc_weight, ctc_rows=ctc_rows)
+        return out
+
+
+def test_transcript_rows_are_decoded_jointly_with_the_ctc_head(setup):
+    rows, tok, _ = setup
+    model = CTCEchoModel(tok)
+    asr_questions = {q for q, r in zip(questions_for(rows, 0), rows) if r["task"] == "asr"}
+    other_questions = {q for q, r in zip(questions_for(rows, 0), rows) if r["task"] != "asr"}
+    assert asr_questions and not asr_questions & other_questions
+    predict(model, tok, rows, batch_size=4, progress=False, ctc_weight=0.5)
+    marked = 0
+    for call in model.calls:
+        if call["ctc_rows"] is None:  # a batch without transcripts is decoded as before
+            call["ctc_rows"] = [False] * len(call["prompts"])
+        else:
+            assert call["ctc_weight"] == 0.5 and len(call["ctc_rows"]) == len(call["prompts"])
+        for prompt, joint in zip(call["prompts"], call["ctc_rows"]):
+            assert any(q in tok.decode(prompt) for q in (asr_questions if joint else other_questions))
+        marked += sum(call["ctc_rows"])
+    assert marked == sum(r["task"] == "asr" for r in rows)
+    model.calls.clear()
+    predict(model, tok, rows, batch_size=4, progress=False, ctc_weight=0.0)  # off: the LM alone
+    assert all(call["ctc_weight"] == 0.0 and call["ctc_rows"] is None for call in model.calls)
