@@ -32,7 +32,8 @@ def generate_answers(
     """
     device = next(model.parameters()).device
     audio, lengths = pad_batch(wavs)
-    joint = ctc_weight > 0 and getattr(model, "ctc_head", None) is not None and (ctc_rows is None or any(ctc_rows))
+    # Only a model with a CTC head takes these arguments (AudioLLM.generate decides the rest).
+    joint = ctc_weight > 0 and getattr(model, "ctc_head", None) is not None
     tokens = model.generate(
         audio.to(device), lengths.to(device),
         prompt_ids=[prompt_ids(tokenizer, q) for q in questions],
