@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import emit, interleaved_median_seconds, log, machine, parser, setup  # noqa: E402
 
 from audiollm.models import Decoder, DecoderConfig  # noqa: E402
+from audiollm.models.token_loss import linear_cross_entropy_sum  # noqa: E402
 
 
 def matmul_bench(n: int, dtype: torch.dtype, device: torch.device):
@@ -67,12 +68,12 @@ def main() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randint(0, config.vocab_size, (args.batch, args.seq), device=device)
     y = F.pad(x[:, 1:], (0, 1), value=-100)  # next-token targets; the last position has none
+    n_targets = int((y != -100).sum())
 
     def step(autocast: bool):
         ctx = torch.autocast(device.type, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
-        with ctx:
-            logits = model(input_ids=x)  # (B, T, V)
-        loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.view(-1), ignore_index=-100)
+        with ctx:  # the training loss AudioLLM uses: the LM head on the hidden states, chunked
+            loss = linear_cross_entropy_sum(model.hidden_states(input_ids=x), model.output_weight, y) / n_targets
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -2,8 +2,9 @@
 
 1. Greedy generation, batch 1 and batch 8 (left-padded prompts of different lengths), the
    same number of new tokens (no eos stopping on either side); outputs asserted identical.
-2. Training step (forward + backward + AdamW step) on the same random batch; the first
-   step's losses are asserted equal.
+2. Training step (forward + backward + AdamW step) on the same random batch, each model
+   with its own training loss (ours: `token_loss.linear_cross_entropy_sum` on the hidden
+   states, as AudioLLM trains; HF: ``labels=``); the first step's losses are asserted equal.
 Prints tokens/s for both and ours/HF ratios (targets >= 1.0). Runs are interleaved
 (ours, HF, ours, HF, ...) so machine load hits both alike.
 
@@ -23,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import emit, interleaved_median_seconds, log, machine, parser, setup  # noqa: E402
 
 from audiollm.models import Decoder, DecoderConfig, decoder_to_hf_llama  # noqa: E402
+from audiollm.models.token_loss import linear_cross_entropy_sum  # noqa: E402
 
 
 def left_padded_prompts(batch: int, max_len: int, vocab: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,9 +75,12 @@ def bench_train(ours: Decoder, hf, batch: int, seq_len: int, repeats: int, devic
     opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4)
     opt_hf = torch.optim.AdamW(hf.parameters(), lr=1e-4)
 
+    n_targets = int((y != -100).sum())
+
     def step_ours():
-        logits = ours(input_ids=x)  # (B, T, V)
-        loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.view(-1), ignore_index=-100)
+        # Our training loss: the head runs on the final hidden states of target positions only, in
+        # chunks, gradient formed in the same pass (models/token_loss.py); same value as HF's.
+        loss = linear_cross_entropy_sum(ours.hidden_states(input_ids=x), ours.output_weight, y) / n_targets
         loss.backward()
         opt_ours.step()
         opt_ours.zero_grad(set_to_none=True)

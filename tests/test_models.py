@@ -245,7 +245,7 @@ def test_hf_llama_parity(tie):
 def test_audiollm_shapes_and_loss_targets():
     model = tiny_model()
     audio, audio_lengths, input_ids, text_lengths, labels = make_batch()
-    out = model(audio, audio_lengths, input_ids, text_lengths, labels)
+    out = model(audio, audio_lengths, input_ids, text_lengths, labels, return_logits=True)
     # 16 kHz / 160 hop → 1 + len // 160 frames, /4 by the encoder convs, /2 by the projector.
     frames = audio_lengths // 160 + 1
     expect_a = (((frames + 1) // 2 + 1) // 2 + 1) // 2
@@ -296,13 +296,13 @@ def test_ctc_loss_matches_per_row_ctc_and_skips_rows_without_transcripts():
 def test_padding_content_and_pad_labels_change_nothing():
     model = tiny_model()
     audio, audio_lengths, input_ids, text_lengths, labels = make_batch()
-    ref = model(audio, audio_lengths, input_ids, text_lengths, labels)
+    ref = model(audio, audio_lengths, input_ids, text_lengths, labels, return_logits=True)
 
     audio2, ids2, labels2 = audio.clone(), input_ids.clone(), labels.clone()
     audio2[1, 3200:] = torch.randn(4800)  # garbage past the real samples
     ids2[1, 5:] = 77  # non-pad ids past text_lengths
     labels2[1, 5:] = 55  # labels at pad positions are ignored
-    out = model(audio2, audio_lengths, ids2, text_lengths, labels2)
+    out = model(audio2, audio_lengths, ids2, text_lengths, labels2, return_logits=True)
     torch.testing.assert_close(out.loss_sum, ref.loss_sum, atol=1e-5, rtol=0)
     assert out.n_targets == ref.n_targets
     m = ref.attention_mask
@@ -312,7 +312,7 @@ def test_padding_content_and_pad_labels_change_nothing():
     # -100 vs answer labels changes the target count — but the logits stay identical.
     labels3 = labels.clone()
     labels3[0, 0] = input_ids[0, 0]
-    out3 = model(audio, audio_lengths, input_ids, text_lengths, labels3)
+    out3 = model(audio, audio_lengths, input_ids, text_lengths, labels3, return_logits=True)
     assert out3.n_targets.item() == ref.n_targets.item() + 1
     torch.testing.assert_close(out3.logits, ref.logits)
 
@@ -320,11 +320,11 @@ def test_padding_content_and_pad_labels_change_nothing():
 def test_example_alone_equals_example_in_padded_batch():
     model = tiny_model()
     audio, audio_lengths, input_ids, text_lengths, labels = make_batch()
-    batch = model(audio, audio_lengths, input_ids, text_lengths, labels)
+    batch = model(audio, audio_lengths, input_ids, text_lengths, labels, return_logits=True)
     for i in range(3):
         s, n = int(audio_lengths[i]), int(text_lengths[i])
         alone = model(audio[i : i + 1, :s], audio_lengths[i : i + 1], input_ids[i : i + 1, :n],
-                      text_lengths[i : i + 1], labels[i : i + 1, :n])
+                      text_lengths[i : i + 1], labels[i : i + 1, :n], return_logits=True)
         T = alone.logits.shape[1]
         torch.testing.assert_close(batch.logits[i, :T], alone.logits[0], atol=1e-5, rtol=0)
         per_row = torch.nn.functional.cross_entropy(
@@ -378,12 +378,12 @@ def test_save_load_round_trip_every_combination(tmp_path, enc, proj, lm, tie):
         cfg.lm_config.tie_embeddings = tie
     model = AudioLLM(cfg).eval()
     audio, audio_lengths, input_ids, text_lengths, labels = make_batch(vocab=128)
-    ref = model(audio, audio_lengths, input_ids, text_lengths, labels)
+    ref = model(audio, audio_lengths, input_ids, text_lengths, labels, return_logits=True)
     out_dir = model.save_pretrained(tmp_path / "m")
     assert sorted(p.name for p in out_dir.iterdir()) == ["config.json", "model.safetensors"]
     loaded = AudioLLM.from_pretrained(out_dir)
     assert loaded.config == cfg and not loaded.training
-    out = loaded(audio, audio_lengths, input_ids, text_lengths, labels)
+    out = loaded(audio, audio_lengths, input_ids, text_lengths, labels, return_logits=True)
     torch.testing.assert_close(out.logits, ref.logits, atol=0, rtol=0)
     assert out.loss_sum.item() == ref.loss_sum.item()
     for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
@@ -455,12 +455,12 @@ def test_num_parameters():
 def test_bfloat16_model_runs_and_keeps_float32_frontend_and_rope():
     model = tiny_model()
     audio, audio_lengths, input_ids, text_lengths, labels = make_batch()
-    ref = model(audio, audio_lengths, input_ids, text_lengths, labels)
+    ref = model(audio, audio_lengths, input_ids, text_lengths, labels, return_logits=True)
     feats32, _ = model.frontend(audio, audio_lengths)
     model = model.to(torch.bfloat16)
     assert model.frontend.mel_fb.dtype == torch.float32 and model.lm.rope.inv_freq.dtype == torch.float32
     torch.testing.assert_close(model.frontend(audio, audio_lengths)[0], feats32)
-    out = model(audio, audio_lengths, input_ids, text_lengths, labels)
+    out = model(audio, audio_lengths, input_ids, text_lengths, labels, return_logits=True)
     assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.loss)
     assert abs(out.loss.item() - ref.loss.item()) < 0.1
     tokens = model.generate(audio, audio_lengths, [[5, 6], [7], [8, 9, 10]], max_new_tokens=4)

@@ -35,6 +35,7 @@ from ..errors import ConfigError, ModelDirError
 from .frontend import LogMel, LogMelConfig
 from .lm import fuse_split_projections
 from .registry import get_entry
+from .token_loss import linear_cross_entropy_sum
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -177,7 +178,8 @@ def piano_roll(notes: torch.Tensor, counts: torch.Tensor, audio_lengths: torch.T
 
 @dataclass
 class AudioLLMOutput:
-    logits: torch.Tensor  # (B, T, V) next-token logits over the merged [audio][text] sequence
+    logits: torch.Tensor | None  # (B, T, V) next-token logits over the merged [audio][text] sequence;
+    #   None when the loss was taken straight from hidden states (labels given, return_logits=False)
     attention_mask: torch.Tensor  # (B, T) bool, True at real (audio or text) positions
     audio_token_lengths: torch.Tensor  # (B,) A_i: audio tokens at the start of each row
     loss: torch.Tensor | None = None  # mean CE over real target tokens (None without labels)
@@ -382,8 +384,13 @@ class AudioLLM(nn.Module):
         ctc_lengths: torch.Tensor | None = None,
         frame_notes: torch.Tensor | None = None,
         frame_note_counts: torch.Tensor | None = None,
+        return_logits: bool | None = None,
     ) -> AudioLLMOutput:
         """Logits over ``[audio][text]`` per row (right-padded); CE loss where labels != -100.
+
+        With labels the (B, T, V) logits are not built unless ``return_logits=True``: the loss
+        comes from the LM's hidden states at the target positions only
+        (`token_loss.linear_cross_entropy_sum`), which is the training path.
 
         labels (B, L) are aligned with input_ids and the model shifts: merged position p
         predicts the label at merged position p + 1 (so the last audio token predicts the
@@ -399,17 +406,28 @@ class AudioLLM(nn.Module):
         embeds, valid, text_index = merge_audio_text(
             audio_emb, audio_tok_lengths, text_emb, text_lengths, left_pad=False
         )  # (B, T, d_lm), (B, T), (B, T)
-        logits = self.lm(inputs_embeds=embeds, attention_mask=valid)  # (B, T, V)
-        out = AudioLLMOutput(logits=logits, attention_mask=valid, audio_token_lengths=audio_tok_lengths)
+        if return_logits is None:
+            return_logits = labels is None
+        head = getattr(self.lm, "output_weight", None)  # (V, d_lm); None: the head is not a plain matrix
+        if head is None:
+            hidden_states, logits = None, self.lm(inputs_embeds=embeds, attention_mask=valid)  # (B, T, V)
+        else:
+            hidden_states = self.lm.hidden_states(inputs_embeds=embeds, attention_mask=valid)  # (B, T, d_lm)
+            logits = F.linear(hidden_states, head) if return_logits else None  # (B, T, V)
+        out = AudioLLMOutput(logits=logits if return_logits else None, attention_mask=valid,
+                             audio_token_lengths=audio_tok_lengths)
         if labels is None:
             return out
         targets = torch.gather(labels.long(), 1, text_index.clamp(min=0))  # (B, T): label at each merged position
         targets = torch.where(text_index >= 0, targets, torch.full_like(targets, -100))
         # Shift the targets, not the logits (no copy of the big tensor): position p predicts p + 1.
         shifted = F.pad(targets[:, 1:], (0, 1), value=-100)  # (B, T)
-        loss_sum = F.cross_entropy(
-            logits.float().view(-1, logits.shape[-1]), shifted.view(-1), ignore_index=-100, reduction="sum"
-        )
+        if hidden_states is not None:
+            loss_sum = linear_cross_entropy_sum(hidden_states, head, shifted)
+        else:
+            loss_sum = F.cross_entropy(
+                logits.float().view(-1, logits.shape[-1]), shifted.view(-1), ignore_index=-100, reduction="sum"
+            )
         n_targets = (shifted != -100).sum()
         out.loss_sum = loss_sum
         out.n_targets = n_targets

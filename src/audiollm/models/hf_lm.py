@@ -120,6 +120,30 @@ class HFCausalLM(nn.Module):
             raise ConfigError(f"token id {int(input_ids.max())} is past the LM's {self.n_embeddings} embedding rows")
         return self.model.get_input_embeddings()(input_ids)
 
+    @property
+    def output_weight(self) -> torch.Tensor | None:
+        """The LM head's (V, d_model) matrix when logits are exactly ``hidden @ W.T``; None for a
+        head with a bias, a logit scale or soft-capping (training then takes the full-logits path)."""
+        head = self.model.get_output_embeddings()
+        cfg = self.model.config
+        if (not isinstance(head, nn.Linear) or head.bias is not None or getattr(cfg, "final_logit_softcapping", None)
+                or getattr(cfg, "logit_scale", None) not in (None, 1, 1.0)):
+            return None
+        return head.weight
+
+    def hidden_states(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                      position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder's final-norm hidden states (B, T, d_model), the LM head's input (no cache)."""
+        B, T, _ = inputs_embeds.shape
+        if attention_mask is None:
+            attention_mask = torch.ones(B, T, dtype=torch.long, device=inputs_embeds.device)
+        attention_mask = attention_mask.long()
+        if position_ids is None:
+            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        out = self.model.get_decoder()(inputs_embeds=inputs_embeds.to(self.model.dtype),
+                                       attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+        return out.last_hidden_state
+
     def forward(
         self,
         inputs_embeds: torch.Tensor,

@@ -416,6 +416,11 @@ class Decoder(nn.Module):
             device=device or self.embed.weight.device,
         )
 
+    @property
+    def output_weight(self) -> torch.Tensor:
+        """The LM head's (V, d_model) matrix: the embedding matrix when tied."""
+        return self.embed.weight if self.lm_head is None else self.lm_head.weight
+
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -432,6 +437,22 @@ class Decoder(nn.Module):
         is right for both right padding (training) and left padding (batched generation).
         logits_to_keep: if > 0, only the last that many positions go through the LM head.
         """
+        x = self.hidden_states(input_ids, inputs_embeds, attention_mask, position_ids, cache)
+        if logits_to_keep > 0:
+            x = x[:, -logits_to_keep:]
+        return F.linear(x, self.output_weight)
+
+    def hidden_states(
+        self,
+        input_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        """The final-norm hidden states (B, T, d_model) that the LM head reads; same arguments
+        as `forward`. Training takes its loss from these (`token_loss.linear_cross_entropy_sum`),
+        so the head only runs where there is a target."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
@@ -457,10 +478,7 @@ class Decoder(nn.Module):
             x = block(x, cos, sin, mask, cache, i)
         if cache is not None:
             cache.advance(T)
-        if logits_to_keep > 0:
-            x = x[:, -logits_to_keep:]
-        x = self.norm(x)
-        return F.linear(x, self.embed.weight) if self.lm_head is None else self.lm_head(x)
+        return self.norm(x)
 
     @torch.no_grad()
     def generate(
