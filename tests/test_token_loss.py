@@ -79,15 +79,16 @@ def test_bf16_autocast_matches_the_autocast_logits_path():
         torch.testing.assert_close(a, b, atol=2e-2, rtol=2e-2)
 
 
-@pytest.mark.parametrize("lm", ["llama", "hf_causal_lm"])
-def test_audiollm_training_loss_equals_the_full_logits_loss(lm):
+@pytest.mark.parametrize("lm,lora", [("llama", False), ("hf_causal_lm", False), ("hf_causal_lm", True)])
+def test_audiollm_training_loss_equals_the_full_logits_loss(lm, lora):
     """AudioLLM's training forward (no (B, T, V) logits) gives the loss and the parameter
-    gradients of cross-entropy over the full logits, for our decoder and a transformers LM."""
+    gradients of cross-entropy over the full logits, for our decoder and a transformers LM
+    (fully trained, or frozen with LoRA adapters: the head then needs no gradient)."""
     from test_models import make_batch
 
     torch.manual_seed(0)
     cfg = AudioLLMConfig.tiny(lm=lm)
-    if lm == "hf_causal_lm":
+    if lm == "hf_causal_lm" and not lora:
         cfg.lm_config.freeze, cfg.lm_config.lora_r = False, 0
     model = AudioLLM(cfg)
     assert model.lm.output_weight is not None
@@ -111,5 +112,6 @@ def test_audiollm_training_loss_equals_the_full_logits_loss(lm):
     ref_loss, ref_grads = run(True)
     torch.testing.assert_close(fused_loss, ref_loss, atol=1e-5, rtol=1e-5)
     assert fused_grads.keys() == ref_grads.keys() and len(fused_grads) > 10
+    assert any("lora" in name for name in ref_grads) == lora
     for name in ref_grads:
         torch.testing.assert_close(fused_grads[name], ref_grads[name], atol=1e-5, rtol=1e-4, msg=name)
