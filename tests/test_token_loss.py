@@ -115,3 +115,26 @@ def test_audiollm_training_loss_equals_the_full_logits_loss(lm, lora):
     assert any("lora" in name for name in ref_grads) == lora
     for name in ref_grads:
         torch.testing.assert_close(fused_grads[name], ref_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_a_head_that_is_not_a_plain_matrix_takes_the_full_logits_path():
+    """A biased head put in place of the LM head: no hidden-state loss (it would drop the
+    bias); the loss is CE over the head's own logits."""
+    from test_models import make_batch
+
+    torch.manual_seed(0)
+    cfg = AudioLLMConfig.tiny()
+    cfg.lm_config.tie_embeddings = False
+    model = AudioLLM(cfg)
+    head = torch.nn.Linear(model.lm.d_model, cfg.lm_config.vocab_size, bias=True)
+    torch.nn.init.normal_(head.bias, std=3.0)
+    model.lm.lm_head = head
+    assert model.lm.output_weight is None
+    audio, audio_lengths, input_ids, text_lengths, labels = make_batch(vocab=100)
+    out = model(audio, audio_lengths, input_ids, text_lengths, labels)
+    full = model(audio, audio_lengths, input_ids, text_lengths, labels, return_logits=True)
+    terms = [F.cross_entropy(full.logits[i, int(full.audio_token_lengths[i]) + t - 1][None], labels[i, t][None])
+             for i in range(3) for t in range(1, int(text_lengths[i])) if labels[i, t] != -100]
+    torch.testing.assert_close(out.loss, torch.stack(terms).mean(), atol=1e-5, rtol=1e-5)
+    out.loss.backward()
+    assert head.bias.grad is not None and float(head.bias.grad.abs().sum()) > 0

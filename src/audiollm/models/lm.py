@@ -417,9 +417,13 @@ class Decoder(nn.Module):
         )
 
     @property
-    def output_weight(self) -> torch.Tensor:
-        """The LM head's (V, d_model) matrix: the embedding matrix when tied."""
-        return self.embed.weight if self.lm_head is None else self.lm_head.weight
+    def output_weight(self) -> torch.Tensor | None:
+        """The LM head's (V, d_model) matrix (the embedding matrix when tied), or None if a
+        head put in its place is not a plain bias-free linear map (training then uses full logits)."""
+        if self.lm_head is None:
+            return self.embed.weight
+        plain = type(self.lm_head) is nn.Linear and self.lm_head.bias is None
+        return self.lm_head.weight if plain else None
 
     def forward(
         self,
@@ -440,7 +444,7 @@ class Decoder(nn.Module):
         x = self.hidden_states(input_ids, inputs_embeds, attention_mask, position_ids, cache)
         if logits_to_keep > 0:
             x = x[:, -logits_to_keep:]
-        return F.linear(x, self.output_weight)
+        return F.linear(x, self.embed.weight) if self.lm_head is None else self.lm_head(x)
 
     def hidden_states(
         self,
