@@ -9,6 +9,7 @@ NaN/inf samples, or longer than the caller's limit.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -28,9 +29,17 @@ def resample(wav: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
     """Band-limited (windowed-sinc) resampling along the last axis."""
     if orig_sr == new_sr:
         return wav
+    return _resampler(int(orig_sr), int(new_sr), wav.device)(wav)
+
+
+@functools.lru_cache(maxsize=64)
+def _resampler(orig_sr: int, new_sr: int, device: torch.device) -> torch.nn.Module:
+    """One resampling module per rate pair and device: building the sinc kernels costs
+    ~10× applying them to a 1 s clip, and training draws the same few speed ratios (and
+    the same file rates) over and over."""
     import julius  # pure-torch resampler; imported lazily because it is only needed here
 
-    return julius.resample_frac(wav, int(orig_sr), int(new_sr))
+    return julius.ResampleFrac(orig_sr, new_sr).to(device)
 
 
 def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:

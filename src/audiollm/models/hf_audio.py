@@ -24,13 +24,13 @@ are masked. A frozen encoder runs under ``no_grad`` and stays in eval mode (no d
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
+from ..audio import resample
 from ..errors import ConfigError
 from .frontend import mel_filterbank
 from .hf_common import check_width, import_transformers, load_pretrained, trainable_state_keys
@@ -183,11 +183,8 @@ def _resample(audio: torch.Tensor, lengths: torch.Tensor, rate: int) -> tuple[to
     """16 kHz batch → ``rate`` (julius, band-limited); lengths scale with it."""
     if rate == SAMPLE_RATE:
         return audio, lengths
-    import julius
-
     audio = audio * (torch.arange(audio.shape[-1], device=audio.device)[None, :] < lengths[:, None])
-    g = math.gcd(SAMPLE_RATE, rate)
-    out = julius.resample_frac(audio, SAMPLE_RATE // g, rate // g)
+    out = resample(audio, SAMPLE_RATE, rate)
     return out, torch.div(lengths * rate + SAMPLE_RATE - 1, SAMPLE_RATE, rounding_mode="floor").clamp(max=out.shape[-1])
 
 

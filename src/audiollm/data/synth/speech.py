@@ -22,7 +22,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from ...audio import SAMPLE_RATE, save_audio
+from ...audio import SAMPLE_RATE, resample, save_audio
 from ...errors import AudioLLMError
 
 # espeak-ng base voice → accent label.
@@ -44,7 +44,6 @@ RATE_RANGE = (120, 200)      # words per minute
 PITCH_RANGE = (30, 70)       # espeak pitch, 0-99
 MAX_RATE = 320               # a sentence too long at its rate is retried faster, up to this
 _TRIM_MARGIN = 0.05          # seconds of silence kept before and after the speech
-_RESAMPLERS: dict[int, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -91,16 +90,8 @@ def espeak_binary() -> str:
 
 
 def _resample(wav: np.ndarray, sr: int) -> np.ndarray:
-    if sr == SAMPLE_RATE:
-        return wav
-    if sr not in _RESAMPLERS:
-        import julius
-
-        # One resampler per rate and process: building the sinc kernels costs far more than
-        # applying them to a 2-second sentence.
-        _RESAMPLERS[sr] = julius.ResampleFrac(sr, SAMPLE_RATE)
     with torch.no_grad():
-        return _RESAMPLERS[sr](torch.from_numpy(wav)).numpy()
+        return resample(torch.from_numpy(wav), sr, SAMPLE_RATE).numpy()
 
 
 def speak(text: str, voice: str, rate: int, pitch: int) -> np.ndarray:
