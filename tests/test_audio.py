@@ -1,5 +1,7 @@
 """Audio loading: every kind of bad input gets one clear AudioError; odd-but-valid input is fixed."""
 
+import struct
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -57,6 +59,25 @@ def test_truncated_file(tmp_path, wav_file):
     p.write_bytes(data[:30])  # header cut mid-way
     with pytest.raises(AudioError):
         load_audio(p)
+
+
+def test_wav_cut_short_in_its_audio_is_refused(tmp_path, wav_file):
+    """A WAV whose data stops before its header says it ends (an interrupted copy) would
+    otherwise load as a shorter clip without a word."""
+    data = wav_file.read_bytes()
+    p = tmp_path / "cut.wav"
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioError, match="truncated audio file"):
+        load_audio(p)
+
+
+def test_streamed_wav_header_placeholder_still_loads(tmp_path, wav_file):
+    """A streaming writer leaves 0xFFFFFFFF as the data size: not truncation."""
+    data = wav_file.read_bytes()
+    i = data.index(b"data")
+    p = tmp_path / "streamed.wav"
+    p.write_bytes(data[: i + 4] + struct.pack("<I", 0xFFFFFFFF) + data[i + 8:])
+    assert torch.allclose(load_audio(p), load_audio(wav_file))
 
 
 def test_zero_samples_silent_and_nan(tmp_path):

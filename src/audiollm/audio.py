@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -46,9 +47,11 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
     """Header information, with the same checks and errors as `load_audio`."""
     p = _check_path(path)
     try:
-        return sf.info(str(p))
+        info = sf.info(str(p))
     except (sf.LibsndfileError, RuntimeError) as e:
         raise AudioError(f"{p}: cannot read audio ({_short(e)})") from None
+    _check_complete(p, info)
+    return info
 
 
 def load_audio(
@@ -73,6 +76,7 @@ def load_audio(
         data, sr = sf.read(str(p), start=start, frames=frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as e:
         raise AudioError(f"{p}: cannot read audio ({_short(e)})") from None
+    _check_complete(p, info)
     if offset and start >= info.frames:
         raise AudioError(f"{p}: offset {offset:.2f} s is past the end ({info.duration:.2f} s)")
     if data.shape[0] == 0:
@@ -128,6 +132,24 @@ def _check_path(path: str | os.PathLike) -> Path:
     if p.stat().st_size == 0:
         raise AudioError(f"{p}: file is empty (0 bytes)")
     return p
+
+
+# libsndfile's header log line for a WAV data chunk longer than what the file holds,
+# e.g. "data : 4768 (should be 2956)": the file was cut short (an interrupted copy).
+_SHORT_DATA = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_STREAMED_SIZES = (0, 0xFFFFFFFF, 0x7FFFFFFF)  # placeholders a streaming writer leaves in the header
+
+
+def _check_complete(p: Path, info: sf._SoundFileInfo) -> None:
+    """Refuse a WAV whose audio stops before its header says it ends: reading it would
+    silently give a shorter clip."""
+    m = _SHORT_DATA.search(info.extra_info or "")
+    if m is None:
+        return
+    declared, present = int(m.group(1)), int(m.group(2))
+    if present < declared and declared not in _STREAMED_SIZES:
+        raise AudioError(f"{p}: truncated audio file (the header promises {declared} bytes of audio, "
+                         f"the file holds {present})")
 
 
 def _short(e: Exception) -> str:
