@@ -60,3 +60,11 @@ def test_feature_cache_quick():
     losses = out["first_step_loss"]
     assert losses["recompute"] == pytest.approx(losses["cache"], rel=1e-4)  # the same step, from the cache
     assert out["cache_build"]["clips"] == 8 and out["steps_per_s"]["cache"] > 0 and out["speedup"] > 0
+
+
+def test_attention_backend_quick():
+    out = run_quick("attention_backend.py")
+    assert out["benchmark"] == "attention_backend" and out["rule_max_keys"] > 0
+    for rows in out["kernels"].values():
+        assert rows and all(r["flash_ms"] > 0 and r["math_ms"] > 0 for r in rows)
+    assert out["decoder_train_step"]["losses_equal"] is True and out["decoder_train_step"]["speedup"] > 0

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..errors import ConfigError
 from ..generation import check_sampling_args, finish, pick_next_token, record_step
@@ -34,6 +35,38 @@ from .registry import register_language_model
 # enable_gqa (grouped K/V heads without copying them) arrived in torch 2.5.
 _SDPA_HAS_GQA = tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 5)
 _HAS_FUSED_RMS_NORM = hasattr(F, "rms_norm")  # torch >= 2.4
+# On CPU, SDPA's bf16 flash kernel costs more than the plain matmul-softmax-matmul ("math")
+# path when training on short sequences: forward + backward 1.3-1.7x slower up to ~160 keys,
+# faster beyond ~190. In float32 the two are within ~15% of each other and flash wins from ~96
+# keys, so float32 keeps flash. benchmarks/attention_backend.py measures this on your machine.
+CPU_MATH_ATTENTION_MAX_KEYS = 160
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    """`F.scaled_dot_product_attention`, on the math backend when that is the faster one: a CPU
+    training step (gradients wanted) in bf16/fp16 over at most `CPU_MATH_ATTENTION_MAX_KEYS`
+    keys. Both backends compute the same function; decoding, float32 and GPU runs keep
+    PyTorch's choice."""
+    if (q.device.type == "cpu" and _cpu_compute_dtype(q) in (torch.bfloat16, torch.float16)
+            and k.shape[-2] <= CPU_MATH_ATTENTION_MAX_KEYS and torch.is_grad_enabled() and q.requires_grad):
+        with sdpa_kernel(SDPBackend.MATH):
+            return F.scaled_dot_product_attention(q, k, v, **kwargs)
+    return F.scaled_dot_product_attention(q, k, v, **kwargs)
+
+
+def _cpu_compute_dtype(q: torch.Tensor) -> torch.dtype:
+    """The dtype SDPA will compute in on CPU: autocast's when it is on (q itself may still be
+    float32 there, e.g. after RoPE), else q's."""
+    try:
+        enabled = torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        enabled = torch.is_autocast_cpu_enabled()
+    if not enabled:
+        return q.dtype
+    try:
+        return torch.get_autocast_dtype("cpu")
+    except AttributeError:  # torch < 2.4
+        return torch.get_autocast_cpu_dtype()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,20 +247,20 @@ class Attention(nn.Module):
         dropout_p = self.dropout if self.training else 0.0
         rep = self.n_heads // self.n_kv_heads
         if rep == 1:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
+            y = attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
         elif T == 1:
             # One new token (decoding): the rep query heads sharing a K/V head become rep "queries"
             # of that head, so the cache is read as is instead of being copied rep times.
             q = q.view(B, self.n_kv_heads, rep, self.head_dim)  # (B, n_kv, rep, hd)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)  # (B, n_kv, rep, hd)
+            y = attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)  # (B, n_kv, rep, hd)
             # reshape, not view: CUDA's SDPA kernels may return (B, n_kv, rep, hd) non-contiguous.
             y = y.reshape(B, self.n_heads, 1, self.head_dim)  # (B, n_heads, 1, hd)
         elif mask is None and _SDPA_HAS_GQA:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal, enable_gqa=True)
+            y = attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal, enable_gqa=True)
         else:
             k = k[:, :, None].expand(B, self.n_kv_heads, rep, *k.shape[2:]).reshape(B, self.n_heads, -1, self.head_dim)
             v = v[:, :, None].expand(B, self.n_kv_heads, rep, *v.shape[2:]).reshape(B, self.n_heads, -1, self.head_dim)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
+            y = attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
         y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, d_model)
         return self.o_proj(y)
 
