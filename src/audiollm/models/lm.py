@@ -36,9 +36,9 @@ from .registry import register_language_model
 _SDPA_HAS_GQA = tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 5)
 _HAS_FUSED_RMS_NORM = hasattr(F, "rms_norm")  # torch >= 2.4
 # On CPU, SDPA's bf16 flash kernel costs more than the plain matmul-softmax-matmul ("math")
-# path when training on short sequences: forward + backward 1.3-1.7x slower up to ~160 keys,
-# faster beyond ~190. In float32 the two are within ~15% of each other and flash wins from ~96
-# keys, so float32 keeps flash. benchmarks/attention_backend.py measures this on your machine.
+# path when training on short sequences: forward + backward 1.1-2.3x slower up to 160 keys,
+# 1.1-1.6x faster from 192 keys. In float32 the two are within ~20% of each other, flash mostly
+# ahead, so float32 keeps flash. benchmarks/attention_backend.py measures this on your machine.
 CPU_MATH_ATTENTION_MAX_KEYS = 160
 
 
