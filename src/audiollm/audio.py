@@ -48,7 +48,7 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
     p = _check_path(path)
     try:
         info = sf.info(str(p))
-    except (sf.LibsndfileError, RuntimeError) as e:
+    except (sf.LibsndfileError, RuntimeError, ValueError) as e:
         raise AudioError(f"{p}: cannot read audio ({_short(e)})") from None
     _check_complete(p, info)
     return info
@@ -68,15 +68,14 @@ def load_audio(
     ``offset``/``duration`` (seconds) select a window without reading the rest of the file.
     ``max_seconds`` refuses longer input (after windowing) instead of silently truncating it.
     """
-    p = _check_path(path)
+    p = Path(path)
+    info = audio_info(p)
+    start = int(round(offset * info.samplerate))
+    frames = -1 if duration is None else int(round(duration * info.samplerate))
     try:
-        info = sf.info(str(p))
-        start = int(round(offset * info.samplerate))
-        frames = -1 if duration is None else int(round(duration * info.samplerate))
         data, sr = sf.read(str(p), start=start, frames=frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as e:
         raise AudioError(f"{p}: cannot read audio ({_short(e)})") from None
-    _check_complete(p, info)
     if offset and start >= info.frames:
         raise AudioError(f"{p}: offset {offset:.2f} s is past the end ({info.duration:.2f} s)")
     if data.shape[0] == 0:
@@ -137,7 +136,8 @@ def _check_path(path: str | os.PathLike) -> Path:
 # libsndfile's header log line for a WAV data chunk longer than what the file holds,
 # e.g. "data : 4768 (should be 2956)": the file was cut short (an interrupted copy).
 _SHORT_DATA = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
-_STREAMED_SIZES = (0, 0xFFFFFFFF, 0x7FFFFFFF)  # placeholders a streaming writer leaves in the header
+# A writer streaming to a pipe does not know the length yet and puts the largest size there.
+_STREAMED_SIZES = (0xFFFFFFFF, 0x7FFFFFFF)
 
 
 def _check_complete(p: Path, info: sf._SoundFileInfo) -> None:
