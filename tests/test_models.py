@@ -597,3 +597,50 @@ def test_directories_saved_before_fused_projections_still_load(tmp_path):
     loaded = AudioLLM.from_pretrained(tmp_path)
     for key, value in model.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key]), key
+
+
+def test_speaker_adversary_loss_ignores_padding_and_reverses_the_encoder_gradient(tmp_path):
+    torch.manual_seed(0)
+    cfg = AudioLLMConfig.tiny()
+    cfg.speaker_weight, cfg.speakers = 0.25, ["a", "b", "c"]
+    model = AudioLLM(AudioLLMConfig.from_dict(cfg.to_dict())).eval()  # eval: no SpecAugment draws
+    assert model.speaker_head is not None
+    audio, audio_lengths, input_ids, text_lengths, labels = make_batch()
+    speaker_ids = torch.tensor([2, -1, 0])  # the middle row names no known speaker
+    out = model(audio, audio_lengths, input_ids, text_lengths, labels, speaker_ids=speaker_ids)
+    # Expected: cross-entropy of the head on each row's mean over its real encoder frames.
+    hidden, lengths = model.encode_frames(audio, audio_lengths)
+    pooled = torch.stack([hidden[i, : lengths[i]].mean(0) for i in (0, 2)])
+    expected = torch.nn.functional.cross_entropy(model.speaker_head(pooled), torch.tensor([2, 0]), reduction="sum")
+    torch.testing.assert_close(out.aux_loss_sum, expected, atol=1e-5, rtol=1e-5)
+    # Garbage past a row's samples changes nothing.
+    audio2 = audio.clone()
+    audio2[2, 5600:] = torch.randn(2400)
+    again = model(audio2, audio_lengths, input_ids, text_lengths, labels, speaker_ids=speaker_ids)
+    torch.testing.assert_close(again.aux_loss_sum, out.aux_loss_sum, atol=1e-5, rtol=0)
+
+    # The head descends the speaker loss; the encoder gets that gradient times -speaker_weight.
+    model.zero_grad()
+    out.aux_loss_sum.backward()
+    reversed_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    hidden, lengths = model.encode_frames(audio, audio_lengths)
+    pooled = torch.stack([hidden[i, : lengths[i]].mean(0) for i in (0, 2)])
+    torch.nn.functional.cross_entropy(model.speaker_head(pooled), torch.tensor([2, 0]), reduction="sum").backward()
+    plain = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert any(n.startswith("audio_encoder.") for n in plain) and any(n.startswith("speaker_head.") for n in plain)
+    for name, grad in plain.items():
+        scale = 1.0 if name.startswith("speaker_head.") else -0.25
+        torch.testing.assert_close(reversed_grads[name], scale * grad, atol=1e-5, rtol=1e-4)
+
+    # No known speaker in the batch: a zero that still reaches the head (DDP needs its gradient).
+    none = model(audio, audio_lengths, input_ids, text_lengths, labels, speaker_ids=torch.full((3,), -1))
+    assert float(none.aux_loss_sum.detach()) == 0.0
+    # Saved with the model: the head and its speakers come back.
+    model.save_pretrained(tmp_path / "m")
+    back = AudioLLM.from_pretrained(tmp_path / "m")
+    assert back.config.speakers == ["a", "b", "c"]
+    torch.testing.assert_close(back.speaker_head[0].weight, model.speaker_head[0].weight)
+    assert tiny_model().speaker_head is None
+    with pytest.raises(ConfigError, match="at least 2 speakers"):
+        AudioLLMConfig.from_dict({**AudioLLMConfig.tiny().to_dict(), "speaker_weight": 1.0, "speakers": ["a"]})

@@ -148,6 +148,39 @@ def test_ctc_auxiliary_loss_trains_the_ctc_head(tmp_path, toy_corpus):
     assert not torch.equal(fresh.ctc_head.weight, model.ctc_head.weight)
 
 
+def test_speaker_adversary_takes_its_speakers_from_the_training_rows(tmp_path, toy_corpus):
+    import json
+
+    from audiollm.data.batching import ExampleBuilder, collate
+    from audiollm.errors import ConfigError
+
+    path = write_config(tmp_path, toy_corpus, max_steps=3)
+    raw = yaml.safe_load(path.read_text())
+    raw["model"]["speaker_weight"] = 0.5
+    path.write_text(yaml.safe_dump(raw))
+    # The toy corpus names no speakers: a clear error before any training.
+    with pytest.raises(ConfigError, match="at least 2 speakers"):
+        train(load_config(path), progress=False)
+
+    rows = [json.loads(line) for line in (toy_corpus / "train.jsonl").read_text().splitlines()]
+    asr = [r for r in rows if r["task"] == "asr"]
+    for i, r in enumerate(asr):
+        r["speaker"] = ["spk_b", "spk_a"][i % 2]
+    (toy_corpus / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    final = train(load_config(path), progress=False)
+    model, tokenizer = load_model_dir(final)
+    assert model.config.speakers == ["spk_a", "spk_b"]  # sorted, and saved with the model
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["model"]["speakers"] == ["spk_a", "spk_b"]
+    fresh = type(model)(model.config)
+    assert not torch.equal(fresh.speaker_head[0].weight, model.speaker_head[0].weight)  # the head trained
+    # Batches carry each row's speaker index; rows without a known speaker get -1.
+    rows = [{**r, "audio": str(toy_corpus / r["audio"])} for r in rows]
+    build = ExampleBuilder(rows, tokenizer, speakers=model.config.speakers)
+    batch = collate([build(i, i) for i in range(len(rows))], tokenizer.pad_id)
+    expected = [{"spk_a": 0, "spk_b": 1}.get(r.get("speaker"), -1) for r in rows]
+    assert batch["speaker_ids"].tolist() == expected and 0 in expected and 1 in expected and -1 in expected
+
+
 def test_auto_precision_uses_bf16_only_on_native_hardware(monkeypatch):
     import audiollm.train as train_mod
 

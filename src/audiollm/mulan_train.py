@@ -53,6 +53,10 @@ class MuLaNKind:
             raise ConfigError(f"{path}: no caption rows (task {', '.join(PAIR_TASKS)}) to pair audio with text")
         return pairs
 
+    @staticmethod
+    def configure(cfg: ExperimentConfig, rows: list[dict]) -> None:
+        """Nothing of a MuLaN run's settings comes from its rows."""
+
     @classmethod
     def make_tokenizer(cls, rows: list[dict], cfg: ExperimentConfig):
         mc = cls.model_config(cfg.model)

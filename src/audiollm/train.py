@@ -61,6 +61,16 @@ class AudioLLMKind:
         return rows
 
     @staticmethod
+    def configure(cfg: ExperimentConfig, rows: list[dict]) -> None:
+        """Settings that come from the training rows: the speaker adversary's speakers."""
+        if float(cfg.model.get("speaker_weight", 0) or 0) > 0 and not cfg.model.get("speakers"):
+            speakers = sorted({str(r["speaker"]) for r in rows if r.get("speaker") not in (None, "")})
+            if len(speakers) < 2:
+                raise ConfigError(f"model.speaker_weight > 0 needs training rows with a \"speaker\" field naming "
+                                  f"at least 2 speakers; {cfg.data.train} names {len(speakers)}")
+            cfg.model["speakers"] = speakers
+
+    @staticmethod
     def make_tokenizer(rows: list[dict], cfg: ExperimentConfig) -> TextTokenizer | HFTokenizer:
         return make_tokenizer(rows, cfg)
 
@@ -80,7 +90,8 @@ class AudioLLMKind:
         return ExampleBuilder(rows, tokenizer, seed=cfg.train.seed, max_audio_seconds=cfg.data.max_audio_seconds,
                               augment=augment, cache_audio=cfg.data.cache_audio and train, features=feature_cache(cfg),
                               cond_dropout=cfg.data.cond_dropout if train else 0.0,
-                              variants=cfg.data.variants if train else 0.0)
+                              variants=cfg.data.variants if train else 0.0,
+                              speakers=cfg.model.get("speakers") if train else None)
 
     @staticmethod
     def collate(examples: list[dict], tokenizer: TextTokenizer) -> dict[str, torch.Tensor]:
@@ -156,6 +167,7 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
 
     train_rows = kind.prepare_rows(load_rows(cfg.data.train, cfg.data.split, cfg.data.tasks), cfg.data.train)
     valid_rows = kind.prepare_rows(load_rows(cfg.data.valid, cfg.data.valid_split, cfg.data.tasks), cfg.data.valid) if cfg.data.valid else []
+    kind.configure(cfg, train_rows)
     ckpt = resolve_resume(resume) if resume else None
     if ckpt is not None:
         tokenizer = kind.load_tokenizer(run_dir_of(ckpt) / "tokenizer", cfg)
@@ -280,6 +292,7 @@ def dry_run(cfg: ExperimentConfig) -> dict:
     tc = cfg.train
     kind = get_kind(cfg)
     rows = kind.prepare_rows(load_rows(cfg.data.train, cfg.data.split, cfg.data.tasks), cfg.data.train)
+    kind.configure(cfg, rows)
     tokenizer = kind.make_tokenizer(rows, cfg)
     set_seed(tc.seed)
     model = kind.build(cfg, tokenizer)

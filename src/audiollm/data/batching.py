@@ -81,6 +81,7 @@ class ExampleBuilder:
         features: FeatureCache | None = None,
         cond_dropout: float = 0.0,
         variants: float = 0.0,
+        speakers: list[str] | None = None,
     ):
         if features is not None and augment is not None:
             raise ConfigError("data.feature_cache: waveform augmentation cannot apply to cached encoder states; "
@@ -93,6 +94,9 @@ class ExampleBuilder:
         # variants: a text→MIDI row at another tempo, key and instrument, captioned to match).
         self.variants = variants
         self.tokenizer = tokenizer
+        # Speaker name → class index for the speaker adversary (model.speaker_weight); rows of
+        # other or no speakers get -1, which that loss leaves out.
+        self.speaker_index = {name: i for i, name in enumerate(speakers or [])}
         self.seed = seed
         self.max_samples = int(max_audio_seconds * sample_rate)
         self.augment = augment
@@ -156,6 +160,7 @@ class ExampleBuilder:
             "labels": [IGNORE_INDEX] * len(prompt) + answer,
             "ctc_labels": task.aligned_ids(target, self.tokenizer),  # no eos: CTC ends by itself
             "frame_notes": task.frame_notes(row, start / self.sample_rate, duration),
+            "speaker_id": self.speaker_index.get(str(row.get("speaker", "")), -1),
         }
 
     def _text_only(self, row: dict, task, rng: random.Random) -> dict:
@@ -209,6 +214,7 @@ def collate(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     for i, f in enumerate(frame_lists):
         if f:
             frame_notes[i, : len(f)] = torch.tensor(f, dtype=torch.float32)
+    speaker_ids = torch.tensor([e.get("speaker_id", -1) for e in examples], dtype=torch.long)  # -1: none
     return {
         "audio": audio,
         "audio_lengths": audio_lengths,
@@ -219,6 +225,7 @@ def collate(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
         "ctc_lengths": ctc_lengths,
         "frame_notes": frame_notes,
         "frame_note_counts": frame_note_counts,
+        "speaker_ids": speaker_ids,
     }
 
 

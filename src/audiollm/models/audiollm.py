@@ -74,12 +74,21 @@ class AudioLLMConfig:
     frame_weight: float = 0.0  # > 0 adds a note-activity head on the encoder: per frame, which of
     #   the 128 MIDI pitches sound (a piano roll), trained with binary cross-entropy on the notes
     #   of tasks that give them (transcription); decoding reads note ends from it
+    speaker_weight: float = 0.0  # > 0 trains a speaker-invariant encoder (adversarial training): a
+    #   speaker classifier reads the pooled encoder states through a gradient-reversal layer
+    #   that scales the gradient by -speaker_weight, so the encoder unlearns who is speaking
+    speakers: list[str] = field(default_factory=list)  # the speakers that classifier tells apart; training
+    #   fills it from the training rows' "speaker" field when speaker_weight > 0
 
     def __post_init__(self) -> None:
-        for key in ("ctc_weight", "frame_weight"):
+        for key in ("ctc_weight", "frame_weight", "speaker_weight"):
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{key} must be a number >= 0, got {value!r}")
+        if not isinstance(self.speakers, list) or not all(isinstance(x, str) for x in self.speakers):
+            raise ConfigError(f"speakers must be a list of speaker names, got {self.speakers!r}")
+        if self.speaker_weight > 0 and self.speakers and len(self.speakers) < 2:
+            raise ConfigError(f"speaker_weight > 0 needs at least 2 speakers to tell apart, got {self.speakers!r}")
         if isinstance(self.frontend, dict):
             self.frontend = _config_from_dict(LogMelConfig, self.frontend, "frontend")
         elif not isinstance(self.frontend, LogMelConfig):
@@ -119,6 +128,8 @@ class AudioLLMConfig:
             "lm_config": dataclasses.asdict(self.lm_config),
             "ctc_weight": self.ctc_weight,
             "frame_weight": self.frame_weight,
+            "speaker_weight": self.speaker_weight,
+            "speakers": list(self.speakers),
         }
 
     @classmethod
@@ -230,6 +241,19 @@ def merge_audio_text(
 # ---------------------------------------------------------------------------------------------
 
 
+class GradientReversal(torch.autograd.Function):
+    """Identity forward; backward multiplies the gradient by ``-scale``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return -ctx.scale * grad, None
+
+
 class AudioLLM(nn.Module):
     """Audio in, text out. See the module docstring and docs/DESIGN.md (Model API)."""
 
@@ -250,6 +274,11 @@ class AudioLLM(nn.Module):
         self.ctc_head = nn.Linear(self.audio_encoder.output_dim, vocab + 1) if config.ctc_weight > 0 else None
         # Note activity: one logit per MIDI pitch per encoder frame.
         self.frame_head = nn.Linear(self.audio_encoder.output_dim, N_PITCHES) if config.frame_weight > 0 else None
+        # Speaker adversary: pooled encoder states → which training speaker (see speaker_loss_sum).
+        self.speaker_head = None
+        if config.speaker_weight > 0 and config.speakers:
+            d = self.audio_encoder.output_dim
+            self.speaker_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, len(config.speakers)))
 
     # -- pieces ---------------------------------------------------------------------------------
 
@@ -352,6 +381,22 @@ class AudioLLM(nn.Module):
         bce = F.binary_cross_entropy_with_logits(logits, roll, reduction="none").sum(-1)  # (B, F')
         return (bce * keep).sum() + logits.sum() * 0.0
 
+    def speaker_loss_sum(self, hidden: torch.Tensor, enc_lengths: torch.Tensor, speaker_ids: torch.Tensor) -> torch.Tensor:
+        """Summed cross-entropy of the speaker adversary over rows with ``speaker_ids >= 0``.
+
+        The head sees each row's mean encoder state over its real frames through a
+        gradient-reversal layer: the head learns to name the speaker, while the encoder gets
+        that gradient times ``-speaker_weight`` and so learns features the head cannot use
+        (domain-adversarial training, Ganin & Lempitsky 2015; Meng et al. 2018 for speakers).
+        """
+        keep = (torch.arange(hidden.shape[1], device=hidden.device)[None, :] < enc_lengths[:, None])  # (B, F')
+        pooled = (hidden * keep[..., None]).sum(1) / enc_lengths.clamp(min=1)[:, None].to(hidden.dtype)  # (B, d_enc)
+        logits = self.speaker_head(GradientReversal.apply(pooled, self.config.speaker_weight)).float()  # (B, n_spk)
+        rows = speaker_ids.to(hidden.device) >= 0
+        if not bool(rows.any()):
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits[rows], speaker_ids.to(hidden.device)[rows], reduction="sum") + logits.sum() * 0.0
+
     def state_to_save(self) -> dict[str, torch.Tensor]:
         """The tensors a model directory stores.
 
@@ -384,6 +429,7 @@ class AudioLLM(nn.Module):
         ctc_lengths: torch.Tensor | None = None,
         frame_notes: torch.Tensor | None = None,
         frame_note_counts: torch.Tensor | None = None,
+        speaker_ids: torch.Tensor | None = None,
         return_logits: bool | None = None,
     ) -> AudioLLMOutput:
         """Logits over ``[audio][text]`` per row (right-padded); CE loss where labels != -100.
@@ -397,7 +443,7 @@ class AudioLLM(nn.Module):
         first text label). Labels past text_lengths are ignored. With a CTC head, rows with
         ``ctc_lengths > 0`` also get the CTC loss on ``ctc_labels``, and with a note-activity
         head rows with ``frame_note_counts >= 0`` the frame loss on ``frame_notes`` (both in
-        ``aux_loss_sum``).
+        ``aux_loss_sum``), and with a speaker adversary rows with ``speaker_ids >= 0`` its loss.
         """
         hidden, enc_lengths = self.encode_frames(audio, audio_lengths)
         audio_emb, audio_tok_lengths = self.projector(hidden, enc_lengths)
@@ -441,6 +487,8 @@ class AudioLLM(nn.Module):
                                   "frames, not cached encoder states")
             aux.append(self.config.frame_weight * self.frame_loss_sum(hidden, enc_lengths, audio_lengths,
                                                                       frame_notes, frame_note_counts))
+        if self.speaker_head is not None and speaker_ids is not None:
+            aux.append(self.speaker_loss_sum(hidden, enc_lengths, speaker_ids))
         if aux:
             out.aux_loss_sum = sum(aux[1:], aux[0])
         return out
