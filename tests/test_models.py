@@ -613,6 +613,11 @@ def test_speaker_adversary_loss_ignores_padding_and_reverses_the_encoder_gradien
     pooled = torch.stack([hidden[i, : lengths[i]].mean(0) for i in (0, 2)])
     expected = torch.nn.functional.cross_entropy(model.speaker_head(pooled), torch.tensor([2, 0]), reduction="sum")
     torch.testing.assert_close(out.aux_loss_sum, expected, atol=1e-5, rtol=1e-5)
+    loss, rows = out.aux_stats["speaker_loss"]
+    correct, rows2 = out.aux_stats["speaker_accuracy"]
+    torch.testing.assert_close(loss, expected.detach())
+    assert int(rows) == int(rows2) == 2
+    assert int(correct) == int((model.speaker_head(pooled).argmax(-1) == torch.tensor([2, 0])).sum())
     # Garbage past a row's samples changes nothing.
     audio2 = audio.clone()
     audio2[2, 5600:] = torch.randn(2400)

@@ -173,6 +173,10 @@ def test_speaker_adversary_takes_its_speakers_from_the_training_rows(tmp_path, t
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["model"]["speakers"] == ["spk_a", "spk_b"]
     fresh = type(model)(model.config)
     assert not torch.equal(fresh.speaker_head[0].weight, model.speaker_head[0].weight)  # the head trained
+    # The log shows how well the adversary names the speaker (a rate) and its loss.
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in logged if "loss" in r]
+    assert steps and all(0.0 <= r["speaker_accuracy"] <= 1.0 and r["speaker_loss"] > 0 for r in steps)
     # Batches carry each row's speaker index; rows without a known speaker get -1.
     rows = [{**r, "audio": str(toy_corpus / r["audio"])} for r in rows]
     build = ExampleBuilder(rows, tokenizer, speakers=model.config.speakers)

@@ -197,7 +197,10 @@ class AudioLLMOutput:
     loss_sum: torch.Tensor | None = None  # summed CE, for exact averaging across batches/processes
     n_targets: torch.Tensor | None = None  # number of real target tokens (long scalar)
     aux_loss_sum: torch.Tensor | None = None  # ctc_weight × summed CTC loss + frame_weight × summed
-    #   note-activity loss (each 0 without rows that have such targets)
+    #   note-activity loss (each 0 without rows that have such targets) + the speaker adversary's loss
+    aux_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # for the
+    #   training log, name → (sum, count) over this batch, unweighted: "ctc_loss" per transcript row,
+    #   "speaker_loss" and "speaker_accuracy" of the adversary per row with a known speaker
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,8 +384,11 @@ class AudioLLM(nn.Module):
         bce = F.binary_cross_entropy_with_logits(logits, roll, reduction="none").sum(-1)  # (B, F')
         return (bce * keep).sum() + logits.sum() * 0.0
 
-    def speaker_loss_sum(self, hidden: torch.Tensor, enc_lengths: torch.Tensor, speaker_ids: torch.Tensor) -> torch.Tensor:
-        """Summed cross-entropy of the speaker adversary over rows with ``speaker_ids >= 0``.
+    def speaker_loss_sum(
+        self, hidden: torch.Tensor, enc_lengths: torch.Tensor, speaker_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Summed cross-entropy of the speaker adversary over rows with ``speaker_ids >= 0``,
+        how many of those rows it names right, and how many there are.
 
         The head sees each row's mean encoder state over its real frames through a
         gradient-reversal layer: the head learns to name the speaker, while the encoder gets
@@ -392,10 +398,13 @@ class AudioLLM(nn.Module):
         keep = (torch.arange(hidden.shape[1], device=hidden.device)[None, :] < enc_lengths[:, None])  # (B, F')
         pooled = (hidden * keep[..., None]).sum(1) / enc_lengths.clamp(min=1)[:, None].to(hidden.dtype)  # (B, d_enc)
         logits = self.speaker_head(GradientReversal.apply(pooled, self.config.speaker_weight)).float()  # (B, n_spk)
-        rows = speaker_ids.to(hidden.device) >= 0
+        ids = speaker_ids.to(hidden.device)
+        rows = ids >= 0
+        n = rows.sum()
         if not bool(rows.any()):
-            return logits.sum() * 0.0
-        return F.cross_entropy(logits[rows], speaker_ids.to(hidden.device)[rows], reduction="sum") + logits.sum() * 0.0
+            return logits.sum() * 0.0, n, n
+        correct = (logits[rows].detach().argmax(-1) == ids[rows]).sum()
+        return F.cross_entropy(logits[rows], ids[rows], reduction="sum") + logits.sum() * 0.0, correct, n
 
     def state_to_save(self) -> dict[str, torch.Tensor]:
         """The tensors a model directory stores.
@@ -480,7 +489,9 @@ class AudioLLM(nn.Module):
         out.loss = loss_sum / n_targets.clamp(min=1)
         aux = []
         if self.ctc_head is not None and ctc_labels is not None and ctc_lengths is not None:
-            aux.append(self.config.ctc_weight * self.ctc_loss_sum(hidden, enc_lengths, ctc_labels, ctc_lengths))
+            ctc = self.ctc_loss_sum(hidden, enc_lengths, ctc_labels, ctc_lengths)
+            aux.append(self.config.ctc_weight * ctc)
+            out.aux_stats["ctc_loss"] = (ctc.detach(), (ctc_lengths > 0).sum())
         if self.frame_head is not None and frame_notes is not None and frame_note_counts is not None:
             if audio.dim() == 4:
                 raise ConfigError("the note-activity head (model.frame_weight > 0) needs waveforms to time its "
@@ -488,7 +499,10 @@ class AudioLLM(nn.Module):
             aux.append(self.config.frame_weight * self.frame_loss_sum(hidden, enc_lengths, audio_lengths,
                                                                       frame_notes, frame_note_counts))
         if self.speaker_head is not None and speaker_ids is not None:
-            aux.append(self.speaker_loss_sum(hidden, enc_lengths, speaker_ids))
+            speaker_loss, correct, rows = self.speaker_loss_sum(hidden, enc_lengths, speaker_ids)
+            aux.append(speaker_loss)
+            out.aux_stats["speaker_loss"] = (speaker_loss.detach(), rows)
+            out.aux_stats["speaker_accuracy"] = (correct, rows)
         if aux:
             out.aux_loss_sum = sum(aux[1:], aux[0])
         return out
