@@ -63,7 +63,8 @@ class AudioLLMKind:
     @staticmethod
     def configure(cfg: ExperimentConfig, rows: list[dict]) -> None:
         """Settings that come from the training rows: the speaker adversary's speakers."""
-        if float(cfg.model.get("speaker_weight", 0) or 0) > 0 and not cfg.model.get("speakers"):
+        weight = cfg.model.get("speaker_weight", 0)  # a wrong type is reported when the model is built
+        if isinstance(weight, (int, float)) and weight > 0 and not cfg.model.get("speakers"):
             speakers = sorted({str(r["speaker"]) for r in rows if r.get("speaker") not in (None, "")})
             if len(speakers) < 2:
                 raise ConfigError(f"model.speaker_weight > 0 needs training rows with a \"speaker\" field naming "
