@@ -223,7 +223,7 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
             local_targets = sum(kind.count(b) for b in batches)
             n_targets = accelerator.reduce(torch.tensor(float(local_targets), device=accelerator.device), "sum")
             loss_total = 0.0
-            aux_totals: dict[str, list[float]] = {}  # name → [sum, count] over this step's micro-batches
+            aux_totals: dict[str, torch.Tensor] = {}  # name → (sum, count) over this step's micro-batches
             for k, batch in enumerate(batches):
                 batch = {key: v.to(accelerator.device) for key, v in batch.items()}
                 sync = contextlib.nullcontext() if k == len(batches) - 1 else accelerator.no_sync(model)
@@ -233,10 +233,9 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
                     loss = objective / n_targets * world
                 accelerator.backward(loss)
                 loss_total += float(out.loss_sum.detach())
-                for name, (total, count) in getattr(out, "aux_stats", {}).items():
-                    acc = aux_totals.setdefault(name, [0.0, 0.0])
-                    acc[0] += float(total)
-                    acc[1] += float(count)
+                for name, (total, count) in out.aux_stats.items():  # kept on the device: read only when logged
+                    pair = torch.stack([total.float(), count.float()])
+                    aux_totals[name] = pair + aux_totals[name] if name in aux_totals else pair
                 tokens_since += int(batch["text_lengths"].sum())
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip) if tc.grad_clip > 0 else None
             optimizer.step()
@@ -258,7 +257,7 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
                     "text_tokens_per_s": round(tokens_since * world / max(now - t_last, 1e-9), 1),
                 }
                 for name in sorted(aux_totals):  # the same names on every process: one model
-                    total, count = accelerator.reduce(torch.tensor(aux_totals[name], device=accelerator.device), "sum").tolist()
+                    total, count = accelerator.reduce(aux_totals[name], "sum").tolist()
                     record[name] = round(total / count, 5) if count else None
                 t_last, tokens_since = now, 0
                 _log(accelerator, log_path, record)

@@ -244,6 +244,12 @@ def merge_audio_text(
 # ---------------------------------------------------------------------------------------------
 
 
+def masked_mean(h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(B, T, D) states → (B, D) mean over each row's first ``lengths`` positions."""
+    w = (torch.arange(h.shape[1], device=h.device)[None, :] < lengths[:, None]).to(h.dtype)[:, :, None]  # (B, T, 1)
+    return (h * w).sum(1) / w.sum(1).clamp(min=1)
+
+
 class GradientReversal(torch.autograd.Function):
     """Identity forward; backward multiplies the gradient by ``-scale``."""
 
@@ -395,8 +401,7 @@ class AudioLLM(nn.Module):
         that gradient times ``-speaker_weight`` and so learns features the head cannot use
         (domain-adversarial training, Ganin & Lempitsky 2015; Meng et al. 2018 for speakers).
         """
-        keep = (torch.arange(hidden.shape[1], device=hidden.device)[None, :] < enc_lengths[:, None])  # (B, F')
-        pooled = (hidden * keep[..., None]).sum(1) / enc_lengths.clamp(min=1)[:, None].to(hidden.dtype)  # (B, d_enc)
+        pooled = masked_mean(hidden, enc_lengths)  # (B, d_enc)
         logits = self.speaker_head(GradientReversal.apply(pooled, self.config.speaker_weight)).float()  # (B, n_spk)
         ids = speaker_ids.to(hidden.device)
         rows = ids >= 0

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from .. import __version__
 from ..errors import AudioLLMError, ConfigError, ModelDirError
-from .audiollm import CONFIG_NAME, WEIGHTS_NAME, _config_from_dict
+from .audiollm import CONFIG_NAME, WEIGHTS_NAME, _config_from_dict, masked_mean
 from .contrastive import CONTRASTIVE_LOSSES, LossConfig, all_gather_with_grad
 from .frontend import LogMel, LogMelConfig
 from .lm import RMSNorm, TransformerBlock, init_weights, make_attention_mask, RotaryEmbedding
@@ -289,11 +289,6 @@ class AudioSpectrogramTransformer(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
-def _mean_pool(h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    w = (torch.arange(h.shape[1], device=h.device)[None, :] < lengths[:, None]).to(h.dtype)[:, :, None]
-    return (h * w).sum(1) / w.sum(1).clamp(min=1)
-
-
 @register_text_tower("transformer", TextTransformerConfig)
 class TextTransformer(nn.Module):
     """Our byte-level BPE ids → bidirectional transformer (RoPE) → mean over real tokens."""
@@ -334,7 +329,7 @@ class TextTransformer(nn.Module):
         mask = make_attention_mask(valid, T, T, causal=False, device=x.device)
         for block in self.blocks:
             x = block(x, cos, sin, mask)
-        return _mean_pool(self.norm(x), lengths)
+        return masked_mean(self.norm(x), lengths)
 
 
 def resolve_pretrained_path(path: str) -> Path:
@@ -415,7 +410,7 @@ class PretrainedTextTower(nn.Module):
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         mask = (torch.arange(input_ids.shape[1], device=input_ids.device)[None, :] < lengths[:, None]).long()
         h = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state  # (B, T, hidden)
-        return h[:, 0] if self.config.pooling == "cls" else _mean_pool(h, lengths)
+        return h[:, 0] if self.config.pooling == "cls" else masked_mean(h, lengths)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,6 +424,7 @@ class MuLaNOutput(NamedTuple):
     audio_embeds: torch.Tensor  # (b, embed_dim), L2-normalised
     text_embeds: torch.Tensor  # (b, embed_dim)
     aux_loss_sum: torch.Tensor | None = None  # the loop's hook for extra losses (none here)
+    aux_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # the loop's log of them (none here; never mutated)
 
 
 class MuLaN(nn.Module):
