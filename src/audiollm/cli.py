@@ -143,6 +143,18 @@ def cmd_features(args: argparse.Namespace) -> None:
     print(f"train from it with: data.feature_cache={args.out} data.augment=false")
 
 
+# Checkpoint formats `audiollm convert` reads: name → (module, function); imported on use.
+CONVERTERS = {"ct2-whisper": ("audiollm.models.ct2_whisper", "convert_ct2_whisper")}
+
+
+def cmd_convert(args: argparse.Namespace) -> None:
+    import importlib
+
+    module, function = CONVERTERS[args.format]
+    out = getattr(importlib.import_module(module), function)(args.source, args.out)
+    print(f"wrote {out} (load it with audio_encoder_config.model={out})")
+
+
 def _model_config(source: Path, overrides: list[str]):
     """The AudioLLMConfig of a training config (YAML, with overrides) or a saved model directory."""
     from .models.audiollm import CONFIG_NAME, AudioLLMConfig
@@ -540,6 +552,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--keep", type=int, default=None,
                    help="with --rerank: how many of the --num-samples to write (default all, best first)")
     g.set_defaults(func=cmd_generate)
+
+    cv = sub.add_parser("convert", help="turn a pretrained checkpoint of another format into a transformers one",
+                        description="Convert a pretrained checkpoint into a transformers checkpoint directory that "
+                                    "model configs can name (e.g. audio_encoder: whisper, audio_encoder_config.model=OUT). "
+                                    "ct2-whisper: a CTranslate2 / faster-whisper Whisper (model.bin, config.json, "
+                                    "tokenizer.json), float32/float16/bfloat16; weights are copied exactly.")
+    cv.add_argument("format", choices=sorted(CONVERTERS), help="source format: ct2-whisper (CTranslate2 Whisper)")
+    cv.add_argument("source", type=Path, help="the source checkpoint: a CTranslate2 model directory or its model.bin")
+    cv.add_argument("--out", type=Path, required=True,
+                    help="new checkpoint directory (must not exist; written to a temporary folder, then renamed)")
+    cv.set_defaults(func=cmd_convert)
 
     add_mulan_commands(sub)
     return p
