@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 CORPUS ?= data/corpus_quickstart
 RUN ?= runs/quickstart
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-all bench fsdd clean
 
 setup:
 	bash scripts/setup.sh
@@ -14,6 +14,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest tests
+
+fsdd: setup
+	VENV=$(VENV) bash scripts/fsdd.sh
 
 bench: setup
 	bash scripts/bench.sh

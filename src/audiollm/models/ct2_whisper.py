@@ -114,7 +114,7 @@ def read_ct2_model(path: Path | str) -> CT2Model:
     return CT2Model(spec, revision, variables, aliases)
 
 
-def _special_tokens(source: Path, vocab_size: int) -> dict[str, int]:
+def _special_tokens(source: Path, vocab_size: int) -> dict[str, int | None]:
     """eot / sot ids: the checkpoint's tokenizer.json, else its vocabulary file, else Whisper's."""
     names = {"eot": "<|endoftext|>", "sot": "<|startoftranscript|>"}
     ids = dict(_FALLBACK_SPECIAL.get(vocab_size, {"eot": 50256, "sot": 50257}))
@@ -131,10 +131,12 @@ def _special_tokens(source: Path, vocab_size: int) -> dict[str, int]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise CT2FormatError(f"{source}: unreadable tokenizer or vocabulary ({e})") from None
     ids.update({key: tokens[name] for key, name in names.items() if name in tokens})
-    return ids
+    # A checkpoint without Whisper's vocabulary (a test model, say) has no such tokens: leave
+    # them unset rather than point past the vocabulary. The encoder does not use them.
+    return {key: (i if 0 <= i < vocab_size else None) for key, i in ids.items()}
 
 
-def whisper_from_ct2(model: CT2Model, special: dict[str, int]):
+def whisper_from_ct2(model: CT2Model, special: dict[str, int | None]):
     """(transformers WhisperConfig, state dict for WhisperForConditionalGeneration)."""
     if model.spec != "WhisperSpec":
         raise CT2FormatError(f"a CTranslate2 {model.spec} is not a Whisper model (WhisperSpec)")
@@ -170,8 +172,8 @@ def whisper_from_ct2(model: CT2Model, special: dict[str, int]):
         decoder_ffn_dim=v["decoder/layer_0/ffn/linear_0/weight"].shape[0],
         max_source_positions=v["encoder/position_encodings/encodings"].shape[0],
         max_target_positions=v["decoder/position_encodings/encodings"].shape[0],
-        eos_token_id=special["eot"], pad_token_id=special["eot"],
-        bos_token_id=special["sot"], decoder_start_token_id=special["sot"],
+        eos_token_id=special["eot"], pad_token_id=special["eot"], bos_token_id=special["sot"],
+        **({"decoder_start_token_id": special["sot"]} if special["sot"] is not None else {}),
     )
     sd: dict[str, torch.Tensor] = {}
 
