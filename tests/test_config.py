@@ -10,6 +10,18 @@ from audiollm.errors import ConfigError
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
 
+def stand_ins(path: Path) -> list[str]:
+    """Overrides swapping a config's pretrained checkpoint for a tiny random one of its kind
+    (no real weights in the tests) and dropping its feature cache; tests/test_fsdd_recipe.py
+    runs the cached path itself."""
+    model = load_config(path).model
+    if not (model.get("audio_encoder_config") or {}).get("model"):
+        return []
+    from audiollm.models.tiny_checkpoints import tiny_checkpoint
+
+    return [f"model.audio_encoder_config.model={tiny_checkpoint(model['audio_encoder'])}", "data.feature_cache="]
+
+
 def test_overrides_parse_types():
     c = load_config(None, ["train.lr=3e-4", "train.max_steps=7", "data.augment=false", "output_dir=runs/x"])
     assert c.train.lr == 3e-4 and c.train.max_steps == 7 and c.data.augment is False and c.output_dir == "runs/x"
@@ -46,7 +58,7 @@ def test_shipped_configs_load_and_build(path):
 
     text = path.read_text()
     assert text.startswith("#"), "each config opens with a comment header"
-    cfg = load_config(path)
+    cfg = load_config(path, stand_ins(path))
     if cfg.model.get("kind") == "mulan":  # a contrastive model: its own config class validates it
         from audiollm.mulan_train import MuLaNKind
 
@@ -81,7 +93,7 @@ def test_shipped_configs_dry_run(path, toy_corpus_shared, capsys, tmp_path):
         for split in ("train", "valid"):
             (toy / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     code = main(["train", str(path), f"data.train={toy / 'train.jsonl'}", f"data.valid={toy / 'valid.jsonl'}",
-                 "data.cache_audio=false", "train.batch_size=4", "train.grad_accum=1", "--dry-run"])
+                 "data.cache_audio=false", "train.batch_size=4", "train.grad_accum=1", *stand_ins(path), "--dry-run"])
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "parameters:" in out.out and "first batch:" in out.out and "dry run: nothing was trained" in out.out
