@@ -311,3 +311,20 @@ def test_train_dry_run_prints_counts_memory_tokens_and_first_batch(tmp_path, toy
     assert "trainable" in out and "memory estimate" in out and "tokens per example" in out
     assert "first batch:" in out and "answer:" in out and "dry run: nothing was trained" in out
     assert not (tmp_path / "run").exists()
+
+
+def test_a_local_checkpoint_is_recorded_by_its_absolute_path(tmp_path, monkeypatch):
+    """A saved model directory must find its checkpoint from any working directory: a relative
+    local path is stored resolved; a hub id (nothing local by that name) stays as written."""
+    shutil.copytree(tiny_checkpoint("whisper"), tmp_path / "models" / "w")
+    monkeypatch.chdir(tmp_path)
+    cfg = AudioLLMConfig.tiny(audio_encoder="whisper").to_dict()
+    cfg["audio_encoder_config"]["model"] = "models/w"
+    model = AudioLLM(AudioLLMConfig.from_dict(cfg))
+    model.save_pretrained(tmp_path / "saved")
+    saved = json.loads((tmp_path / "saved" / "config.json").read_text())
+    assert saved["audio_encoder_config"]["model"] == str((tmp_path / "models" / "w").resolve())
+    monkeypatch.chdir(tmp_path / "saved")
+    assert AudioLLM.from_pretrained(tmp_path / "saved").audio_encoder.output_dim == model.audio_encoder.output_dim
+    cfg["audio_encoder_config"]["model"] = "openai/whisper-tiny.en"
+    assert AudioLLMConfig.from_dict(cfg).audio_encoder_config.model == "openai/whisper-tiny.en"

@@ -33,7 +33,7 @@ import torch.nn as nn
 from ..audio import resample
 from ..errors import ConfigError
 from .frontend import mel_filterbank
-from .hf_common import check_width, import_transformers, load_pretrained, trainable_state_keys
+from .hf_common import check_width, import_transformers, load_pretrained, local_or_hub, trainable_state_keys
 from .registry import register_audio_encoder
 from .tiny_checkpoints import tiny_checkpoint
 
@@ -52,6 +52,7 @@ class HFEncoderConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.model, str):
             raise ConfigError(f"audio_encoder_config.model must be a path or hub id, got {self.model!r}")
+        self.model = local_or_hub(self.model)
         for name in ("layer", "output_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):

@@ -31,6 +31,15 @@ def import_transformers(where: str):
     return transformers
 
 
+def local_or_hub(path: str) -> str:
+    """A checkpoint pointer as it should be recorded: an existing local directory becomes its
+    absolute path (so a saved model directory finds it from any working directory); anything
+    else (a hub id, or a path not there yet) is kept as written."""
+    if isinstance(path, str) and path and Path(path).expanduser().exists():
+        return str(Path(path).expanduser().resolve())
+    return path
+
+
 def load_pretrained(loader: Any, path: str, *, where: str, trust_remote_code: bool = False, **kwargs) -> Any:
     """``loader.from_pretrained(path)`` with user errors as one line naming ``where.model``.
 

@@ -26,7 +26,7 @@ import torch.nn as nn
 
 from ..errors import ConfigError
 from ..generation import check_sampling_args, finish, pick_next_token, record_step
-from .hf_common import import_transformers, load_pretrained, trainable_state_keys
+from .hf_common import import_transformers, load_pretrained, local_or_hub, trainable_state_keys
 from .registry import register_language_model
 from .tiny_checkpoints import tiny_checkpoint
 
@@ -48,6 +48,7 @@ class HFCausalLMConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.model, str):
             raise ConfigError(f"lm_config.model must be a path or hub id, got {self.model!r}")
+        self.model = local_or_hub(self.model)
         for name in ("vocab_size", "lora_r"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
