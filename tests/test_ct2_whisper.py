@@ -127,7 +127,9 @@ def test_bad_sources_are_one_line_errors(reference, tmp_path, capsys):
         "not ct2": (tmp_path / "text.bin", "not a CTranslate2 model"),
         "not whisper": (tmp_path / "mt.bin", "not a Whisper model"),
         "quantized": (tmp_path / "int8.bin", "quantized"),
+        "incomplete": (tmp_path / "part.bin", "encoder/conv1/weight is missing"),
     }
+    (tmp_path / "part.bin").write_bytes(_ct2_blob("WhisperSpec", {"decoder/embeddings/weight": ((2, 2), b"\0" * 16, 0)}))
     (tmp_path / "emptydir").mkdir()
     (tmp_path / "zero.bin").write_bytes(b"")
     (tmp_path / "cut.bin").write_bytes(good.read_bytes()[:5000])

@@ -158,10 +158,13 @@ def whisper_from_ct2(model: CT2Model, special: dict[str, int | None]):
             raise CT2FormatError(f"CTranslate2 Whisper: variable {name} is missing")
         return torch.from_numpy(np.array(v[name], dtype=np.float32))
 
+    for name in ("encoder/conv1/weight", "encoder/layer_0/ffn/linear_0/weight", "decoder/layer_0/ffn/linear_0/weight",
+                 "encoder/position_encodings/encodings", "decoder/position_encodings/encodings"):
+        tensor(name)  # the ones read for the config's sizes: a missing one is a one-line error
     d_model, n_mels, _ = v["encoder/conv1/weight"].shape
     n_enc, n_dec = layers("encoder"), layers("decoder")
-    heads = {side: int(v[f"{side}/num_heads"]) for side in ("encoder", "decoder")} if "encoder/num_heads" in v \
-        else {"encoder": d_model // 64, "decoder": d_model // 64}  # Whisper's head width is 64
+    # Head counts are stored from CTranslate2 3.x on; before, Whisper's head width of 64 gives them.
+    heads = {side: int(v.get(f"{side}/num_heads", d_model // 64)) for side in ("encoder", "decoder")}
     vocab = v[model.aliases.get("decoder/embeddings/weight", "decoder/embeddings/weight")].shape[0]
     T = import_transformers("converting a CTranslate2 Whisper")
     config = T.WhisperConfig(
