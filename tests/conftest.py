@@ -98,3 +98,30 @@ def build_tiny_bert(directory: Path, words: list[str], intermediate_size: int = 
     torch.manual_seed(0)
     transformers.BertModel(cfg).eval().save_pretrained(directory)
     return directory
+
+
+def build_tiny_whisper_ct2(directory: Path, quantization: str = "float32"):
+    """A random 2+2-layer Whisper (biases made non-zero, so a misplaced slice shows), saved by
+    transformers to ``directory/hf`` and written in CTranslate2's format by CTranslate2's own
+    converter to ``directory/ct2_<quantization>``. Returns (the transformers model, that folder)."""
+    import ctranslate2
+    import torch
+    import transformers
+
+    if not (directory / "hf").is_dir():
+        config = transformers.WhisperConfig(
+            vocab_size=96, num_mel_bins=80, d_model=64, encoder_layers=2, decoder_layers=2,
+            encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=96, decoder_ffn_dim=80,
+            max_source_positions=50, max_target_positions=24, pad_token_id=90, bos_token_id=91,
+            eos_token_id=90, decoder_start_token_id=91, suppress_tokens=[], begin_suppress_tokens=[])
+        torch.manual_seed(0)
+        model = transformers.WhisperForConditionalGeneration(config)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("bias"):
+                    p.normal_(std=0.1)
+        model.save_pretrained(directory / "hf")
+    out = directory / f"ct2_{quantization}"
+    if not out.exists():
+        ctranslate2.converters.TransformersConverter(str(directory / "hf")).convert(str(out), quantization=quantization)
+    return transformers.WhisperForConditionalGeneration.from_pretrained(directory / "hf").eval(), out

@@ -23,37 +23,21 @@ ctranslate2 = pytest.importorskip("ctranslate2")
 from audiollm.cli import main  # noqa: E402
 from audiollm.models import AudioLLM, AudioLLMConfig  # noqa: E402
 from audiollm.models.ct2_whisper import CT2FormatError, convert_ct2_whisper, read_ct2_model  # noqa: E402
+from conftest import build_tiny_whisper_ct2  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> tuple[Path, transformers.WhisperForConditionalGeneration]:
-    """A random 2+2-layer Whisper saved by transformers (biases made non-zero)."""
-    root = tmp_path_factory.mktemp("whisper")
-    config = transformers.WhisperConfig(
-        vocab_size=96, num_mel_bins=80, d_model=64, encoder_layers=2, decoder_layers=2,
-        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=96, decoder_ffn_dim=80,
-        max_source_positions=50, max_target_positions=24, pad_token_id=90, bos_token_id=91,
-        eos_token_id=90, decoder_start_token_id=91, suppress_tokens=[], begin_suppress_tokens=[])
-    torch.manual_seed(0)
-    model = transformers.WhisperForConditionalGeneration(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias"):
-                p.normal_(std=0.1)
-    model.save_pretrained(root / "hf")
-    return root, model
+def reference(tmp_path_factory) -> Path:
+    """A folder holding a random Whisper and its CTranslate2 copies (conftest.build_tiny_whisper_ct2)."""
+    return tmp_path_factory.mktemp("whisper")
 
 
-def to_ct2(reference, quantization: str) -> Path:
-    root, _ = reference
-    out = root / f"ct2_{quantization}"
-    if not out.exists():
-        ctranslate2.converters.TransformersConverter(str(root / "hf")).convert(str(out), quantization=quantization)
-    return out
+def to_ct2(reference: Path, quantization: str) -> Path:
+    return build_tiny_whisper_ct2(reference, quantization)[1]
 
 
 def test_every_tensor_comes_back_exactly_and_the_model_computes_the_same(reference, tmp_path):
-    _, model = reference
+    model, _ = build_tiny_whisper_ct2(reference)
     out = convert_ct2_whisper(to_ct2(reference, "float32"), tmp_path / "back")
     back = transformers.WhisperForConditionalGeneration.from_pretrained(out).eval()
     ours, theirs = back.state_dict(), model.state_dict()
@@ -72,7 +56,7 @@ def test_every_tensor_comes_back_exactly_and_the_model_computes_the_same(referen
 
 
 def test_float16_checkpoint_converts_to_the_float16_rounded_weights(reference, tmp_path):
-    _, model = reference
+    model, _ = build_tiny_whisper_ct2(reference)
     stored = read_ct2_model(to_ct2(reference, "float16") / "model.bin")
     assert stored.spec == "WhisperSpec" and stored.variables["encoder/conv1/weight"].dtype.name == "float16"
     back = transformers.WhisperForConditionalGeneration.from_pretrained(

@@ -22,6 +22,7 @@ ctranslate2 = pytest.importorskip("ctranslate2")
 
 from audiollm.cli import main  # noqa: E402
 from audiollm.data.manifest import read_manifest, write_manifest  # noqa: E402
+from conftest import build_tiny_whisper_ct2  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FSDD = REPO.parent / "shared" / "data" / "fsdd"
@@ -40,18 +41,6 @@ def fsdd_subset(tmp_path_factory) -> Path:
     return root / "fsdd.jsonl"
 
 
-def tiny_whisper_as_ct2(directory: Path) -> Path:
-    config = transformers.WhisperConfig(
-        vocab_size=64, num_mel_bins=80, d_model=32, encoder_layers=2, decoder_layers=1,
-        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
-        max_source_positions=50, max_target_positions=16, pad_token_id=60, bos_token_id=61, eos_token_id=60,
-        decoder_start_token_id=61, suppress_tokens=[], begin_suppress_tokens=[])
-    transformers.WhisperForConditionalGeneration(config).save_pretrained(directory / "hf")
-    ctranslate2.converters.TransformersConverter(str(directory / "hf")).convert(str(directory / "ct2"),
-                                                                                quantization="float16")
-    return directory / "ct2"
-
-
 def held_out_scores(run: Path, manifest: Path, out: Path) -> dict:
     assert main(["evaluate", str(run / "final"), "--data", str(manifest), "--split", "test",
                  "--json", str(out), "--no-progress"]) == 0
@@ -61,7 +50,7 @@ def held_out_scores(run: Path, manifest: Path, out: Path) -> dict:
 def test_pretrained_encoder_recipe_end_to_end(fsdd_subset, tmp_path, capsys):
     config = str(REPO / "configs" / "fsdd_digits.yaml")
     encoder, cache, run = tmp_path / "whisper", tmp_path / "cache", tmp_path / "run"
-    assert main(["convert", "ct2-whisper", str(tiny_whisper_as_ct2(tmp_path)), "--out", str(encoder)]) == 0
+    assert main(["convert", "ct2-whisper", str(build_tiny_whisper_ct2(tmp_path, "float16")[1]), "--out", str(encoder)]) == 0
     use = [f"model.audio_encoder_config.model={encoder}"]
     assert main(["features", config, str(fsdd_subset), "--out", str(cache), "--no-progress",
                  *[a for o in use for a in ("--set", o)]]) == 0

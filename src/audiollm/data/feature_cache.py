@@ -47,10 +47,8 @@ def cache_signature(model_config) -> dict[str, Any]:
     hidden states it keeps (an `AudioLLMConfig`). A cache is only used when this matches."""
     enc = model_config.audio_encoder_config
     fields = dataclasses.asdict(enc)
-    model = str(fields.get("model", ""))
-    if model and Path(model).expanduser().exists():
-        model = str(Path(model).expanduser().resolve())
-    sig = {"audio_encoder": model_config.audio_encoder, "model": model,
+    # The encoder config records a local checkpoint by its absolute path (hf_common.local_or_hub).
+    sig = {"audio_encoder": model_config.audio_encoder, "model": str(fields.get("model", "")),
            "layer_weighting": bool(fields.get("layer_weighting", False))}
     if not sig["layer_weighting"]:
         sig["layer"] = int(fields.get("layer", -1))

@@ -136,10 +136,11 @@ def _special_tokens(source: Path, vocab_size: int) -> dict[str, int | None]:
     return {key: (i if 0 <= i < vocab_size else None) for key, i in ids.items()}
 
 
-def whisper_from_ct2(model: CT2Model, special: dict[str, int | None]):
-    """(transformers WhisperConfig, state dict for WhisperForConditionalGeneration)."""
+def whisper_from_ct2(model: CT2Model, folder: Path):
+    """A transformers WhisperForConditionalGeneration holding ``model``'s weights exactly
+    (special-token ids from the tokenizer or vocabulary files in ``folder``)."""
     if model.spec != "WhisperSpec":
-        raise CT2FormatError(f"a CTranslate2 {model.spec} is not a Whisper model (WhisperSpec)")
+        raise CT2FormatError(f"a CTranslate2 {model.spec}, not a Whisper model (WhisperSpec)")
     v = model.variables
     quantized = sorted(k for k in v if k.endswith("weight_scale"))
     if quantized:
@@ -158,14 +159,16 @@ def whisper_from_ct2(model: CT2Model, special: dict[str, int | None]):
             raise CT2FormatError(f"CTranslate2 Whisper: variable {name} is missing")
         return torch.from_numpy(np.array(v[name], dtype=np.float32))
 
-    for name in ("encoder/conv1/weight", "encoder/layer_0/ffn/linear_0/weight", "decoder/layer_0/ffn/linear_0/weight",
-                 "encoder/position_encodings/encodings", "decoder/position_encodings/encodings"):
+    for name in ("decoder/embeddings/weight", "encoder/conv1/weight", "encoder/layer_0/ffn/linear_0/weight",
+                 "decoder/layer_0/ffn/linear_0/weight", "encoder/position_encodings/encodings",
+                 "decoder/position_encodings/encodings"):
         tensor(name)  # the ones read for the config's sizes: a missing one is a one-line error
     d_model, n_mels, _ = v["encoder/conv1/weight"].shape
     n_enc, n_dec = layers("encoder"), layers("decoder")
     # Head counts are stored from CTranslate2 3.x on; before, Whisper's head width of 64 gives them.
     heads = {side: int(v.get(f"{side}/num_heads", d_model // 64)) for side in ("encoder", "decoder")}
     vocab = v[model.aliases.get("decoder/embeddings/weight", "decoder/embeddings/weight")].shape[0]
+    special = _special_tokens(folder, vocab)
     T = import_transformers("converting a CTranslate2 Whisper")
     config = T.WhisperConfig(
         vocab_size=vocab, num_mel_bins=n_mels, d_model=d_model,
@@ -214,7 +217,12 @@ def whisper_from_ct2(model: CT2Model, special: dict[str, int | None]):
         linear(f"model.encoder.{conv}", f"encoder/{conv}")
     sd["model.decoder.embed_tokens.weight"] = tensor("decoder/embeddings/weight")
     sd["proj_out.weight"] = tensor("decoder/projection/weight")  # an alias of the embeddings when tied
-    return config, sd
+    whisper = T.WhisperForConditionalGeneration(config)
+    missing, unexpected = whisper.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise CT2FormatError(f"does not map onto transformers' Whisper (missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]})")
+    return whisper
 
 
 def convert_ct2_whisper(source: Path | str, out: Path | str) -> Path:
@@ -235,17 +243,12 @@ def convert_ct2_whisper(source: Path | str, out: Path | str) -> Path:
     if out.exists():
         raise AudioLLMError(f"{out} already exists; remove it or choose another --out")
     model = read_ct2_model(model_bin)
-    vocab = model.variables.get(model.aliases.get("decoder/embeddings/weight", "decoder/embeddings/weight"))
-    if model.spec != "WhisperSpec" or vocab is None:
-        raise CT2FormatError(f"{model_bin}: a CTranslate2 {model.spec}, not a Whisper model (WhisperSpec)")
-    config, state = whisper_from_ct2(model, _special_tokens(model_bin.parent, vocab.shape[0]))
-
+    try:
+        whisper = whisper_from_ct2(model, model_bin.parent)
+    except CT2FormatError as e:
+        raise CT2FormatError(f"{model_bin}: {e}") from None
+    config = whisper.config
     T = import_transformers("converting a CTranslate2 Whisper")
-    whisper = T.WhisperForConditionalGeneration(config)
-    missing, unexpected = whisper.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CT2FormatError(f"{model_bin}: does not map onto transformers' Whisper "
-                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
