@@ -19,7 +19,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import emit, interleaved_median_seconds, log, machine, parser, setup  # noqa: E402
 
-from audiollm.models import Decoder, DecoderConfig  # noqa: E402
+from audiollm.models import (
+    Decoder,  # noqa: E402
+    DecoderConfig,
+)
 
 
 def main() -> None:

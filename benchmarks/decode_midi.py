@@ -21,7 +21,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import emit, interleaved_median_seconds, log, machine, parser, setup  # noqa: E402
 
-from audiollm.models.audiollm import AudioLLM, AudioLLMConfig  # noqa: E402
+from audiollm.models.audiollm import (
+    AudioLLM,  # noqa: E402
+    AudioLLMConfig,
+)
 from audiollm.tokenizers.midi import MidiVocab  # noqa: E402
 
 SAMPLE_RATE = 16000

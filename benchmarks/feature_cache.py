@@ -29,10 +29,22 @@ from _common import emit, interleaved_median_seconds, log, machine, parser, setu
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from audiollm.data.batching import ExampleBuilder, collate  # noqa: E402
-from audiollm.data.feature_cache import FeatureCache, build_feature_cache  # noqa: E402
-from audiollm.models import AudioLLM, AudioLLMConfig  # noqa: E402
-from audiollm.models.tiny_checkpoints import tiny_checkpoint, whisper  # noqa: E402
+from audiollm.data.batching import (
+    ExampleBuilder,  # noqa: E402
+    collate,
+)
+from audiollm.data.feature_cache import (
+    FeatureCache,  # noqa: E402
+    build_feature_cache,
+)
+from audiollm.models import (
+    AudioLLM,  # noqa: E402
+    AudioLLMConfig,
+)
+from audiollm.models.pretrained.tiny_checkpoints import (
+    tiny_checkpoint,  # noqa: E402
+    whisper,
+)
 from audiollm.tokenizers.text import TextTokenizer  # noqa: E402
 
 FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd" / "recordings"

@@ -30,8 +30,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from audiollm.data.manifest import read_manifest  # noqa: E402
-from audiollm.mulan import (DEFAULT_PROMPTS, embed_files, embed_texts, load_mulan_dir,  # noqa: E402
-                            retrieval_metrics, zero_shot_accuracy)
+from audiollm.inference.embedding import (
+    DEFAULT_PROMPTS,  # noqa: E402
+    embed_files,
+    embed_texts,
+    load_mulan_dir,
+    zero_shot_accuracy,
+)
+from audiollm.metrics.retrieval import retrieval_metrics
 
 
 class AudioTowerGraph(torch.nn.Module):
@@ -91,7 +97,7 @@ REAL_TRUTH = {"solo-trumpet": "trumpet", "string_orchestra": "strings", "Drum-ba
 def real_recordings(model, tok, templates: list[str]) -> dict:
     """Zero-shot ranking of REAL_LABELS for each real recording (its first 10 s)."""
     from audiollm.audio import load_audio
-    from audiollm.mulan import tag
+    from audiollm.inference.embedding import tag
 
     if not REAL_MUSIC.is_dir():
         return {"skipped": f"{REAL_MUSIC} not found"}

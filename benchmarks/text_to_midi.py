@@ -38,9 +38,12 @@ from _common import emit, log, machine, parser, run, setup  # noqa: E402
 
 from audiollm.data.manifest import read_manifest  # noqa: E402
 from audiollm.errors import AudioLLMError  # noqa: E402
-from audiollm.model_dir import load_model_dir  # noqa: E402
+from audiollm.models.hub import load_model_dir  # noqa: E402
 from audiollm.tasks import get_task  # noqa: E402
-from audiollm.tasks.transcription import notes_to_json, parse_notes  # noqa: E402
+from audiollm.tasks.transcription import (
+    notes_to_json,  # noqa: E402
+    parse_notes,
+)
 
 
 def main() -> None:
@@ -100,8 +103,8 @@ def main() -> None:
 
 def reranked(task, model, tokenizer, rows: list, questions: list[str], args) -> dict:
     """Adherence of the first of N pieces per caption and of the one MuLaN scores best."""
-    from audiollm.mulan import load_mulan_dir, score
-    from audiollm.render import render_notes
+    from audiollm.inference.embedding import load_mulan_dir, score
+    from audiollm.music.render import render_notes
 
     mulan, mulan_tok = load_mulan_dir(args.rerank)
     n = args.num_samples

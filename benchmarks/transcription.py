@@ -35,15 +35,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, log, machine, parser, run, setup  # noqa: E402
 
-from audiollm import metrics  # noqa: E402
-from audiollm.audio import audio_info, load_audio  # noqa: E402
+from audiollm.metrics.notes import transcription_scores  # noqa: E402
+from audiollm.audio import (
+    audio_info,  # noqa: E402
+    load_audio,
+)
 from audiollm.data.manifest import read_manifest  # noqa: E402
 from audiollm.errors import AudioLLMError  # noqa: E402
-from audiollm.quiet_import import quiet_import  # noqa: E402
-from audiollm.model_dir import load_model_dir  # noqa: E402
+from audiollm.music.quiet_import import quiet_import  # noqa: E402
+from audiollm.models.hub import load_model_dir  # noqa: E402
 from audiollm.tasks import get_task  # noqa: E402
-from audiollm.tokenizers.midi import Note  # noqa: E402
-from audiollm.transcribe import OFFSET_SOURCES, ONSET_SOURCES, transcribe  # noqa: E402
+from audiollm.music.notes import Note  # noqa: E402
+from audiollm.inference.transcribe import (
+    OFFSET_SOURCES,  # noqa: E402
+    ONSET_SOURCES,
+    transcribe,
+)
 
 
 def select_rows(manifest: Path, family: str | None, limit: int | None) -> list[dict]:
@@ -58,7 +65,7 @@ def select_rows(manifest: Path, family: str | None, limit: int | None) -> list[d
 
 
 def scores(refs: list[list[Note]], ests: list[list[Note]], audio_seconds: float, wall: float) -> dict:
-    out = {k: round(v, 4) for k, v in metrics.transcription_scores(refs, ests).items()}
+    out = {k: round(v, 4) for k, v in transcription_scores(refs, ests).items()}
     out["audio_seconds_per_s"] = round(audio_seconds / wall, 2)
     out["seconds"] = round(wall, 2)
     return out

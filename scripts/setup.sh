@@ -34,5 +34,5 @@ if [ ! -f "$stamp" ]; then
 fi
 
 # NLTK's METEOR needs WordNet; Debian ships it, NLTK wants its own layout (copied, not linked).
-"$VENV/bin/python" -m audiollm.metrics_setup
+"$VENV/bin/python" -m audiollm.metrics.wordnet
 echo "[setup] ready: $VENV"

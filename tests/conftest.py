@@ -66,7 +66,7 @@ def toy_corpus_shared(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def wordnet():
     """Install Debian's WordNet for NLTK (idempotent); skip only when Debian's files are absent."""
-    from audiollm import metrics_setup
+    from audiollm.metrics import wordnet as metrics_setup
 
     missing = [f for f in metrics_setup.REQUIRED_FILES if not (metrics_setup.DEBIAN_WORDNET_DIR / f).is_file()]
     if missing:

@@ -21,16 +21,22 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from audiollm.cli import main  # noqa: E402
+from audiollm.cli.main import main  # noqa: E402
 from audiollm.config import load_config  # noqa: E402
 from audiollm.errors import ConfigError  # noqa: E402
-from audiollm.inference import generate_answers  # noqa: E402
-from audiollm.model_dir import load_model_dir  # noqa: E402
-from audiollm.models import AudioLLM, AudioLLMConfig  # noqa: E402
-from audiollm.models.hf_audio import SAMPLE_RATE, WhisperEncoder  # noqa: E402
-from audiollm.models.tiny_checkpoints import tiny_checkpoint  # noqa: E402
+from audiollm.inference.answer import generate_answers  # noqa: E402
+from audiollm.models.hub import load_model_dir  # noqa: E402
+from audiollm.models import (
+    AudioLLM,  # noqa: E402
+    AudioLLMConfig,
+)
+from audiollm.models.pretrained.hf_audio import (
+    SAMPLE_RATE,  # noqa: E402
+    WhisperEncoder,
+)
+from audiollm.models.pretrained.tiny_checkpoints import tiny_checkpoint  # noqa: E402
 from audiollm.tokenizers.hf import HFTokenizer  # noqa: E402
-from audiollm.train import train  # noqa: E402
+from audiollm.training.loop import train  # noqa: E402
 
 ENCODERS = ["whisper", "hubert", "wav2vec2", "mert", "ast", "clap"]
 

@@ -5,7 +5,15 @@ from collections import Counter
 import pytest
 import torch
 
-from audiollm.data.batching import IGNORE_INDEX, AudioAugment, ExampleBuilder, GroupedSampler, MixtureSampler, collate, make_sampler
+from audiollm.data.batching import (
+    IGNORE_INDEX,
+    ExampleBuilder,
+    GroupedSampler,
+    MixtureSampler,
+    collate,
+    make_sampler,
+)
+from audiollm.data.augment import AudioAugment
 from audiollm.data.manifest import read_manifest
 from audiollm.tokenizers.text import TextTokenizer
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiollm.cli import main
+from audiollm.cli.main import main
 
 from conftest import tone
 from test_train import write_config

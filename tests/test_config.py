@@ -17,7 +17,7 @@ def stand_ins(path: Path) -> list[str]:
     model = load_config(path).model
     if not (model.get("audio_encoder_config") or {}).get("model"):
         return []
-    from audiollm.models.tiny_checkpoints import tiny_checkpoint
+    from audiollm.models.pretrained.tiny_checkpoints import tiny_checkpoint
 
     return [f"model.audio_encoder_config.model={tiny_checkpoint(model['audio_encoder'])}", "data.feature_cache="]
 
@@ -54,13 +54,13 @@ def test_missing_and_invalid_files(tmp_path):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_configs_load_and_build(path):
-    from audiollm.model_dir import build_model
+    from audiollm.models.hub import build_model
 
     text = path.read_text()
     assert text.startswith("#"), "each config opens with a comment header"
     cfg = load_config(path, stand_ins(path))
     if cfg.model.get("kind") == "mulan":  # a contrastive model: its own config class validates it
-        from audiollm.mulan_train import MuLaNKind
+        from audiollm.training.kinds import MuLaNKind
 
         assert MuLaNKind.model_config(cfg.model) is not None
         return
@@ -76,7 +76,7 @@ def test_shipped_configs_dry_run(path, toy_corpus_shared, capsys, tmp_path):
 
     import soundfile as sf
 
-    from audiollm.cli import main
+    from audiollm.cli.main import main
 
     from conftest import tone
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from audiollm.ctc_prefix import CTCPrefixScorer
+from audiollm.decoding.ctc_prefix import CTCPrefixScorer
 from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
 from audiollm.models.lm import Decoder, DecoderConfig
 

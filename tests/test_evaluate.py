@@ -11,11 +11,17 @@ import json
 import pytest
 import torch
 
-from audiollm import metrics_setup
 from audiollm.audio import load_audio
 from audiollm.data.manifest import read_manifest
 from audiollm.errors import AudioError, AudioLLMError, ManifestError
-from audiollm.evaluate import evaluate, format_table, predict, questions_for, score_predictions, write_json
+from audiollm.evaluation.evaluate import (
+    evaluate,
+    format_table,
+    predict,
+    questions_for,
+    score_predictions,
+    write_json,
+)
 from audiollm.tasks import TAGGING_QUESTIONS
 from audiollm.tokenizers.text import TextTokenizer
 

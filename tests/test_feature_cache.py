@@ -17,17 +17,34 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("transformers")
 
-from audiollm.audio import load_audio, pad_batch  # noqa: E402
-from audiollm.cli import main  # noqa: E402
+from audiollm.audio import (
+    load_audio,  # noqa: E402
+    pad_batch,
+)
+from audiollm.cli.main import main  # noqa: E402
 from audiollm.config import load_config  # noqa: E402
-from audiollm.data.batching import ExampleBuilder, collate  # noqa: E402
-from audiollm.data.feature_cache import FeatureCache, build_feature_cache, frame_window  # noqa: E402
+from audiollm.data.batching import (
+    ExampleBuilder,  # noqa: E402
+    collate,
+)
+from audiollm.data.feature_cache import (
+    FeatureCache,  # noqa: E402
+    build_feature_cache,
+    frame_window,
+)
 from audiollm.data.manifest import read_manifest  # noqa: E402
-from audiollm.errors import AudioLLMError, ConfigError  # noqa: E402
-from audiollm.model_dir import load_model_dir  # noqa: E402
-from audiollm.models import AudioLLM, AudioLLMConfig  # noqa: E402
+from audiollm.errors import (
+    AudioLLMError,  # noqa: E402
+    ConfigError,
+)
+from audiollm.models.hub import load_model_dir  # noqa: E402
+from audiollm.models import (
+    AudioLLM,  # noqa: E402
+    AudioLLMConfig,
+)
 from audiollm.tokenizers.text import TextTokenizer  # noqa: E402
-from audiollm.train import dry_run, train  # noqa: E402
+from audiollm.training.dry_run import dry_run  # noqa: E402
+from audiollm.training.loop import train
 from test_backbones import model_section, write_config  # noqa: E402
 
 

@@ -20,8 +20,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 ctranslate2 = pytest.importorskip("ctranslate2")
 
-from audiollm.cli import main  # noqa: E402
-from audiollm.data.manifest import read_manifest, write_manifest  # noqa: E402
+from audiollm.cli.main import main  # noqa: E402
+from audiollm.data.manifest import (
+    read_manifest,  # noqa: E402
+    write_manifest,
+)
 from conftest import build_tiny_whisper_ct2  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

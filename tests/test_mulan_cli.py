@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,14 +10,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from audiollm.cli import main
+from audiollm.cli.main import main
 from conftest import tone
 
 
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
     from audiollm.models.mulan import MuLaN, MuLaNConfig
-    from audiollm.mulan import save_mulan_dir
+    from audiollm.inference.embedding import save_mulan_dir
     from audiollm.tokenizers.text import TextTokenizer
 
     d = tmp_path_factory.mktemp("mulan")
@@ -75,7 +74,7 @@ def test_index_update_guard_and_search(model_dirs, audio_dir, tmp_path, capsys, 
     code, out, _ = run(capsys, "index", model_dirs[0], audio_dir, "--out", index, "--no-progress")
     assert code == 0 and "3 embedded" in out
     # re-running embeds only the new file: prove the old ones are not re-embedded
-    import audiollm.mulan as mulan_lib
+    import audiollm.inference.embedding as mulan_lib
 
     seen = []
     real = mulan_lib.embed_files
@@ -87,7 +86,7 @@ def test_index_update_guard_and_search(model_dirs, audio_dir, tmp_path, capsys, 
     # same as embedding everything from scratch
     fresh = tmp_path / "fresh.index"
     run(capsys, "index", model_dirs[0], audio_dir, "--out", fresh, "--no-progress")
-    from audiollm.embedding_index import load_index
+    from audiollm.inference.index import load_index
 
     np.testing.assert_allclose(load_index(index)[1], load_index(fresh)[1], atol=1e-5)
     # a different model is refused, naming both; the index is untouched
@@ -121,7 +120,7 @@ def test_tag_and_score(model_dirs, audio_dir, capsys):
 
 
 def test_rerank_keeps_the_best_scoring_clip(model_dirs):
-    from audiollm.mulan import generate_and_rerank, load_mulan_dir, rerank, score
+    from audiollm.inference.embedding import generate_and_rerank, load_mulan_dir, rerank, score
 
     model, tok = load_mulan_dir(model_dirs[0])
     clips = [torch.from_numpy(tone(0.5, f)) for f in (220.0, 440.0, 880.0, 1760.0)]
@@ -134,7 +133,7 @@ def test_rerank_keeps_the_best_scoring_clip(model_dirs):
 
 
 def test_retrieval_metrics_are_right():
-    from audiollm.mulan import retrieval_metrics
+    from audiollm.metrics.retrieval import retrieval_metrics
 
     e = torch.eye(12)
     m = retrieval_metrics(e, e)
@@ -151,7 +150,7 @@ def test_retrieval_metrics_are_right():
 
 
 def test_label_prompts_are_averaged_and_checked(model_dirs, audio_dir, capsys):
-    from audiollm.mulan import embed_texts, label_embeddings, load_mulan_dir
+    from audiollm.inference.embedding import embed_texts, label_embeddings, load_mulan_dir
 
     model, tok = load_mulan_dir(model_dirs[0])
     templates = ["A slow {label} piece.", "{label} {x}"]  # other braces are left as they are
@@ -163,7 +162,7 @@ def test_label_prompts_are_averaged_and_checked(model_dirs, audio_dir, capsys):
     # the CLI's repeated --template is the same ensemble, and a prompt without {label} is refused
     code, out, _ = run(capsys, "tag", model_dirs[0], audio_dir / "c0.wav", "--labels", "piano,organ",
                        "--template", templates[0], "--template", templates[1], "--json")
-    from audiollm.mulan import tag
+    from audiollm.inference.embedding import tag
     from audiollm.audio import load_audio
 
     direct = tag(model, tok, load_audio(audio_dir / "c0.wav"), ["piano", "organ"], templates)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +12,10 @@ import torch
 import yaml
 
 from audiollm.config import load_config
-from audiollm.data.contrastive import PairAugment, PairBuilder, collate_pairs
+from audiollm.data.augment import PairAugment
+from audiollm.data.contrastive import PairBuilder, collate_pairs
 from audiollm.errors import ConfigError
-from audiollm.train import train
+from audiollm.training.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,7 +85,7 @@ def test_augmentation_really_changes_the_input(toy_corpus):
 
 
 def test_mulan_trains_through_the_one_loop(tmp_path, toy_corpus):
-    from audiollm.mulan import load_mulan_dir
+    from audiollm.inference.embedding import load_mulan_dir
     import json
 
     final = train(load_config(write_config(tmp_path, toy_corpus)), progress=False)
@@ -120,7 +120,7 @@ def test_grad_accum_is_refused_for_contrastive(tmp_path, toy_corpus):
 
 
 def test_quickstart_config_validates():
-    from audiollm.mulan_train import MuLaNKind
+    from audiollm.training.kinds import MuLaNKind
 
     cfg = load_config(REPO / "configs" / "mulan_quickstart.yaml")
     MuLaNKind.check(cfg)

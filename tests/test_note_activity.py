@@ -10,9 +10,10 @@ from audiollm.data.batching import ExampleBuilder, collate
 from audiollm.errors import AudioLLMError, ConfigError
 from audiollm.models.audiollm import AudioLLM, AudioLLMConfig, piano_roll
 from audiollm.tasks import get_task
-from audiollm.tokenizers.midi import MidiVocab, Note
+from audiollm.tokenizers.midi import MidiVocab
+from audiollm.music.notes import Note
 from audiollm.tokenizers.text import TextTokenizer
-from audiollm.transcribe import WindowActivity, frame_offsets, resolve_offsets, transcribe
+from audiollm.inference.transcribe import WindowActivity, frame_offsets, resolve_offsets, transcribe
 
 from conftest import tone
 
@@ -130,7 +131,7 @@ def test_transcription_reads_note_ends_from_the_head(tok):
 
 
 def test_frame_onsets_are_rising_edges_that_last_and_only_fill_in_what_ctc_missed(tok):
-    from audiollm.transcribe import frame_onsets, merge_onsets, resolve_onsets
+    from audiollm.inference.transcribe import frame_onsets, merge_onsets, resolve_onsets
 
     probs = torch.zeros(20, 128)
     probs[0:6, 48] = 0.9    # on from the window's first frame: maybe held over, not an onset

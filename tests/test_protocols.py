@@ -9,14 +9,15 @@ import math
 import pytest
 import torch
 
-from audiollm import metrics
+from audiollm.metrics.labels import tag_auc
+from audiollm.metrics.text import meteor_wordpunct, nltk_sentence_bleu, rouge_l_recall
 from audiollm.errors import AudioLLMError
-from audiollm.evaluate import evaluate, format_table, write_json
-from audiollm.protocols import ProtocolContext, dataset_of, run_protocols, select
-from audiollm.protocols.cider import cider_d, cider_d_per_clip
-from audiollm.protocols.english import normalize_english
-from audiollm.protocols.librispeech import wer
-from audiollm.protocols.mullama import pair_scores, shuffled_references
+from audiollm.evaluation.evaluate import evaluate, format_table, write_json
+from audiollm.evaluation.protocols import ProtocolContext, dataset_of, run_protocols, select
+from audiollm.evaluation.protocols.cider import cider_d, cider_d_per_clip
+from audiollm.evaluation.protocols.english import normalize_english
+from audiollm.evaluation.protocols.librispeech import wer
+from audiollm.evaluation.protocols.mullama import pair_scores, shuffled_references
 
 from conftest import build_tiny_bert, tone
 
@@ -61,17 +62,17 @@ def test_cider_d_averages_over_references_and_uses_corpus_idf():
 def test_mullama_bleu_is_over_characters():
     # Word-level BLEU of a one-word pair is 0 (no 2-grams); over characters "music" vs
     # "musics" shares every 1..4-gram of the candidate: precision 1, brevity penalty e^(1-6/5).
-    assert metrics.nltk_sentence_bleu("music", "musics") == pytest.approx(math.exp(1 - 6 / 5))
-    assert metrics.nltk_sentence_bleu("abc", "xyz") == pytest.approx(0.0, abs=1e-12)
+    assert nltk_sentence_bleu("music", "musics") == pytest.approx(math.exp(1 - 6 / 5))
+    assert nltk_sentence_bleu("abc", "xyz") == pytest.approx(0.0, abs=1e-12)
     # Character 4-grams only: "abcd" vs "abce" shares none.
-    assert metrics.nltk_sentence_bleu("abcd", "abce", weights=(0, 0, 0, 1)) == pytest.approx(0.0, abs=1e-12)
+    assert nltk_sentence_bleu("abcd", "abce", weights=(0, 0, 0, 1)) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_mullama_rouge_recall_and_meteor(wordnet):
     # Recall = LCS / reference length; stemming makes "cats" match "cat".
-    assert metrics.rouge_l_recall("the cat", "the cats sat") == pytest.approx(2 / 3)
-    assert metrics.rouge_l_recall("the cats sat here now", "the cat sat") == pytest.approx(1.0)
-    assert metrics.meteor_wordpunct("a slow, sad song.", "a slow, sad song.") > 0.99
+    assert rouge_l_recall("the cat", "the cats sat") == pytest.approx(2 / 3)
+    assert rouge_l_recall("the cats sat here now", "the cat sat") == pytest.approx(1.0)
+    assert meteor_wordpunct("a slow, sad song.", "a slow, sad song.") > 0.99
     scores = pair_scores(["A slow piano piece."], ["A slow piano piece."])
     assert scores["bleu"] == pytest.approx(1.0) and scores["rouge_l_recall"] == pytest.approx(1.0)
 
@@ -117,7 +118,7 @@ def tiny_bert(tmp_path_factory):
 def test_bertscore_recall_matches_greedy_cosine_by_hand(tiny_bert):
     from transformers import AutoModel, AutoTokenizer
 
-    from audiollm.protocols.bertscore import BertScorer
+    from audiollm.evaluation.protocols.bertscore import BertScorer
 
     scorer = BertScorer(tiny_bert, layer=1)
     assert scorer.recall(["the cat sat"], ["the cat sat"])[0] == pytest.approx(1.0, abs=1e-5)
@@ -181,12 +182,12 @@ def test_tag_auc_hand_computed():
     # Tag 2: the negative (0.8) ranks first → ROC 0; AP = (1/2 + 2/3) / 2.
     scores = [[0.9, 0.2], [0.1, 0.8], [0.5, 0.5]]
     targets = [[1, 1], [0, 0], [1, 1]]
-    out = metrics.tag_auc(scores, targets)
+    out = tag_auc(scores, targets)
     assert out["roc_auc"] == pytest.approx(0.5) and out["pr_auc"] == pytest.approx((1 + (0.5 + 2 / 3) / 2) / 2)
     # A tag every clip has is left out.
-    assert metrics.tag_auc([[0.1, 0.3], [0.2, 0.4]], [[1, 0], [1, 1]])["n_tags"] == 1
+    assert tag_auc([[0.1, 0.3], [0.2, 0.4]], [[1, 0], [1, 1]])["n_tags"] == 1
     with pytest.raises(AudioLLMError, match="no tag"):
-        metrics.tag_auc([[0.1], [0.2]], [[1], [1]])
+        tag_auc([[0.1], [0.2]], [[1], [1]])
 
 
 def test_mtt_presence_scores():
@@ -310,8 +311,8 @@ def test_evaluate_adds_protocol_results_to_table_and_json(tmp_path, wordnet):
 def test_evaluate_cli_protocol_flags(tmp_path, capsys, wordnet):
     import soundfile as sf
 
-    from audiollm.cli import main
-    from audiollm.model_dir import save_model_dir
+    from audiollm.cli.main import main
+    from audiollm.models.hub import save_model_dir
     from audiollm.tokenizers.text import TextTokenizer
 
     tok = TextTokenizer.train(["Describe the audio", "A calm piano piece.", "Loud rock."] * 5, vocab_size=300)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from audiollm.cli import main
+from audiollm.cli.main import main
 from audiollm.data.qa import DESCRIBE_QUESTIONS, clip_facts, generate_qa, parse_qa_text, template_pairs
 
 TAG_ROW = {"audio": "/d/a.mp3", "task": "tagging", "labels": ["guitar", "rock", "fast", "male vocal", "sad"],

@@ -21,8 +21,8 @@ from audiollm.config import load_config  # noqa: E402
 from audiollm.data.feature_cache import build_feature_cache  # noqa: E402
 from audiollm.data.manifest import read_manifest  # noqa: E402
 from audiollm.models import AudioLLMConfig  # noqa: E402
-from audiollm.models.tiny_checkpoints import tiny_checkpoint  # noqa: E402
-from audiollm.train import dry_run  # noqa: E402
+from audiollm.models.pretrained.tiny_checkpoints import tiny_checkpoint  # noqa: E402
+from audiollm.training.dry_run import dry_run  # noqa: E402
 
 REFERENCE = sorted((Path(__file__).resolve().parents[1] / "configs" / "reference").glob("*.yaml"))
 

@@ -15,8 +15,10 @@ import pytest
 import soundfile as sf
 
 from audiollm.data.synth import corpus, music, speech, templates
+from audiollm.music import analysis, render, theory
 from audiollm.errors import AudioLLMError
 from audiollm.tasks import get_task
+from audiollm.metrics.text import normalize_text
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
@@ -118,9 +120,9 @@ def test_music_labels_are_consistent(built):
     for r in _read_rows(root):
         if not r["clip"].startswith("m"):
             continue
-        inst = music.BY_PROGRAM[r["program"]]
+        inst = theory.BY_PROGRAM[r["program"]]
         assert (r["family"], r["instrument"]) == (inst.family, inst.gm_name)
-        assert r["tempo_class"] == templates.tempo_class(r["tempo_bpm"])
+        assert r["tempo_class"] == theory.tempo_class(r["tempo_bpm"])
         assert 50 <= r["tempo_bpm"] <= 190
         assert r["key"] == f"{r['tonic']} {r['mode']}" and r["mode"] in ("major", "minor")
         assert r["composer"] == music.source_of(r["piece"]).composer
@@ -135,12 +137,11 @@ def test_music_labels_are_consistent(built):
 
 def test_speech_labels_are_consistent(built):
     root, _, _ = built
-    from audiollm import metrics
 
     for r in _read_rows(root):
         if not r["clip"].startswith("s"):
             continue
-        assert r["text"] == metrics.normalize_text(r["text"])
+        assert r["text"] == normalize_text(r["text"])
         assert set(r["text"].split()) <= templates.VOCABULARY
         assert len(r["text"].split()) <= corpus.MAX_WORDS
         assert speech.voice_labels(r["voice"]) == {"accent": r["accent"], "gender": r["gender"]}
@@ -187,11 +188,11 @@ def test_sampler_reaches_at_least_eight_families():
 
     rng = random.Random(0)
     draws = [music.sample_settings(rng) for _ in range(2000)]
-    families = {music.BY_PROGRAM[d["program"]].family for d in draws}
-    assert len(families) >= 8 and families == set(music.FAMILIES)
-    assert {templates.tempo_class(d["tempo_bpm"]) for d in draws} == set(templates.TEMPO_CLASSES)
+    families = {theory.BY_PROGRAM[d["program"]].family for d in draws}
+    assert len(families) >= 8 and families == set(theory.FAMILIES)
+    assert {theory.tempo_class(d["tempo_bpm"]) for d in draws} == set(theory.TEMPO_CLASSES)
     assert all(50 <= d["tempo_bpm"] <= 190 and -5 <= d["shift"] <= 5 for d in draws)
-    for inst in music.INSTRUMENTS:
+    for inst in theory.INSTRUMENTS:
         assert pretty_midi.program_to_instrument_name(inst.program) == inst.gm_name
         assert inst.low < inst.high
 
@@ -201,7 +202,7 @@ def test_key_analysis_matches_music21():
 
     for path in ("bach/bwv66.6.mxl", "bach/bwv57.8.mxl"):
         piece = music.load_piece(path)
-        tonic, mode = music.key_of(np.concatenate(piece.parts))
+        tonic, mode = analysis.key_of(np.concatenate(piece.parts))
         ref = m21corpus.parse(path).analyze("key")
         assert (tonic, mode) == (ref.tonic.pitchClass, ref.mode)
 
@@ -232,12 +233,12 @@ def test_qa_questions_never_reuse_task_paraphrases(built):
 
 
 def _random_labels(rng: random.Random) -> dict:
-    inst = rng.choice(music.INSTRUMENTS)
+    inst = rng.choice(theory.INSTRUMENTS)
     bpm = rng.randint(50, 190)
     tonic = rng.choice(["C", "Db", "D", "Eb", "F#", "G#", "Bb", "B"])
     mode = rng.choice(["major", "minor"])
     return {"family": inst.family, "program": inst.program, "instrument": inst.gm_name,
-            "instrument_phrase": inst.phrase, "tempo_bpm": bpm, "tempo_class": templates.tempo_class(bpm),
+            "instrument_phrase": inst.phrase, "tempo_bpm": bpm, "tempo_class": theory.tempo_class(bpm),
             "key": f"{tonic} {mode}", "tonic": tonic, "mode": mode, "voices": rng.randint(1, 8),
             "composer": rng.choice([s.composer for s in music.SOURCES])}
 
@@ -249,7 +250,7 @@ def _claims_match_labels(text: str, lab: dict) -> None:
     """Every fact the text states (family, tempo, key, bpm, voices, composer) is the label's."""
     phrase = lab["instrument_phrase"]
     rest = text.replace(phrase, " ").replace(phrase[:1].upper() + phrase[1:], " ")
-    for fam in music.FAMILIES:
+    for fam in theory.FAMILIES:
         if re.search(rf"\b{fam}\b", rest, re.I):
             assert fam == lab["family"], (text, lab)
     for cls, pattern in TEMPO_WORDS.items():
@@ -278,7 +279,7 @@ def test_captions_and_answers_only_state_labelled_facts(built):
     root, _, _ = built
     for r in _read_rows(root):
         if r["clip"].startswith("m") and r["task"] in ("caption", "qa"):
-            lab = {**r, "instrument_phrase": music.BY_PROGRAM[r["program"]].phrase}
+            lab = {**r, "instrument_phrase": theory.BY_PROGRAM[r["program"]].phrase}
             _claims_match_labels(r["answer"], lab)
 
 
@@ -310,7 +311,7 @@ def test_bad_arguments_and_foreign_output_folder(tmp_path):
     with pytest.raises(AudioLLMError, match="not empty"):
         corpus.build_corpus(foreign, music_clips=0, speech_clips=2, seed=0, progress=False)
     with pytest.raises(AudioLLMError, match="soundfont"):
-        music.find_soundfont(tmp_path / "missing.sf2")
+        render.find_soundfont(tmp_path / "missing.sf2")
 
 
 def test_rebuild_replaces_a_previous_corpus(tmp_path):

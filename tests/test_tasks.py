@@ -6,16 +6,8 @@ import random
 
 import pytest
 
-from audiollm import metrics_setup
 from audiollm.errors import AudioLLMError, ManifestError
-from audiollm.tasks import (
-    ASR_QUESTIONS,
-    CAPTION_QUESTIONS,
-    TAGGING_QUESTIONS,
-    TASKS,
-    get_task,
-    split_labels,
-)
+from audiollm.tasks import ASR_QUESTIONS, CAPTION_QUESTIONS, TAGGING_QUESTIONS, TASKS, get_task, split_labels
 
 
 

@@ -7,12 +7,12 @@ import math
 
 import pytest
 
-from audiollm import metrics
-from audiollm.music_prompt import MusicRequest, parse_request
+from audiollm.music.analysis import estimate_tempo, tempo_fits
+from audiollm.music.prompt import MusicRequest, parse_request
 from audiollm.tasks import get_task
 from audiollm.tasks.transcription import notes_to_json
-from audiollm.tempo_fit import MAX_STRETCH, candidate_factors, fit_tempo, stretch
-from audiollm.tokenizers.midi import Note
+from audiollm.music.tempo_fit import MAX_STRETCH, candidate_factors, fit_tempo, stretch
+from audiollm.music.notes import Note
 
 SCALE = [60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62, 60, 67]
 
@@ -29,10 +29,10 @@ def quarters(bpm: float, seconds: float = 4.0) -> list[Note]:
 def test_bpm_request_moves_the_measured_tempo_there(bpm, asked):
     notes = quarters(bpm)
     request = parse_request(f"a cello at {asked:.0f} bpm")
-    assert not metrics.tempo_fits(metrics.estimate_tempo(notes), request)
+    assert not tempo_fits(estimate_tempo(notes), request)
     fit = fit_tempo(notes, request, 4.0)
-    assert fit.fits and metrics.tempo_fits(metrics.estimate_tempo(fit.notes), request)
-    assert fit.after == metrics.estimate_tempo(fit.notes) and fit.before == metrics.estimate_tempo(notes)
+    assert fit.fits and tempo_fits(estimate_tempo(fit.notes), request)
+    assert fit.after == estimate_tempo(fit.notes) and fit.before == estimate_tempo(notes)
     assert 1 / MAX_STRETCH <= fit.factor <= MAX_STRETCH and fit.factor != 1.0
     # only the time axis moved: same pitches, velocities and programs in the same order, times scaled
     assert len(fit.notes) <= len(notes)
@@ -54,7 +54,7 @@ def test_slowing_down_cuts_the_notes_at_the_piece_end():
 def test_tempo_word_moves_the_estimate_into_its_range(word, lo, hi):
     notes = quarters(100.0)
     fit = fit_tempo(notes, parse_request(f"a {word} piece for oboe"), 4.0)
-    assert lo <= metrics.estimate_tempo(fit.notes) <= hi and fit.factor != 1.0
+    assert lo <= estimate_tempo(fit.notes) <= hi and fit.factor != 1.0
 
 
 def test_nothing_to_fit_leaves_the_notes_alone():

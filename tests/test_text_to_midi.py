@@ -10,20 +10,23 @@ import numpy as np
 import pytest
 import torch
 
-from audiollm import metrics
-from audiollm.cli import main
+from audiollm.metrics.notes import attribute_adherence, midi_round_trip
+from audiollm.music.analysis import TEMPO_TOLERANCE, estimate_tempo, tempo_matches
+from audiollm.cli.main import main
 from audiollm.data.batching import IGNORE_INDEX, ExampleBuilder, collate, prompt_ids
 from audiollm.data.manifest import read_manifest
 from audiollm.data.music_events import derive_rows
 from audiollm.errors import AudioLLMError, ManifestError
-from audiollm.evaluate import evaluate
-from audiollm.midi_generate import check_generation, generate_midi, sample_events
-from audiollm.midi_grammar import MidiGrammar
-from audiollm.model_dir import save_model_dir
+from audiollm.evaluation.evaluate import evaluate
+from audiollm.inference.compose import check_generation, generate_midi, sample_events
+from audiollm.music.grammar import MidiGrammar
+from audiollm.models.hub import save_model_dir
 from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
-from audiollm.music_prompt import caption, check_request, parse_request
+from audiollm.music.prompt import caption, check_request, parse_request
 from audiollm.tasks import get_task
-from audiollm.tokenizers.midi import TIE, MidiVocab, Note, read_midi, write_midi
+from audiollm.tokenizers.midi import TIE, MidiVocab
+from audiollm.music.notes import Note
+from audiollm.music.midi_file import read_midi, write_midi
 from audiollm.tokenizers.text import TextTokenizer
 
 TASK = get_task("text_to_midi")
@@ -167,7 +170,7 @@ def test_100_untrained_samples_all_decode_to_valid_midi(model, tok, tmp_path):
         dec = tok.midi.decode_window(ev, tok.midi.steps(2.0))
         assert dec.n_invalid == 0, ev  # the mask never lets a repairable token through
         notes, bad = tok.midi.decode_windows([ev], 2.0, total_seconds=2.0)
-        assert bad == 0 and notes and metrics.midi_round_trip(notes)
+        assert bad == 0 and notes and midi_round_trip(notes)
         if k % 25 == 0:  # a real file on disk, read back by our reader too
             back = read_midi(write_midi(notes, tmp_path / f"{k}.mid"))
             assert len(back) == len(notes)
@@ -266,7 +269,7 @@ def test_attribute_tokens_open_the_answer_from_the_labels(tok, atok):
         assert first == [f"<|bpm_{tempo_bin(v['tempo_bpm'])}|>", f"<|key_{req.tonic + 12 * (req.mode == 'minor')}|>"]
     unlabelled = {k: v for k, v in row.items() if k not in ("tempo_bpm", "key")}
     bpm, tonic, mode = TASK.attributes(unlabelled)
-    assert (tonic, mode) == (2, "minor") and metrics.tempo_matches(bpm, 100)
+    assert (tonic, mode) == (2, "minor") and tempo_matches(bpm, 100)
     # decoding: attribute tokens are no notes and no repairs
     dec = atok.midi.decode_window(with_attrs, atok.midi.steps(4.0))
     assert dec.n_invalid == 0 and len(dec.notes) == len(TASK.notes(row))
@@ -285,7 +288,7 @@ def test_sampling_with_attributes_writes_tempo_key_tie_then_valid_events(atok):
         assert not any(t.startswith(("<|bpm_", "<|key_")) for t in ev[3:])
         assert atok.midi.decode_window(ev, atok.midi.steps(2.0)).n_invalid == 0
         notes, bad = atok.midi.decode_windows([ev], 2.0, total_seconds=2.0)
-        assert bad == 0 and notes and metrics.midi_round_trip(notes)
+        assert bad == 0 and notes and midi_round_trip(notes)
     assert len({tuple(ev[:2]) for ev in events}) > 1  # the attributes are sampled, not fixed
     g = MidiGrammar(atok, 1, 200, held=False, attributes=True)
     m = g.mask([0])[0]
@@ -299,8 +302,8 @@ def test_plans_follow_the_caption_unless_told_not_to(atok):
     """With attribute tokens the grammar narrows the plan to what the caption asks for (a bpm's
     bin, a tempo word's bins, the key or the mode's 12 keys); what it leaves open, or every
     attribute with follow_caption=False, the model picks."""
-    from audiollm.data.synth.templates import TEMPO_RANGES
-    from audiollm.midi_grammar import plan_choices
+    from audiollm.music.theory import TEMPO_RANGES
+    from audiollm.music.grammar import plan_choices
     from audiollm.tokenizers.midi import bin_tempo, tempo_bin
 
     vocab = atok.midi
@@ -330,20 +333,20 @@ def test_plans_follow_the_caption_unless_told_not_to(atok):
 
 
 def test_attribute_adherence_on_known_notes():
-    from audiollm.music_prompt import MusicRequest
+    from audiollm.music.prompt import MusicRequest
 
     beat = 0.5  # 120 bpm quarter notes, a C major scale and back
     scale = [60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62, 60, 67, 60]
     piece = [Note(p, i * beat, (i + 1) * beat, 80, 40) for i, p in enumerate(scale)]
     good = MusicRequest(program=40, bpm=120.0, tonic=0, mode="major")
     bad = MusicRequest(program=42, bpm=95.0, tonic=9, mode="minor")
-    assert metrics.attribute_adherence([good], [piece]) == {"valid_rate": 1.0, "instrument_adherence": 1.0,
+    assert attribute_adherence([good], [piece]) == {"valid_rate": 1.0, "instrument_adherence": 1.0,
                                                             "tempo_adherence": 1.0, "tempo_bpm_adherence": 1.0,
                                                             "key_adherence": 1.0}
-    assert metrics.attribute_adherence([bad], [piece]) == {"valid_rate": 1.0, "instrument_adherence": 0.0,
+    assert attribute_adherence([bad], [piece]) == {"valid_rate": 1.0, "instrument_adherence": 0.0,
                                                            "tempo_adherence": 0.0, "tempo_bpm_adherence": 0.0,
                                                            "key_adherence": 0.0}
-    out = metrics.attribute_adherence([good, MusicRequest(tempo_class="medium")], [[], piece])
+    out = attribute_adherence([good, MusicRequest(tempo_class="medium")], [[], piece])
     assert out == {"valid_rate": 0.5, "instrument_adherence": 0.0, "tempo_adherence": 0.5, "tempo_bpm_adherence": 0.0,
                    "tempo_class_adherence": 1.0, "key_adherence": 0.0}
 
@@ -352,7 +355,8 @@ def test_variants_keep_caption_and_notes_in_agreement(tok):
     """data.variants: a variant's caption asks for what its notes are — the new instrument on
     every note, the tempo the notes were stretched to, the key the notes were moved to — and
     the ExampleBuilder trains on it with the configured probability."""
-    from audiollm.data.synth.music import key_name, key_of
+    from audiollm.music.theory import key_name
+    from audiollm.music.analysis import key_of
 
     row = derive_rows([clip_row(program=42, bpm=100, key="D minor")])[0]
     notes = TASK.notes(row)
@@ -399,9 +403,9 @@ def test_estimate_tempo_finds_the_struck_beat(bpm):
         notes += [Note(p, t, t + beat, 80, 0) for p in (48, 55, 64, 72)]
         if k % 3 == 1:
             notes.append(Note(74, t + beat / 2, t + beat, 70, 0))
-    est = metrics.estimate_tempo(notes)
-    assert est is not None and abs(est - bpm) <= metrics.TEMPO_TOLERANCE * bpm
-    assert metrics.estimate_tempo(notes[:4]) is None  # one onset: no tempo
+    est = estimate_tempo(notes)
+    assert est is not None and abs(est - bpm) <= TEMPO_TOLERANCE * bpm
+    assert estimate_tempo(notes[:4]) is None  # one onset: no tempo
 
 
 def test_evaluate_reports_adherence_for_rows_without_audio(model, tok):
@@ -440,7 +444,7 @@ def _one_line_error(capsys, argv, fragment):
 def need_renderer():
     """Skip unless FluidSynth and a General MIDI soundfont are installed."""
     pytest.importorskip("fluidsynth")
-    from audiollm.data.synth.music import find_soundfont
+    from audiollm.music.render import find_soundfont
 
     try:
         find_soundfont()
@@ -470,7 +474,7 @@ def test_generate_cli_plays_the_pieces_at_the_requested_tempo(model_dir, model, 
     """By default each sampled piece is the model's notes after fit_tempo; --no-tempo-fit writes
     the model's notes as sampled (same seed, same samples)."""
     need_renderer()
-    from audiollm.tempo_fit import fit_tempo
+    from audiollm.music.tempo_fit import fit_tempo
 
     text = "a slow cello in D minor"
     argv = ["generate", str(model_dir), "--text", text, "--num-samples", "3", "--seconds", "2", "--max-new-tokens",
@@ -496,7 +500,7 @@ def test_generate_cli_reranks_samples_with_mulan(model_dir, tmp_path, capsys):
     need_renderer()
     from audiollm.audio import load_audio
     from audiollm.models.mulan import MuLaN, MuLaNConfig
-    from audiollm.mulan import load_mulan_dir, save_mulan_dir, score
+    from audiollm.inference.embedding import load_mulan_dir, save_mulan_dir, score
 
     mtok = TextTokenizer.train(["a cello in D minor", "a slow violin", "fast piano"] * 5, vocab_size=300)
     cfg = MuLaNConfig.tiny()

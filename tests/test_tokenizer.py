@@ -25,7 +25,8 @@ def test_missing_tokenizer(tmp_path):
 
 def test_midi_events_join_the_text_vocabulary(tmp_path):
     from audiollm.errors import AudioLLMError
-    from audiollm.tokenizers.midi import MidiVocab, Note, tokens_to_text
+    from audiollm.tokenizers.midi import MidiVocab, tokens_to_text
+    from audiollm.music.notes import Note
 
     text = TextTokenizer.train(["transcribe the notes please"] * 5, vocab_size=300)
     assert text.midi is None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +12,11 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from audiollm.checkpoint import list_checkpoints
+from audiollm.training.checkpoint import list_checkpoints
 from audiollm.config import load_config
-from audiollm.model_dir import load_model_dir
+from audiollm.models.hub import load_model_dir
 from audiollm.models.audiollm import AudioLLMConfig
-from audiollm.train import train
+from audiollm.training.loop import train
 
 
 def write_config(tmp_path: Path, corpus: Path, **train_overrides) -> Path:
@@ -97,7 +96,7 @@ def test_checkpoints_are_atomic_and_pruned(tmp_path, toy_corpus):
 
 
 def test_ctrl_c_saves_a_checkpoint(tmp_path, toy_corpus, monkeypatch):
-    import audiollm.train as train_mod
+    import audiollm.training.loop as train_mod
 
     real = train_mod.collate
     calls = {"n": 0}
@@ -186,7 +185,7 @@ def test_speaker_adversary_takes_its_speakers_from_the_training_rows(tmp_path, t
 
 
 def test_auto_precision_uses_bf16_only_on_native_hardware(monkeypatch):
-    import audiollm.train as train_mod
+    import audiollm.training.loop as train_mod
 
     monkeypatch.setattr(train_mod, "native_bf16", lambda: False)
     assert train_mod._precision("auto") == "no"

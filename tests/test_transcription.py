@@ -10,16 +10,18 @@ import pytest
 import soundfile as sf
 import torch
 
-from audiollm import metrics
+from audiollm.metrics.notes import note_scores
 from audiollm.data.batching import IGNORE_INDEX, ExampleBuilder
 from audiollm.errors import AudioLLMError, ManifestError
-from audiollm.evaluate import evaluate
+from audiollm.evaluation.evaluate import evaluate
 from audiollm.tasks import get_task
 from audiollm.tasks.transcription import notes_to_json, parse_notes
-from audiollm.tokenizers.midi import MidiTokenError, MidiVocab, Note, write_midi
+from audiollm.tokenizers.midi import MidiTokenError, MidiVocab
+from audiollm.music.notes import Note
+from audiollm.music.midi_file import write_midi
 from audiollm.tokenizers.text import TextTokenizer
-from audiollm.train import load_rows
-from audiollm.transcribe import transcribe
+from audiollm.training.loop import load_rows
+from audiollm.inference.transcribe import transcribe
 
 from conftest import tone
 
@@ -116,20 +118,20 @@ def test_load_rows_skips_corrupt_and_empty_midi_with_a_warning(tmp_path):
 
 def test_note_scores_follow_mir_eval_tolerances():
     ref = [Note(60, 1.0, 2.0, 80), Note(64, 1.0, 2.0, 40), Note(67, 3.0, 3.5, 100)]
-    assert metrics.note_scores(ref, ref) == {k: 1.0 for k in metrics.note_scores(ref, ref)}
+    assert note_scores(ref, ref) == {k: 1.0 for k in note_scores(ref, ref)}
     late = [Note(n.pitch, n.start + 0.03, n.end, n.velocity) for n in ref]  # within 50 ms
-    assert metrics.note_scores(ref, late)["note_f1"] == 1.0
+    assert note_scores(ref, late)["note_f1"] == 1.0
     too_late = [Note(n.pitch, n.start + 0.07, n.end + 0.07, n.velocity) for n in ref]
-    assert metrics.note_scores(ref, too_late)["note_f1"] == 0.0
+    assert note_scores(ref, too_late)["note_f1"] == 0.0
     short = [Note(n.pitch, n.start, n.start + 0.1, n.velocity) for n in ref]  # offsets wrong
-    s = metrics.note_scores(ref, short)
+    s = note_scores(ref, short)
     assert s["note_f1"] == 1.0 and s["note_offset_f1"] == 0.0
     flat = [Note(n.pitch, n.start, n.end, [80, 100, 40][i]) for i, n in enumerate(ref)]  # velocities shuffled
-    s = metrics.note_scores(ref, flat)
+    s = note_scores(ref, flat)
     assert s["note_offset_f1"] == 1.0 and s["note_offset_velocity_f1"] < 1.0
-    half = metrics.note_scores(ref, ref[:1] + [Note(50, 5.0, 6.0)])
+    half = note_scores(ref, ref[:1] + [Note(50, 5.0, 6.0)])
     assert half["note_precision"] == pytest.approx(0.5) and half["note_recall"] == pytest.approx(1 / 3)
-    assert metrics.note_scores(ref, [])["note_f1"] == 0.0
+    assert note_scores(ref, [])["note_f1"] == 0.0
 
 
 class ScriptedModel(torch.nn.Module):
@@ -205,7 +207,7 @@ def test_evaluate_scores_long_clips_through_windows(tmp_path, tok):
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory, tok):
     """A tiny untrained model whose tokenizer holds the MIDI vocabulary, saved like a trained one."""
-    from audiollm.model_dir import save_model_dir
+    from audiollm.models.hub import save_model_dir
     from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
 
     cfg = AudioLLMConfig.tiny()
@@ -216,7 +218,7 @@ def tiny_model_dir(tmp_path_factory, tok):
 
 @pytest.mark.parametrize("seconds", [1.5, 7.0])  # shorter than a window; two windows
 def test_cli_transcribe_writes_a_midi_file_and_a_plot(tiny_model_dir, tmp_path, capsys, seconds):
-    from audiollm.cli import main
+    from audiollm.cli.main import main
 
     audio = write_wav(tmp_path / "in.wav", seconds)
     out, plot = tmp_path / "out" / "song.mid", tmp_path / "roll.png"
@@ -230,8 +232,8 @@ def test_cli_transcribe_writes_a_midi_file_and_a_plot(tiny_model_dir, tmp_path, 
 
 
 def test_cli_transcribe_bad_input_is_one_line(tiny_model_dir, tmp_path, capsys):
-    from audiollm.cli import main
-    from audiollm.model_dir import save_model_dir
+    from audiollm.cli.main import main
+    from audiollm.models.hub import save_model_dir
 
     audio = write_wav(tmp_path / "in.wav", 1.0)
     cases = [
@@ -254,7 +256,7 @@ def test_cli_transcribe_bad_input_is_one_line(tiny_model_dir, tmp_path, capsys):
 
 
 def test_data_transcription_derives_one_row_per_clip_with_paths_relative_to_the_new_manifest(tmp_path, capsys):
-    from audiollm.cli import main
+    from audiollm.cli.main import main
     from audiollm.data.manifest import read_manifest
 
     corpus = tmp_path / "corpus"
@@ -329,7 +331,7 @@ def random_walk(grammar, tok, row: int, gen: torch.Generator, limit: int = 3000)
 
 
 def test_anchored_grammar_writes_exactly_the_anchors_and_nothing_else(tok):
-    from audiollm.midi_grammar import AnchoredGrammar
+    from audiollm.music.grammar import AnchoredGrammar
 
     # A chord; a key struck again while still sounding (needs its note-off first); a duplicate;
     # an anchor past the window end (clamps to the last step); a window with no anchors at all.
@@ -359,7 +361,7 @@ class OneHotHead(torch.nn.Module):
 def test_ctc_onsets_collapse_repeats_and_read_a_chord_run_at_its_first_frame(tok):
     from types import SimpleNamespace
 
-    from audiollm.transcribe import ctc_onsets
+    from audiollm.inference.transcribe import ctc_onsets
 
     on = {p: tok.encode_events([f"<|on_{p}|>"])[0] for p in (60, 64, 67)}
     blank, text = tok.vocab_size, 5
@@ -374,7 +376,7 @@ def test_ctc_onsets_collapse_repeats_and_read_a_chord_run_at_its_first_frame(tok
 
 def test_ctc_anchored_transcription_starts_every_note_at_a_ctc_onset(tok):
     from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
-    from audiollm.transcribe import ctc_onsets
+    from audiollm.inference.transcribe import ctc_onsets
 
     cfg = AudioLLMConfig.tiny()
     cfg.lm_config.vocab_size = tok.vocab_size
@@ -401,7 +403,7 @@ def test_ctc_anchored_transcription_starts_every_note_at_a_ctc_onset(tok):
 
 
 def test_ctc_onsets_need_a_ctc_head(tiny_model_dir, tmp_path, capsys):
-    from audiollm.cli import main
+    from audiollm.cli.main import main
 
     audio = write_wav(tmp_path / "in.wav", 1.0)
     code = main(["transcribe", str(tiny_model_dir), audio, "--out", str(tmp_path / "x.mid"), "--onsets", "ctc",

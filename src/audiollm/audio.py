@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .errors import AudioError
+from audiollm.errors import AudioError
 
 SAMPLE_RATE = 16_000
 # Anything quieter than this peak is treated as silence (about -100 dBFS).

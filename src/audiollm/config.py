@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from audiollm.errors import ConfigError
 
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 TRACKERS = ("none", "tensorboard", "wandb")
@@ -94,8 +94,8 @@ class TokenizerConfig:
 
     def midi_vocab(self):
         """The :class:`MidiVocab` these settings describe."""
-        from .errors import AudioLLMError
-        from .tokenizers.midi import MidiVocab
+        from audiollm.errors import AudioLLMError
+        from audiollm.tokenizers.midi import MidiVocab
 
         programs: list[int] = []
         for part in filter(None, (p.strip(" []") for p in str(self.midi_programs).split(","))):

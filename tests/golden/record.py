@@ -41,11 +41,11 @@ def waveforms() -> tuple[torch.Tensor, torch.Tensor]:
 
 def main() -> None:
     from audiollm.data.batching import prompt_ids
-    from audiollm.midi_generate import sample_events
+    from audiollm.inference.compose import sample_events
     from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
     from audiollm.tokenizers.midi import MidiVocab
     from audiollm.tokenizers.text import TextTokenizer
-    from audiollm.transcribe import transcribe
+    from audiollm.inference.transcribe import transcribe
 
     out: dict = {}
     audio, lengths = waveforms()

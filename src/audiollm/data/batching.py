@@ -10,16 +10,16 @@ global batch for a step is the same whatever the number of processes.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..audio import SAMPLE_RATE, load_audio, pad_batch, resample
-from ..errors import ConfigError
-from ..tasks import get_task
-from .feature_cache import CachedClip, FeatureCache, frame_window
-from ..tokenizers.text import TextTokenizer
+from audiollm.audio import SAMPLE_RATE, load_audio, pad_batch
+from audiollm.errors import ConfigError
+from audiollm.tasks import get_task
+from audiollm.data.feature_cache import CachedClip, FeatureCache, frame_window
+from audiollm.tokenizers.text import TextTokenizer
+from audiollm.data.augment import AudioAugment
 
 IGNORE_INDEX = -100
 
@@ -28,41 +28,6 @@ def prompt_ids(tokenizer: TextTokenizer, question: str) -> list[int]:
     """The prompt after the audio (``<|user|> question <|assistant|>`` with our tokenizer,
     the chat template of a pretrained LM's tokenizer): each tokenizer knows its own."""
     return tokenizer.prompt_ids(question)
-
-
-@dataclass
-class AudioAugment:
-    """Training-time waveform augmentation that imitates other speakers, rooms and microphones.
-
-    Speed perturbation shifts tempo and formants together (Kaldi-style); spectral tilt is a
-    random first-order filter ``y[t] = x[t] - a·x[t-1]`` (another microphone's response);
-    noise is white noise at a random SNR; gain is a random level.
-    """
-
-    speed_perturb: float = 0.1  # ± relative speed; 0 disables
-    gain_db: float = 6.0  # ± gain in dB
-    tilt: float = 0.0  # max |a| of the tilt filter (0 disables; 0.9 ≈ strong pre-emphasis)
-    noise_snr_db: float = 0.0  # lowest SNR of added noise, in dB (0 disables; SNR drawn up to +30 dB)
-
-    def __call__(self, wav: torch.Tensor, rng: random.Random, speed: bool = True) -> torch.Tensor:
-        if self.speed_perturb > 0 and speed:
-            # Speed change by resampling: a 10% faster clip is the clip resampled to 90% length.
-            # Steps of 1/20 keep julius' filter sizes (and cost) small.
-            factor = 1.0 + rng.uniform(-self.speed_perturb, self.speed_perturb)
-            num, den = 20, max(1, round(20 * factor))
-            if num != den:
-                wav = resample(wav, den, num)
-        if self.tilt > 0:
-            a = rng.uniform(-self.tilt, self.tilt)
-            wav = torch.cat([wav[:1], wav[1:] - a * wav[:-1]])
-            wav = wav / max(1.0, float(wav.abs().max()))  # the filter may push peaks past full scale
-        if self.noise_snr_db > 0 and rng.random() < 0.5:
-            snr = rng.uniform(self.noise_snr_db, self.noise_snr_db + 30.0)
-            power = float(wav.square().mean())
-            gen = torch.Generator().manual_seed(rng.randrange(2**31))
-            wav = wav + torch.randn(wav.shape, generator=gen) * (power / 10 ** (snr / 10)) ** 0.5
-        gain = 10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20)
-        return (wav * gain).clamp_(-1.0, 1.0)
 
 
 class ExampleBuilder:

@@ -18,55 +18,11 @@ The masks are drawn here and applied by the model to its log-mel (`apply_spec_ma
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 import torch
 
-from ..audio import SAMPLE_RATE, load_audio, pad_batch
-from ..errors import ConfigError
-
-
-@dataclass
-class PairAugment:
-    crop_seconds: float = 0.0  # random window length (0 = whole clip, up to the builder's max)
-    gain_db: float = 6.0  # ± random gain in dB
-    noise_snr_db: float = 0.0  # lowest SNR of added white noise (0 disables; drawn up to +30 dB)
-    freq_masks: int = 2  # frequency masks per clip
-    freq_mask_width: int = 8  # max mel bins per frequency mask
-    time_masks: int = 2  # time masks per clip
-    time_mask_width: int = 30  # max frames per time mask (10 ms frames)
-
-    def __post_init__(self) -> None:
-        if self.crop_seconds < 0 or self.gain_db < 0 or self.noise_snr_db < 0:
-            raise ConfigError("data.mulan_augment: crop_seconds, gain_db and noise_snr_db must be >= 0")
-        for name in ("freq_masks", "freq_mask_width", "time_masks", "time_mask_width"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"data.mulan_augment.{name} must be >= 0")
-
-    def waveform(self, wav: torch.Tensor, rng: random.Random) -> torch.Tensor:
-        crop = int(self.crop_seconds * SAMPLE_RATE)
-        if crop and wav.shape[0] > crop:
-            start = rng.randrange(wav.shape[0] - crop + 1)
-            wav = wav[start : start + crop]
-        if self.noise_snr_db > 0 and rng.random() < 0.5:
-            snr = rng.uniform(self.noise_snr_db, self.noise_snr_db + 30.0)
-            gen = torch.Generator().manual_seed(rng.randrange(2**31))
-            wav = wav + torch.randn(wav.shape, generator=gen) * (float(wav.square().mean()) / 10 ** (snr / 10)) ** 0.5
-        if self.gain_db > 0:
-            wav = wav * 10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20)
-        return wav.clamp(-1.0, 1.0)
-
-    def masks(self, n_mels: int, n_frames: int, rng: random.Random) -> tuple[list[list[int]], list[list[int]]]:
-        """[start, width] frequency and time masks inside the clip's own bands and frames."""
-        freq = []
-        for _ in range(self.freq_masks):
-            w = rng.randint(0, min(self.freq_mask_width, n_mels))
-            freq.append([rng.randint(0, n_mels - w), w])
-        time = []
-        for _ in range(self.time_masks):
-            w = rng.randint(0, min(self.time_mask_width, max(0, n_frames // 4)))  # never most of a clip
-            time.append([rng.randint(0, max(0, n_frames - w)), w])
-        return freq, time
+from audiollm.audio import SAMPLE_RATE, load_audio, pad_batch
+from audiollm.data.augment import PairAugment
 
 
 class PairBuilder:
@@ -80,7 +36,7 @@ class PairBuilder:
         self.augment = augment
 
     def __call__(self, index: int, draw: int) -> dict:
-        from ..mulan import encode_text
+        from audiollm.inference.embedding import encode_text
 
         row = self.rows[index]
         rng = random.Random(f"{self.seed}:pair:{draw}")
@@ -98,7 +54,7 @@ class PairBuilder:
 
 
 def collate_pairs(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
-    from ..mulan import pad_ids
+    from audiollm.inference.embedding import pad_ids
 
     audio, audio_lengths = pad_batch([e["audio"] for e in examples])
     input_ids, text_lengths = pad_ids([e["input_ids"] for e in examples], pad_id)

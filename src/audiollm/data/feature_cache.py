@@ -34,8 +34,8 @@ from typing import Any, Iterable
 
 import torch
 
-from ..audio import SAMPLE_RATE, audio_info, load_audio, pad_batch
-from ..errors import AudioLLMError, ConfigError
+from audiollm.audio import SAMPLE_RATE, audio_info, load_audio, pad_batch
+from audiollm.errors import AudioLLMError, ConfigError
 
 INDEX_NAME = "features.json"
 FORMAT_VERSION = 1
@@ -57,7 +57,7 @@ def cache_signature(model_config) -> dict[str, Any]:
 
 def check_cacheable(model_config) -> None:
     """A cache only makes sense for a frozen pretrained encoder: ours trains with the model."""
-    from ..models.registry import get_entry
+    from audiollm.models.registry import get_entry
 
     module_cls = get_entry("audio_encoder", model_config.audio_encoder).module_cls
     if not callable(getattr(module_cls, "cacheable_states", None)):
@@ -208,7 +208,7 @@ def build_feature_cache(
     """Encode every listed clip not yet cached with the model's (frozen) encoder."""
     from tqdm.auto import tqdm
 
-    from ..models.registry import get_entry
+    from audiollm.models.registry import get_entry
 
     check_cacheable(model_config)
     if dtype not in DTYPES:

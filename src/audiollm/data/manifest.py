@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-from ..errors import ManifestError
+from audiollm.errors import ManifestError
 
 REQUIRED_KEYS = ("task",)
 PATH_KEYS = ("audio", "midi")  # file paths, resolved against the manifest's folder
@@ -23,7 +23,7 @@ PATH_KEYS = ("audio", "midi")  # file paths, resolved against the manifest's fol
 def _needs_answer(row: dict) -> bool:
     """Text tasks need an ``answer``; a registered task whose target comes from other keys
     (transcription: ``notes`` or ``midi``) says so by leaving it out of ``required_keys``."""
-    from ..tasks import TASKS
+    from audiollm.tasks import TASKS
 
     task = TASKS.get(row.get("task")) if isinstance(row.get("task"), str) else None
     return task is None or "answer" in task.required_keys
@@ -31,7 +31,7 @@ def _needs_answer(row: dict) -> bool:
 
 def _needs_audio(row: dict) -> bool:
     """Every row has audio except those of a registered text-only task (text_to_midi)."""
-    from ..tasks import TASKS
+    from audiollm.tasks import TASKS
 
     task = TASKS.get(row.get("task")) if isinstance(row.get("task"), str) else None
     return task is None or task.takes_audio

@@ -14,8 +14,8 @@ import random
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..errors import AudioLLMError
-from ..music_prompt import caption
+from audiollm.errors import AudioLLMError
+from audiollm.music.prompt import caption
 
 # Labels a row keeps: what captions, adherence scoring and per-family reports read, plus provenance.
 KEEP = ("clip", "split", "family", "program", "instrument", "tempo_bpm", "tempo_class", "key", "tonic", "mode",

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AudioLLMError
+from audiollm.errors import AudioLLMError
 
 #: MU-LLaMA's fixed description questions, by qa_type.
 DESCRIBE_QUESTIONS: dict[str, str] = {
@@ -116,7 +116,7 @@ def clip_facts(rows: Sequence[Mapping[str, Any]]) -> list[ClipFacts]:
     structured labels ``tempo_bpm``, ``tempo_class``, ``key``, ``family`` of the embedded
     corpus. ``qa`` and ``asr`` answers are not labels and are ignored.
     """
-    from ..tasks import split_labels
+    from audiollm.tasks import split_labels
 
     clips: dict[str, ClipFacts] = {}
     for row in rows:

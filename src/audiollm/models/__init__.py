@@ -6,7 +6,7 @@ audio encoders "conv_transformer" (from scratch) and the pretrained "whisper", "
 (from scratch) and "hf_causal_lm" (any transformers causal LM, optional LoRA via peft).
 """
 
-from .registry import (
+from audiollm.models.registry import (
     AUDIO_ENCODERS,
     LANGUAGE_MODELS,
     PROJECTORS,
@@ -18,14 +18,18 @@ from .registry import (
     register_projector,
     tiny_config,
 )
-from .frontend import LogMel, LogMelConfig, mel_filterbank
-from .lm import Decoder, DecoderConfig, KVCache, RMSNorm, TransformerBlock
-from .hf_llama import decoder_to_hf_llama, hf_llama_to_decoder
-from .audio_encoder import AudioEncoder, AudioEncoderConfig
-from .projector import Projector, ProjectorConfig
-from . import hf_audio  # registers whisper, hubert, wav2vec2, mert, ast, clap (transformers loaded lazily)
-from . import hf_lm  # registers hf_causal_lm (transformers/peft loaded lazily)
-from .audiollm import AudioLLM, AudioLLMConfig, AudioLLMOutput, merge_audio_text
+from audiollm.models.frontend import LogMel, LogMelConfig, mel_filterbank
+from audiollm.models.lm import Decoder, DecoderConfig, KVCache, RMSNorm, TransformerBlock
+from audiollm.models.pretrained.hf_llama import decoder_to_hf_llama, hf_llama_to_decoder
+from audiollm.models.audio_encoder import AudioEncoder, AudioEncoderConfig
+from audiollm.models.projector import Projector, ProjectorConfig
+from audiollm.models.pretrained import (
+    hf_audio,  # registers whisper, hubert, wav2vec2, mert, ast, clap (transformers loaded lazily)
+)
+from audiollm.models.pretrained import (
+    hf_lm,  # registers hf_causal_lm (transformers/peft loaded lazily)
+)
+from audiollm.models.audiollm import AudioLLM, AudioLLMConfig, AudioLLMOutput, merge_audio_text
 
 __all__ = [
     "AUDIO_ENCODERS",

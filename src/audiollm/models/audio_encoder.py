@@ -26,9 +26,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConfigError
-from .lm import RMSNorm, RotaryEmbedding, TransformerBlock, init_weights, make_attention_mask
-from .registry import register_audio_encoder
+from audiollm.errors import ConfigError
+from audiollm.models.lm import RMSNorm, RotaryEmbedding, TransformerBlock, init_weights, make_attention_mask
+from audiollm.models.registry import register_audio_encoder
 
 
 SUBSAMPLERS = ("conv1d", "conv2d")

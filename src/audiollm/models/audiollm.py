@@ -28,14 +28,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import __version__
-from ..audio import SAMPLE_RATE
-from ..ctc_prefix import CTCPrefixScorer
-from ..errors import ConfigError, ModelDirError
-from .frontend import LogMel, LogMelConfig
-from .lm import fuse_split_projections
-from .registry import get_entry
-from .token_loss import linear_cross_entropy_sum
+from audiollm import __version__
+from audiollm.audio import SAMPLE_RATE
+from audiollm.decoding.ctc_prefix import CTCPrefixScorer
+from audiollm.errors import ConfigError, ModelDirError
+from audiollm.models.frontend import LogMel, LogMelConfig
+from audiollm.models.lm import fuse_split_projections
+from audiollm.models.registry import get_entry
+from audiollm.models.token_loss import linear_cross_entropy_sum
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from ..errors import ConfigError
+from audiollm.errors import ConfigError
 
 
 LEVELS = ("peak", "band_mean", "absolute")

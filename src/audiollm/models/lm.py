@@ -28,9 +28,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from ..errors import ConfigError
-from ..generation import check_sampling_args, finish, pick_next_token, record_step
-from .registry import register_language_model
+from audiollm.errors import ConfigError
+from audiollm.decoding.sampling import check_sampling_args, finish, pick_next_token, record_step
+from audiollm.models.registry import register_language_model
 
 # enable_gqa (grouped K/V heads without copying them) arrived in torch 2.5.
 _SDPA_HAS_GQA = tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 5)

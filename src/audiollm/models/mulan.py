@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -33,14 +32,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import __version__
-from ..errors import AudioLLMError, ConfigError, ModelDirError
-from .audiollm import CONFIG_NAME, WEIGHTS_NAME, _config_from_dict, masked_mean
-from .contrastive import CONTRASTIVE_LOSSES, LossConfig, all_gather_with_grad
-from .frontend import LogMel, LogMelConfig
-from .lm import RMSNorm, TransformerBlock, init_weights, make_attention_mask, RotaryEmbedding
-from .quantizer import MuLaNEmbedQuantizer, QuantizerConfig
-from .registry import get_entry, register_audio_tower, register_text_tower
+from audiollm import __version__
+from audiollm.errors import AudioLLMError, ConfigError, ModelDirError
+from audiollm.models.audiollm import CONFIG_NAME, WEIGHTS_NAME, _config_from_dict, masked_mean
+from audiollm.models.contrastive import CONTRASTIVE_LOSSES, LossConfig, all_gather_with_grad
+from audiollm.models.frontend import LogMel, LogMelConfig
+from audiollm.models.lm import RMSNorm, TransformerBlock, init_weights, make_attention_mask, RotaryEmbedding
+from audiollm.models.quantizer import MuLaNEmbedQuantizer, QuantizerConfig
+from audiollm.models.registry import get_entry, register_audio_tower, register_text_tower
 
 TEXT_TOWER_DIR = "text_tower"  # pretrained text tower: its transformers config + tokenizer
 
@@ -311,13 +310,13 @@ class TextTransformer(nn.Module):
 
     @staticmethod
     def make_tokenizer(config: TextTransformerConfig, texts: list[str], vocab_size: int, min_frequency: int):
-        from ..tokenizers.text import TextTokenizer
+        from audiollm.tokenizers.text import TextTokenizer
 
         return TextTokenizer.train(texts, vocab_size=vocab_size, min_frequency=min_frequency)
 
     @staticmethod
     def load_tokenizer(config: TextTransformerConfig, directory: Path):
-        from ..tokenizers.text import TextTokenizer
+        from audiollm.tokenizers.text import TextTokenizer
 
         return TextTokenizer.from_pretrained(directory)
 

@@ -15,8 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConfigError
-from .registry import register_projector
+from audiollm.errors import ConfigError
+from audiollm.models.registry import register_projector
 
 
 @dataclass

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from ..errors import AudioLLMError, ConfigError
+from audiollm.errors import AudioLLMError, ConfigError
 
 
 @dataclass

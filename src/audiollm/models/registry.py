@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple, TypeVar
 
-from ..errors import ConfigError
+from audiollm.errors import ConfigError
 
 
 class Entry(NamedTuple):

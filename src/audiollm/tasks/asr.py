@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from audiollm import metrics
+from audiollm.metrics.text import exact_match, wer_cer
 from audiollm.tasks.base import Row, Task, register_task
 
 ASR_QUESTIONS: tuple[str, ...] = (
@@ -35,6 +35,6 @@ class ASRTask(Task):
         refs = [self.answer(r) for r in rows]
         return {
             "n": len(rows),
-            **metrics.wer_cer(predictions, refs),
-            "exact_match": metrics.exact_match(predictions, refs),
+            **wer_cer(predictions, refs),
+            "exact_match": exact_match(predictions, refs),
         }

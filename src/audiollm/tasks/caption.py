@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from audiollm import metrics
+from audiollm.metrics.text import text_similarity
 from audiollm.tasks.base import Row, Task, register_task
 
 CAPTION_QUESTIONS: tuple[str, ...] = (
@@ -32,4 +32,4 @@ class CaptionTask(Task):
         if not rows:
             return {"n": 0}
         refs = [self.references(r) for r in rows]
-        return {"n": len(rows), **metrics.text_similarity(predictions, refs)}
+        return {"n": len(rows), **text_similarity(predictions, refs)}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from audiollm import metrics
+from audiollm.metrics.text import exact_match, text_similarity
 from audiollm.errors import ManifestError
 from audiollm.tasks.base import Row, Task, register_task, row_label
 
@@ -35,6 +35,6 @@ class QATask(Task):
         refs = [self.references(r) for r in rows]
         return {
             "n": len(rows),
-            "exact_match": metrics.exact_match(predictions, refs),
-            **metrics.text_similarity(predictions, refs),
+            "exact_match": exact_match(predictions, refs),
+            **text_similarity(predictions, refs),
         }

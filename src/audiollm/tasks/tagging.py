@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from audiollm import metrics
+from audiollm.metrics.labels import multilabel_f1
+from audiollm.metrics.text import normalize_text
 from audiollm.tasks.base import Row, Task, register_task
 
 TAGGING_QUESTIONS: tuple[str, ...] = (
@@ -27,7 +28,7 @@ _LABEL_SEP = re.compile(r"[,;]")
 def split_labels(text: str) -> list[str]:
     """"Piano, strings; brass" → ["piano", "strings", "brass"] (normalised, empties dropped,
     duplicates removed, first-seen order)."""
-    labels = [metrics.normalize_text(part) for part in _LABEL_SEP.split(text)]
+    labels = [normalize_text(part) for part in _LABEL_SEP.split(text)]
     return list(dict.fromkeys(label for label in labels if label))
 
 
@@ -40,7 +41,7 @@ class TaggingTask(Task):
         """The row's label set: its ``labels`` list if present, else the split ``answer``."""
         labels = row.get("labels")
         if isinstance(labels, (list, tuple)):
-            normalised = [metrics.normalize_text(str(x)) for x in labels]
+            normalised = [normalize_text(str(x)) for x in labels]
             unique = list(dict.fromkeys(x for x in normalised if x))
             if unique:
                 return unique
@@ -56,9 +57,9 @@ class TaggingTask(Task):
         pred_sets = [split_labels(p) for p in predictions]
         ref_sets = [self.reference_labels(r) for r in rows]
         # Set equality, so label order does not matter ("strings, piano" == "piano, strings");
-        # with one label per row this is metrics.accuracy on normalised strings.
+        # with one label per row this is accuracy on normalised strings.
         hits = sum(set(p) == set(r) for p, r in zip(pred_sets, ref_sets))
         out: dict[str, float] = {"n": len(rows), "accuracy": hits / len(rows)}
         if any(len(r) > 1 for r in ref_sets):
-            out.update(metrics.multilabel_f1(pred_sets, ref_sets))
+            out.update(multilabel_f1(pred_sets, ref_sets))
         return out

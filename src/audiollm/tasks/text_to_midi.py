@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from audiollm import metrics
+from audiollm.metrics.notes import attribute_adherence, midi_round_trip, tempo_adherence
+from audiollm.music.analysis import analyse_key, estimate_tempo
 from audiollm.errors import AudioLLMError, ManifestError
-from audiollm.music_prompt import MusicRequest, caption, parse_request
+from audiollm.music.prompt import MusicRequest, caption, parse_request
 from audiollm.tasks.base import Row, register_task, row_label
 from audiollm.tasks.transcription import TranscriptionTask, notes_to_json, parse_notes
 
@@ -85,8 +86,8 @@ class TextToMidiTask(TranscriptionTask):
         beat rate scaled exactly as the notes are, and the key label is the old one moved by
         the transposition, so every label stays exact. A row without the labels is returned as is.
         """
-        from audiollm.data.synth.music import BY_PROGRAM, key_name, octave_for
-        from audiollm.data.synth.templates import TEMPO_RANGES, tempo_class
+        from audiollm.music.theory import BY_PROGRAM, key_name, octave_for
+        from audiollm.music.theory import TEMPO_RANGES, tempo_class
 
         if any(row.get(k) is None for k in LABEL_KEYS) or tokenizer.midi is None:
             return row
@@ -123,7 +124,7 @@ class TextToMidiTask(TranscriptionTask):
         """Transcription's event tokens of the window, opened by the piece's attribute tokens
         (tempo bin, key) when the vocabulary has them: a plan the model writes first and then
         follows. The row's ``tempo_bpm`` and ``key`` labels give them; a row without them gets
-        the tempo and key its notes show (:func:`metrics.estimate_tempo`, :func:`metrics.analyse_key`)."""
+        the tempo and key its notes show (:func:`estimate_tempo`, :func:`analyse_key`)."""
         ids = super().target_ids(row, tokenizer, start, duration)
         if not tokenizer.midi.attributes:
             return ids
@@ -135,10 +136,10 @@ class TextToMidiTask(TranscriptionTask):
         bpm = row.get("tempo_bpm")
         if bpm is None:
             notes = self.notes(row)
-            bpm = metrics.estimate_tempo(notes) or 120.0
+            bpm = estimate_tempo(notes) or 120.0
         key = parse_request(str(row["key"])) if row.get("key") else None
         if key is None or key.tonic is None or key.mode is None:
-            return float(bpm), *metrics.analyse_key(notes or self.notes(row))
+            return float(bpm), *analyse_key(notes or self.notes(row))
         return float(bpm), key.tonic, key.mode
 
     def question(self, row: Row, rng: random.Random) -> str:
@@ -158,7 +159,7 @@ class TextToMidiTask(TranscriptionTask):
         """Sampled notes (JSON) per caption, for a window as long as the row's (at most
         ``window_seconds``), with :attr:`eval_sampling`; ``follow_caption=False`` lets a model with
         attribute tokens write its own plan (see :func:`audiollm.midi_generate.sample_events`)."""
-        from audiollm.midi_generate import generate_midi
+        from audiollm.inference.compose import generate_midi
 
         if getattr(tokenizer, "midi", None) is None:
             raise AudioLLMError("text_to_midi rows need a model whose tokenizer has a MIDI vocabulary; "
@@ -187,7 +188,7 @@ class TextToMidiTask(TranscriptionTask):
         are also given for the pieces as ``audiollm generate`` writes them by default, played
         at the requested tempo (:func:`audiollm.tempo_fit.fit_tempo`): ``tempo_adherence_fitted``,
         ``tempo_bpm_adherence_fitted``, ``tempo_class_adherence_fitted``."""
-        from audiollm.tempo_fit import fit_tempo
+        from audiollm.music.tempo_fit import fit_tempo
 
         self._check_pairs(predictions, rows)
         if not rows:
@@ -200,6 +201,6 @@ class TextToMidiTask(TranscriptionTask):
                 raise AudioLLMError(f"text_to_midi prediction {k} is not a note list ({e})") from None
         requests = [request_of(r) for r in rows]
         fits = [fit_tempo(p, req, min(self.duration(r), self.window_seconds)) for p, req, r in zip(pieces, requests, rows)]
-        scores = metrics.attribute_adherence(requests, pieces, tempi=[f.before for f in fits])
-        fitted = metrics.tempo_adherence(requests, [f.after if metrics.midi_round_trip(f.notes) else None for f in fits])
+        scores = attribute_adherence(requests, pieces, tempi=[f.before for f in fits])
+        fitted = tempo_adherence(requests, [f.after if midi_round_trip(f.notes) else None for f in fits])
         return {"n": len(rows), **scores, **{f"{k}_fitted": v for k, v in fitted.items()}}

@@ -21,10 +21,12 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from audiollm import metrics
+from audiollm.metrics.notes import transcription_scores
 from audiollm.errors import AudioLLMError, ManifestError
 from audiollm.tasks.base import Row, Task, register_task, row_label
-from audiollm.tokenizers.midi import TIE, MidiFileError, Note, read_midi
+from audiollm.tokenizers.midi import TIE
+from audiollm.music.midi_file import MidiFileError, read_midi
+from audiollm.music.notes import Note
 
 TRANSCRIPTION_QUESTIONS: tuple[str, ...] = (
     "Transcribe the notes.",
@@ -153,7 +155,7 @@ class TranscriptionTask(Task):
     def generate(self, model: Any, tokenizer: Any, wavs: Sequence[Any], questions: Sequence[str], *,
                  max_new_tokens: int = 64, batch_size: int = 16) -> list[str]:
         """Whole clips, windowed and stitched (see :mod:`audiollm.transcribe`), as note JSON."""
-        from audiollm.transcribe import transcribe
+        from audiollm.inference.transcribe import transcribe
 
         notes = transcribe(model, tokenizer, wavs, window_seconds=self.window_seconds, questions=questions,
                            batch_size=batch_size, max_new_tokens=max(max_new_tokens, self.max_new_tokens))
@@ -171,4 +173,4 @@ class TranscriptionTask(Task):
                 estimates.append(parse_notes(json.loads(pred) if pred.strip() else [], f"prediction {k}"))
             except (json.JSONDecodeError, ManifestError) as e:
                 raise AudioLLMError(f"transcription prediction {k} is not a note list ({e})") from None
-        return {"n": len(rows), **metrics.transcription_scores([self.notes(r) for r in rows], estimates)}
+        return {"n": len(rows), **transcription_scores([self.notes(r) for r in rows], estimates)}

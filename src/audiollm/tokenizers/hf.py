@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from ..errors import AudioLLMError, ConfigError, ModelDirError
+from audiollm.errors import AudioLLMError, ConfigError, ModelDirError
 
 MARKER_FILE = "audiollm_tokenizer.json"
 
@@ -88,7 +88,7 @@ class HFTokenizer:
 
 def load_tokenizer(directory: str | os.PathLike):
     """The tokenizer saved in ``directory``: an `HFTokenizer` if marked so, else our BPE one."""
-    from .text import TextTokenizer
+    from audiollm.tokenizers.text import TextTokenizer
 
     d = Path(directory)
     if (d / MARKER_FILE).is_file():

@@ -36,17 +36,15 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from ..errors import AudioLLMError
-from ..quiet_import import quiet_import
+from audiollm.errors import AudioLLMError
+from audiollm.music.midi_file import program_name
+from audiollm.music.notes import Note
 
 TIE = "<|tie|>"
-SUSTAIN_CC = 64  # damper pedal; value >= 64 means down (the General MIDI convention)
 _TOKEN = re.compile(r"<\|(tie|shift|vel|on|off|prog|bpm|key)(?:_(\d+))?\|>")
 #: Tempo bins of the attribute tokens: log-spaced from ``TEMPO_BIN_LOW`` bpm, each ``TEMPO_BIN_RATIO``
 #: times the last (4 %: a bin's centre is within 2 % of every tempo in it), up to 240 bpm.
@@ -74,24 +72,6 @@ class MidiTokenError(AudioLLMError):
     """Notes the vocabulary cannot express (unknown program, pitch out of range, bad times)."""
 
 
-class MidiFileError(AudioLLMError):
-    """A MIDI file that is missing, corrupt, or has no notes."""
-
-
-@dataclass(frozen=True)
-class Note:
-    """One note in absolute seconds; ``program`` is the General MIDI program (0-based)."""
-
-    pitch: int
-    start: float
-    end: float
-    velocity: int = 80
-    program: int = 0
-
-    def sort_key(self) -> tuple[float, int, int, float]:
-        return (self.start, self.program, self.pitch, self.end)
-
-
 @dataclass(frozen=True)
 class WindowNote:
     """A decoded note of one window, in steps from the window start.
@@ -113,12 +93,6 @@ class WindowNote:
 class DecodedWindow:
     notes: list[WindowNote]
     n_invalid: int = 0  # tokens dropped while repairing the sequence (see decode_window)
-
-
-def _program_name(program: int) -> str:
-    pretty_midi = quiet_import("pretty_midi")
-
-    return pretty_midi.program_to_instrument_name(program)
 
 
 def _ranges(values: Sequence[int]) -> str:
@@ -246,11 +220,11 @@ class MidiVocab:
     def check_program(self, program: int) -> None:
         if program not in self.programs:
             valid = (
-                ", ".join(f"{p} ({_program_name(p)})" for p in self.programs)
+                ", ".join(f"{p} ({program_name(p)})" for p in self.programs)
                 if len(self.programs) <= 8 else f"GM programs {_ranges(self.programs)}"
             )
             raise MidiTokenError(
-                f"program {program} ({_program_name(program) if 0 <= program <= 127 else 'not a GM program'}) "
+                f"program {program} ({program_name(program) if 0 <= program <= 127 else 'not a GM program'}) "
                 f"is not in the MIDI vocabulary; valid: {valid}"
             )
 
@@ -474,92 +448,3 @@ def text_to_tokens(text: str) -> list[str]:
 # ---------------------------------------------------------------------------- MIDI files
 
 
-def fold_sustain(notes: list[Note], control_changes: Iterable[Any], file_end: float) -> list[Note]:
-    """Lengthen notes released while the sustain pedal (CC64 >= 64) is down.
-
-    A note released under the pedal sounds until the pedal lifts, or until the same key is
-    struck again, whichever comes first (what a piano's dampers do).
-    """
-    intervals: list[tuple[float, float]] = []
-    down = None
-    for cc in sorted((c for c in control_changes if c.number == SUSTAIN_CC), key=lambda c: c.time):
-        if cc.value >= 64 and down is None:
-            down = cc.time
-        elif cc.value < 64 and down is not None:
-            intervals.append((down, cc.time))
-            down = None
-    if down is not None:
-        intervals.append((down, max(file_end, down)))
-    if not intervals:
-        return notes
-    onsets: dict[tuple[int, int], list[float]] = {}
-    for n in notes:
-        onsets.setdefault((n.program, n.pitch), []).append(n.start)
-    for v in onsets.values():
-        v.sort()
-    out = []
-    for n in notes:
-        end = n.end
-        for lo, hi in intervals:
-            if lo <= n.end < hi:
-                end = hi
-                break
-        if end > n.end:
-            later = [s for s in onsets[(n.program, n.pitch)] if s > n.start]
-            if later:
-                end = max(n.end, min(end, later[0]))
-        out.append(Note(n.pitch, n.start, end, n.velocity, n.program))
-    return out
-
-
-def read_midi(path: str | Path, *, sustain: bool = True) -> list[Note]:
-    """Every pitched note of a MIDI file (sorted), with the sustain pedal folded in.
-
-    Raises :class:`MidiFileError` for a missing or unreadable file, a file without notes,
-    and a drum track (percussion has no place in the pitched vocabulary).
-    """
-    pretty_midi = quiet_import("pretty_midi")
-
-    p = Path(path)
-    if not p.is_file():
-        raise MidiFileError(f"{p}: no such MIDI file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pretty_midi warns about harmless meta events
-            pm = pretty_midi.PrettyMIDI(str(p))
-    except Exception as e:  # mido and pretty_midi raise many types for corrupt files
-        msg = " ".join(str(e).split()) or type(e).__name__
-        raise MidiFileError(f"{p}: not a readable MIDI file ({msg})") from None
-    notes: list[Note] = []
-    end_time = pm.get_end_time()
-    for inst in pm.instruments:
-        if inst.is_drum:
-            if inst.notes:
-                raise MidiFileError(f"{p}: has a drum track ({inst.name or 'channel 10'}); only pitched instruments can be tokenised")
-            continue
-        own = [Note(int(n.pitch), float(n.start), float(n.end), int(n.velocity), int(inst.program))
-               for n in inst.notes if n.end > n.start]
-        notes += fold_sustain(own, inst.control_changes, end_time) if sustain else own
-    if not notes:
-        raise MidiFileError(f"{p}: has no notes")
-    notes.sort(key=Note.sort_key)
-    return notes
-
-
-def write_midi(notes: Iterable[Note], path: str | Path) -> Path:
-    """Write notes as a type-1 MIDI file, one track per program (120 bpm, 220 ticks/beat)."""
-    pretty_midi = quiet_import("pretty_midi")
-
-    pm = pretty_midi.PrettyMIDI()
-    by_program: dict[int, Any] = {}
-    for n in sorted(notes, key=Note.sort_key):
-        inst = by_program.get(n.program)
-        if inst is None:
-            inst = by_program[n.program] = pretty_midi.Instrument(program=n.program, name=_program_name(n.program))
-        inst.notes.append(pretty_midi.Note(velocity=min(127, max(1, int(n.velocity))), pitch=int(n.pitch),
-                                           start=float(n.start), end=float(n.end)))
-    pm.instruments = [by_program[k] for k in sorted(by_program)]
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    pm.write(str(p))
-    return p

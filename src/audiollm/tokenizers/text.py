@@ -23,8 +23,8 @@ from typing import Iterable
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from ..errors import AudioLLMError, ModelDirError
-from .midi import MidiVocab
+from audiollm.errors import AudioLLMError, ModelDirError
+from audiollm.tokenizers.midi import MidiVocab
 
 PAD, UNK, BOS, EOS, USER, ASSISTANT = "<|pad|>", "<|unk|>", "<|bos|>", "<|eos|>", "<|user|>", "<|assistant|>"
 SPECIAL_TOKENS = (PAD, UNK, BOS, EOS, USER, ASSISTANT)  # ids 0..5 in this order

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ...errors import AudioLLMError
+from audiollm.errors import AudioLLMError
 
 FormatFn = Callable[..., list[dict[str, Any]]]
 FORMATS: dict[str, FormatFn] = {}
@@ -59,7 +59,7 @@ def build_manifest(format_name: str, root: str | os.PathLike, **options: Any) ->
 
 
 # Importing a module registers its format(s).
-from . import (  # noqa: E402,F401
+from audiollm.data.formats import (
     audiocaps,
     clotho,
     fsdd,

@@ -29,9 +29,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...errors import AudioLLMError
-from . import register_format
-from .common import audio_folder, audio_index, dataset_dir, find_audio, read_csv, report_skipped, require_rows
+from audiollm.errors import AudioLLMError
+from audiollm.data.formats import register_format
+from audiollm.data.formats.common import (
+    audio_folder,
+    audio_index,
+    dataset_dir,
+    find_audio,
+    read_csv,
+    report_skipped,
+    require_rows,
+)
 
 LAYOUT = ("ROOT/{train,val,test}.csv (audiocap_id,youtube_id,start_time,caption) + audio files named "
           "<audiocap_id>.wav or <youtube_id>.wav under audio_dir")

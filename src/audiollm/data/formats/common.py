@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...errors import AudioLLMError
+from audiollm.errors import AudioLLMError
 
 #: Audio containers soundfile (libsndfile >= 1.1) reads; what the readers look for on disk.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".au")

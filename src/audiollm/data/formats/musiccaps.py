@@ -36,9 +36,19 @@ import ast
 from pathlib import Path
 from typing import Any
 
-from ...errors import AudioLLMError
-from . import register_format
-from .common import as_bool, audio_folder, audio_index, bucket, dataset_dir, find_audio, read_csv, report_skipped, require_rows
+from audiollm.errors import AudioLLMError
+from audiollm.data.formats import register_format
+from audiollm.data.formats.common import (
+    as_bool,
+    audio_folder,
+    audio_index,
+    bucket,
+    dataset_dir,
+    find_audio,
+    read_csv,
+    report_skipped,
+    require_rows,
+)
 
 LAYOUT = "ROOT/musiccaps-public.csv + audio files named <ytid>.wav (or [<ytid>]-[<start>-<end>].wav) under audio_dir"
 COLUMNS = ("ytid", "start_s", "end_s", "audioset_positive_labels", "aspect_list", "caption", "author_id",

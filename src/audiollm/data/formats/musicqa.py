@@ -28,9 +28,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ...errors import AudioLLMError
-from . import register_format
-from .common import as_list, audio_folder, bucket, dataset_dir, read_text, report_skipped, require_rows, usable_audio
+from audiollm.errors import AudioLLMError
+from audiollm.data.formats import register_format
+from audiollm.data.formats.common import (
+    as_list,
+    audio_folder,
+    bucket,
+    dataset_dir,
+    read_text,
+    report_skipped,
+    require_rows,
+    usable_audio,
+)
 
 LAYOUT = "ROOT/{Pretrain,Finetune,Eval}MusicQA.json (or MusicQA.json) + ROOT/audios/<audio_name>"
 FILES = {"pretrain": "PretrainMusicQA.json", "finetune": "FinetuneMusicQA.json", "eval": "EvalMusicQA.json",

@@ -6,6 +6,6 @@ piece of text (sentences, captions, questions), ``corpus.py`` plans, splits and 
 Heavy dependencies (music21, FluidSynth, torch) load only when a build runs.
 """
 
-from .corpus import build_corpus, split_of
+from audiollm.data.synth.corpus import build_corpus, split_of
 
 __all__ = ["build_corpus", "split_of"]

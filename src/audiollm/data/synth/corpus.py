@@ -33,10 +33,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ...errors import AudioLLMError
-from ..manifest import write_manifest
-from ..music_events import text_to_midi_row, transcription_row
-from . import music, speech, templates
+from audiollm.errors import AudioLLMError
+from audiollm.data.manifest import write_manifest
+from audiollm.data.music_events import text_to_midi_row, transcription_row
+from audiollm.data.synth import music, speech, templates
+from audiollm.music.render import find_soundfont
+from audiollm.music.theory import BY_PROGRAM
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 CLIPS_PER_PIECE = 8        # excerpts cut from one parsed score (parsing is the slow part)
@@ -152,7 +154,7 @@ def music_rows(labels: dict[str, Any], split: str, audio: str, seed: int) -> lis
     clip_id = labels["clip_id"]
     lab = {k: v for k, v in labels.items() if k != "clip_id"}
     rng = random.Random(f"{seed}:music-text:{clip_id}")
-    text_labels = {**lab, "instrument_phrase": music.BY_PROGRAM[lab["program"]].phrase}
+    text_labels = {**lab, "instrument_phrase": BY_PROGRAM[lab["program"]].phrase}
     rows = [
         _row(clip_id, "tagging", split, audio, lab["family"], lab, "tagging"),
         _row(clip_id, "caption", split, audio, templates.caption(text_labels, rng), lab, "caption"),
@@ -396,7 +398,7 @@ def build_corpus(out_dir: str | os.PathLike, *, music_clips: int, speech_clips: 
     if workers < 1:
         raise AudioLLMError(f"workers={workers} must be at least 1")
     out = Path(out_dir)
-    sf_path = music.find_soundfont(soundfont) if music_clips else None
+    sf_path = find_soundfont(soundfont) if music_clips else None
     if speech_clips:
         speech.espeak_binary()          # fail before rendering anything
     _prepare_out_dir(out)

@@ -21,7 +21,6 @@ FluidSynth's 64-sample block so they land exactly where the labels say.
 
 from __future__ import annotations
 
-import ctypes
 import random
 import warnings
 from dataclasses import dataclass
@@ -30,67 +29,17 @@ from typing import Any
 
 import numpy as np
 
-from ...audio import SAMPLE_RATE, save_audio
-from ...errors import AudioLLMError
-from ...quiet_import import quiet_import
-from .templates import TEMPO_CLASSES, TEMPO_RANGES, TRADITIONAL, tempo_class
+from audiollm.audio import SAMPLE_RATE, save_audio
+from audiollm.errors import AudioLLMError
+from audiollm.music.theory import TEMPO_CLASSES, TEMPO_RANGES, tempo_class
+from audiollm.data.synth.templates import TRADITIONAL
+from audiollm.music.analysis import key_of
+from audiollm.music.render import BLOCK, Renderer
+from audiollm.music.theory import BY_PROGRAM, FAMILIES, INSTRUMENTS, key_name, octave_for
 
 # --------------------------------------------------------------------------- instruments
 
 
-@dataclass(frozen=True)
-class Instrument:
-    """A General MIDI program we render, with its family and a comfortable pitch range."""
-
-    program: int        # GM program number, 0-based
-    family: str         # the tagging label
-    gm_name: str        # the General MIDI name, as pretty_midi spells it
-    phrase: str         # how answers say it: singular, with its article ("a church organ")
-    low: int            # lowest comfortable MIDI pitch
-    high: int           # highest comfortable MIDI pitch
-
-
-INSTRUMENTS: tuple[Instrument, ...] = (
-    Instrument(0, "piano", "Acoustic Grand Piano", "an acoustic grand piano", 21, 108),
-    Instrument(1, "piano", "Bright Acoustic Piano", "a bright acoustic piano", 21, 108),
-    Instrument(4, "piano", "Electric Piano 1", "an electric piano", 28, 103),
-    Instrument(6, "piano", "Harpsichord", "a harpsichord", 29, 89),
-    Instrument(16, "organ", "Drawbar Organ", "a drawbar organ", 24, 96),
-    Instrument(19, "organ", "Church Organ", "a church organ", 24, 96),
-    Instrument(20, "organ", "Reed Organ", "a reed organ", 36, 96),
-    Instrument(21, "organ", "Accordion", "an accordion", 41, 89),
-    Instrument(24, "guitar", "Acoustic Guitar (nylon)", "a nylon-string guitar", 40, 83),
-    Instrument(25, "guitar", "Acoustic Guitar (steel)", "a steel-string guitar", 40, 83),
-    Instrument(26, "guitar", "Electric Guitar (jazz)", "a jazz electric guitar", 40, 86),
-    Instrument(27, "guitar", "Electric Guitar (clean)", "a clean electric guitar", 40, 86),
-    Instrument(32, "bass", "Acoustic Bass", "an acoustic bass", 28, 60),
-    Instrument(33, "bass", "Electric Bass (finger)", "a fingered electric bass", 28, 62),
-    Instrument(34, "bass", "Electric Bass (pick)", "a picked electric bass", 28, 62),
-    Instrument(35, "bass", "Fretless Bass", "a fretless bass", 28, 62),
-    Instrument(40, "strings", "Violin", "a violin", 55, 100),
-    Instrument(41, "strings", "Viola", "a viola", 48, 88),
-    Instrument(42, "strings", "Cello", "a cello", 36, 76),
-    Instrument(44, "strings", "Tremolo Strings", "a tremolo string section", 36, 96),
-    Instrument(56, "brass", "Trumpet", "a trumpet", 54, 86),
-    Instrument(57, "brass", "Trombone", "a trombone", 40, 72),
-    Instrument(58, "brass", "Tuba", "a tuba", 28, 58),
-    Instrument(60, "brass", "French Horn", "a French horn", 34, 77),
-    Instrument(61, "brass", "Brass Section", "a brass section", 36, 84),
-    Instrument(64, "reed", "Soprano Sax", "a soprano saxophone", 56, 88),
-    Instrument(65, "reed", "Alto Sax", "an alto saxophone", 49, 81),
-    Instrument(66, "reed", "Tenor Sax", "a tenor saxophone", 44, 76),
-    Instrument(68, "reed", "Oboe", "an oboe", 58, 91),
-    Instrument(70, "reed", "Bassoon", "a bassoon", 34, 72),
-    Instrument(71, "reed", "Clarinet", "a clarinet", 50, 91),
-    Instrument(72, "pipe", "Piccolo", "a piccolo", 74, 108),
-    Instrument(73, "pipe", "Flute", "a flute", 60, 96),
-    Instrument(74, "pipe", "Recorder", "a recorder", 60, 96),
-    Instrument(75, "pipe", "Pan Flute", "a pan flute", 60, 96),
-    Instrument(80, "synth lead", "Lead 1 (square)", "a square-wave synth lead", 36, 96),
-    Instrument(81, "synth lead", "Lead 2 (sawtooth)", "a sawtooth synth lead", 36, 96),
-)
-BY_PROGRAM: dict[int, Instrument] = {i.program: i for i in INSTRUMENTS}
-FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(i.family for i in INSTRUMENTS))
 # A bass plays one line (two at most); more voices would be mud, not a bass part.
 MAX_VOICES: dict[str, int] = {"bass": 2}
 
@@ -329,137 +278,7 @@ def choose_excerpt(piece: Piece, bpm: int, voices_u: float, max_voices: int, cli
 # --------------------------------------------------------------------------- key
 
 
-_MAJOR_NAMES = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-_MINOR_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B")
-
-
-def key_of(notes: np.ndarray) -> tuple[int, str]:
-    """(tonic pitch class, "major"|"minor") of a note array (onset, offset, midi).
-
-    music21's key analysis (Krumhansl–Schmuckler correlation of the duration-weighted
-    pitch-class histogram with the Aarden–Essen profiles that ``stream.analyze('key')`` uses),
-    computed with numpy on our note arrays: building music21 streams per excerpt cost ~15 ms.
-    """
-    from music21.analysis.discrete import AardenEssen
-
-    hist = np.zeros(12)
-    np.add.at(hist, notes[:, 2].astype(int) % 12, notes[:, 1] - notes[:, 0])
-    ae = AardenEssen()
-    best: tuple[float, int, str] | None = None
-    for mode in ("major", "minor"):
-        profile = np.array(ae.getWeights(mode))
-        for tonic in range(12):
-            r = np.corrcoef(hist, np.roll(profile, tonic))[0, 1]
-            r = -1.0 if np.isnan(r) else r
-            if best is None or r > best[0]:
-                best = (r, tonic, mode)
-    assert best is not None
-    return best[1], best[2]
-
-
-def key_name(tonic: int, mode: str) -> str:
-    """"D minor", "Bb major": one fixed spelling per pitch class and mode."""
-    names = _MAJOR_NAMES if mode == "major" else _MINOR_NAMES
-    return f"{names[tonic % 12]} {mode}"
-
-
 # --------------------------------------------------------------------------- synthesis
-
-BLOCK = 64   # FluidSynth's internal block: events take effect on these boundaries
-_ANCHORS: dict[str, Any] = {}
-
-
-def find_soundfont(path: str | Path | None = None) -> Path:
-    """The soundfont to use: ``path`` if given, else Debian's FluidR3_GM, else the
-    TimGM6mb.sf2 that ships inside pretty_midi."""
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise AudioLLMError(f"soundfont {p} does not exist")
-        return p
-    debian = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
-    if debian.is_file():
-        return debian
-    try:
-        pretty_midi = quiet_import("pretty_midi")
-    except ImportError:
-        pretty_midi = None
-    if pretty_midi is not None:
-        bundled = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
-        if bundled.is_file():
-            return bundled
-    raise AudioLLMError("no General MIDI soundfont found: install fluid-soundfont-gm "
-                        "(/usr/share/sounds/sf2/FluidR3_GM.sf2) or pretty_midi")
-
-
-def _fluidsynth():
-    try:
-        fluidsynth = quiet_import("fluidsynth")
-    except (ImportError, OSError) as e:
-        raise AudioLLMError(f"cannot load FluidSynth ({e}); install libfluidsynth and pyfluidsynth") from None
-    return fluidsynth
-
-
-class Renderer:
-    """A fresh FluidSynth instance for one job: call `render` per clip, then `close`."""
-
-    def __init__(self, soundfont: Path):
-        fs = _fluidsynth()
-        key = str(soundfont)
-        if key not in _ANCHORS:
-            # Kept alive for the whole process so the samples stay in FluidSynth's cache.
-            anchor = fs.Synth(samplerate=float(SAMPLE_RATE), channels=16)
-            if anchor.sfload(key) < 0:
-                raise AudioLLMError(f"FluidSynth could not load soundfont {soundfont}")
-            _ANCHORS[key] = anchor
-        self.synth = fs.Synth(gain=0.5, samplerate=float(SAMPLE_RATE), channels=16,
-                              **{"synth.reverb.active": 0, "synth.chorus.active": 0, "synth.polyphony": 128})
-        self.sfid = self.synth.sfload(key)
-        self._write = fs._fl.fluid_synth_write_float
-        self._write.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
-                                ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-        self._rendered = 0
-
-    def _pull(self, n: int) -> np.ndarray:
-        """Render ``n`` samples as mono float32 (float output: no dither, no clipping)."""
-        left = np.zeros(n, np.float32)
-        right = np.zeros(n, np.float32)
-        if n:
-            self._write(self.synth.synth, n, left.ctypes.data, 0, 1, right.ctypes.data, 0, 1)
-        self._rendered += n
-        return 0.5 * (left + right)
-
-    def render(self, notes: list[tuple[int, int, int, int, int]], program: int | dict[int, int],
-               n_samples: int) -> np.ndarray:
-        """Play ``notes`` = (channel, start_sample, end_sample, pitch, velocity), all on
-        ``program`` (or on ``program[channel]``), for exactly ``n_samples``; sample positions
-        must be multiples of BLOCK."""
-        self._pull((-self._rendered) % BLOCK)   # start the clip on a block boundary
-        channels = sorted({n[0] for n in notes})
-        for ch in channels:
-            self.synth.program_select(ch, self.sfid, 0, program[ch] if isinstance(program, dict) else program)
-        events = []
-        for ch, start, end, pitch, vel in notes:
-            events.append((start, 1, ch, pitch, vel))
-            if end < n_samples:
-                events.append((end, 0, ch, pitch, 0))
-        events.sort()                              # note-offs (0) before note-ons at one time
-        chunks, pos = [], 0
-        for t, kind, ch, pitch, vel in events:
-            if t > pos:
-                chunks.append(self._pull(t - pos))
-                pos = t
-            if kind:
-                self.synth.noteon(ch, pitch, vel)
-            else:
-                self.synth.noteoff(ch, pitch)
-        chunks.append(self._pull(n_samples - pos))
-        for ch in channels:
-            self.synth.all_sounds_off(ch)          # cut tails so nothing leaks into the next clip
-        return np.concatenate(chunks)
-
-    def close(self) -> None:
-        self.synth.delete()
 
 
 # --------------------------------------------------------------------------- one job
@@ -471,14 +290,6 @@ class MusicJob:
 
     candidates: tuple[str, ...]
     specs: tuple[MusicSpec, ...]
-
-
-def octave_for(pitches: np.ndarray, inst: Instrument) -> int:
-    """The octave shift (in semitones) that puts most notes inside the instrument's range;
-    ties go to the smallest move."""
-    best = min(range(-3, 4), key=lambda k: (int(np.sum((pitches + 12 * k < inst.low) |
-                                                        (pitches + 12 * k > inst.high))), abs(k)))
-    return 12 * best
 
 
 def render_clip(piece: Piece, spec: MusicSpec, renderer: Renderer, clip_seconds: float,

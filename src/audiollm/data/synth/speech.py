@@ -22,8 +22,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from ...audio import SAMPLE_RATE, resample, save_audio
-from ...errors import AudioLLMError
+from audiollm.audio import SAMPLE_RATE, resample, save_audio
+from audiollm.errors import AudioLLMError
 
 # espeak-ng base voice → accent label.
 ACCENTS: dict[str, str] = {

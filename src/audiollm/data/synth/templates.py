@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from typing import Any
+from audiollm.music.theory import TEMPO_ADJECTIVE
 
 # --------------------------------------------------------------------------- shared facts
 
@@ -40,22 +41,8 @@ RESERVED_QUESTIONS: frozenset[str] = frozenset({
     "Caption this audio.",
 })
 
-TEMPO_CLASSES: tuple[str, ...] = ("slow", "medium", "fast")
-# Inclusive bpm bounds per class: slow < 80 <= medium <= 120 < fast.
-TEMPO_RANGES: dict[str, tuple[int, int]] = {"slow": (50, 79), "medium": (80, 120), "fast": (121, 190)}
-# How each class reads inside a sentence ("a fast organ piece", "a medium-tempo organ piece").
-TEMPO_ADJECTIVE: dict[str, str] = {"slow": "slow", "medium": "medium-tempo", "fast": "fast"}
 
 TRADITIONAL = "traditional"
-
-
-def tempo_class(bpm: float) -> str:
-    """"slow" below 80 bpm, "fast" above 120, "medium" in between (inclusive)."""
-    if bpm < 80:
-        return "slow"
-    if bpm > 120:
-        return "fast"
-    return "medium"
 
 
 # --------------------------------------------------------------------------- numbers

@@ -1,0 +1,5 @@
+"""`audiollm` command line: argument parsing and thin handlers over the Python API."""
+
+from audiollm.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,48 @@
+"""Validation of a generative model during training: teacher-forced loss and task metrics on
+a fixed, task-stratified subset of the validation rows."""
+
+from __future__ import annotations
+
+import contextlib
+
+
+from audiollm.config import ExperimentConfig
+from audiollm.data.batching import ExampleBuilder, collate
+from audiollm.evaluation.evaluate import predict, score_predictions
+from audiollm.tokenizers.text import TextTokenizer
+
+
+def validate_generation(net, tokenizer: TextTokenizer, rows: list[dict], cfg: ExperimentConfig, features,
+                        autocast=contextlib.nullcontext) -> dict[str, float]:
+    """Teacher-forced loss plus task metrics on a fixed, task-stratified validation subset."""
+    metrics: dict[str, float] = {}
+    device = next(net.parameters()).device
+    subset = stratified(rows, cfg.train.eval_examples)
+    build = ExampleBuilder(subset, tokenizer, seed=cfg.train.seed, max_audio_seconds=cfg.data.max_audio_seconds,
+                           features=features)
+    loss_sum, n = 0.0, 0
+    bs = cfg.train.eval_batch_size
+    for start in range(0, len(subset), bs):
+        batch = collate([build(i, i) for i in range(start, min(start + bs, len(subset)))], tokenizer.pad_id)
+        with autocast():
+            out = net(**{k: v.to(device) for k, v in batch.items()})
+        loss_sum += float(out.loss_sum)
+        n += int(out.n_targets)
+    metrics["loss"] = loss_sum / max(n, 1)
+    preds = predict(net, tokenizer, subset, batch_size=bs, max_new_tokens=cfg.train.max_new_tokens,
+                    question_seed=cfg.train.seed, progress=False, ctc_weight=cfg.train.ctc_decode_weight,
+                    load=(lambda row: features.load(row["audio"]).states) if features is not None else None)
+    for task, values in score_predictions(subset, preds).items():
+        for name, value in values.items():
+            metrics[f"{task}/{name}"] = float(value)
+    return metrics
+
+
+def stratified(rows: list[dict], n: int) -> list[dict]:
+    """Up to ``n`` rows spread evenly over tasks, in manifest order (deterministic)."""
+    by_task: dict[str, list[dict]] = {}
+    for r in rows:
+        by_task.setdefault(r["task"], []).append(r)
+    per = max(1, n // max(1, len(by_task)))
+    return [r for t in sorted(by_task) for r in by_task[t][:per]]
+
