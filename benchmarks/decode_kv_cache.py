@@ -19,10 +19,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import emit, interleaved_median_seconds, log, machine, parser, setup  # noqa: E402
 
-from audiollm.models import (
-    Decoder,  # noqa: E402
-    DecoderConfig,
-)
+from audiollm.decoding.loop import generate as decode  # noqa: E402
+from audiollm.decoding.options import DecodingOptions  # noqa: E402
+from audiollm.models import Decoder, DecoderConfig  # noqa: E402
 
 
 def main() -> None:
@@ -43,7 +42,7 @@ def main() -> None:
     prompt = torch.randint(0, config.vocab_size, (args.batch, args.prompt_len), device=device)
 
     def run(use_cache: bool) -> list[list[int]]:
-        return model.generate(prompt, None, max_new_tokens=args.new_tokens, eos_id=None, use_cache=use_cache)
+        return decode(model, model.embed_tokens(prompt), options=DecodingOptions(max_new_tokens=args.new_tokens, use_cache=use_cache))
 
     cached_tokens, plain_tokens = run(True), run(False)
     assert cached_tokens == plain_tokens, "cached and uncached greedy decoding disagree"

@@ -26,6 +26,7 @@ from audiollm.models.audiollm import (
     AudioLLMConfig,
 )
 from audiollm.tokenizers.midi import MidiVocab  # noqa: E402
+from audiollm.decoding.options import DecodingOptions  # noqa: E402
 
 SAMPLE_RATE = 16000
 
@@ -56,7 +57,7 @@ def main() -> None:
     prompt = [torch.randint(0, 1000, (8,)).tolist()]
 
     def run(use_cache: bool) -> list[list[int]]:
-        return model.generate(audio, lengths, prompt, max_new_tokens=args.new_tokens, eos_id=None, use_cache=use_cache)
+        return model.generate(audio, lengths, prompt, DecodingOptions(max_new_tokens=args.new_tokens, use_cache=use_cache))
 
     cached_tokens, plain_tokens = run(True), run(False)
     assert cached_tokens == plain_tokens, "cached and uncached greedy decoding disagree"

@@ -29,6 +29,8 @@ from audiollm.models import (
     decoder_to_hf_llama,
 )
 from audiollm.models.token_loss import linear_cross_entropy_sum  # noqa: E402
+from audiollm.decoding.loop import generate as decode  # noqa: E402
+from audiollm.decoding.options import DecodingOptions  # noqa: E402
 
 
 def left_padded_prompts(batch: int, max_len: int, vocab: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,7 +47,7 @@ def bench_generate(ours: Decoder, hf, batch: int, prompt_len: int, new_tokens: i
     ids, mask = left_padded_prompts(batch, prompt_len, ours.config.vocab_size, device)
 
     def run_ours():
-        return ours.generate(ids, mask, max_new_tokens=new_tokens, eos_id=None)
+        return decode(ours, ours.embed_tokens(ids), mask, options=DecodingOptions(max_new_tokens=new_tokens))
 
     def run_hf():
         return hf.generate(

@@ -37,6 +37,8 @@ from audiollm.models.pretrained.hf_audio import (
 from audiollm.models.pretrained.tiny_checkpoints import tiny_checkpoint  # noqa: E402
 from audiollm.tokenizers.hf import HFTokenizer  # noqa: E402
 from audiollm.training.loop import train  # noqa: E402
+from audiollm.decoding.options import DecodingOptions
+from helpers import decode_ids, gen
 
 ENCODERS = ["whisper", "hubert", "wav2vec2", "mert", "ast", "clap"]
 
@@ -227,8 +229,8 @@ def test_hf_lm_cached_generation_equals_uncached():
                 p.normal_(0, 0.5)
     audio, lengths = batch()
     prompts = [[5, 6, 7], [8]]
-    cached, lc = model.generate(audio, lengths, prompts, max_new_tokens=6, return_logits=True)
-    full, lf = model.generate(audio, lengths, prompts, max_new_tokens=6, use_cache=False, return_logits=True)
+    cached, lc = gen(model, audio, lengths, prompts, max_new_tokens=6, return_logits=True)
+    full, lf = gen(model, audio, lengths, prompts, max_new_tokens=6, use_cache=False, return_logits=True)
     assert cached == full and all(len(t) == 6 for t in cached)
     for a, b in zip(lc, lf):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
@@ -245,7 +247,7 @@ def test_train_save_load_generate_every_encoder_with_lora_lm(tmp_path, toy_corpu
     model, tokenizer = load_model_dir(final)
     assert isinstance(tokenizer, HFTokenizer)
     answers = generate_answers(model, tokenizer, [torch.zeros(8000), 0.1 * torch.randn(12000)],
-                               ["Is it high or low?", "What is playing?"], max_new_tokens=4)
+                               ["Is it high or low?", "What is playing?"], DecodingOptions(max_new_tokens=4))
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
 
 

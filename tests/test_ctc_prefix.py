@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from audiollm.decoding.ctc_prefix import CTCPrefixScorer
 from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
 from audiollm.models.lm import Decoder, DecoderConfig
+from helpers import decode_ids, gen
 
 
 def _collapse(path, blank):
@@ -38,7 +39,7 @@ def _walk(scorer, tokens, V):
     seen = []
     for tok in tokens:
         flat = torch.zeros(1, V)  # equal LM scores: the candidates are the first `candidates` ids
-        scorer.rescore([0], flat)
+        scorer([0], flat)
         cand, _, _, psi = scorer.pending[0]
         seen.append(dict(zip(cand.tolist(), psi.tolist())))
         scorer.advance([0], torch.tensor([tok]))
@@ -74,8 +75,8 @@ def test_padded_frames_change_no_score():
                             torch.tensor([7, 12]), weight=0.5, eos_id=0, candidates=V)
     for tok in [3, 4, 4, 1]:
         logits = torch.randn(1, V)
-        a = alone.rescore([0], logits)
-        b = batch.rescore([0], logits)
+        a = alone([0], logits)
+        b = batch([0], logits)
         assert torch.allclose(a, b, atol=1e-5)
         alone.advance([0], torch.tensor([tok]))
         batch.advance([0], torch.tensor([tok]))
@@ -92,10 +93,10 @@ def test_full_weight_decodes_what_ctc_hears_and_inactive_rows_are_untouched():
         log_probs[:, t, s] = 0.0
     log_probs = torch.log_softmax(log_probs, dim=-1)
     prompt = torch.randint(2, V, (2, 4))
-    plain = dec.generate(prompt, max_new_tokens=6, eos_id=eos)
+    plain = decode_ids(dec, prompt, max_new_tokens=6, eos_id=eos)
     scorer = CTCPrefixScorer(log_probs, torch.tensor([8, 8]), weight=1.0, eos_id=eos,
                              active=torch.tensor([True, False]), candidates=V)
-    joint = dec.generate(prompt, max_new_tokens=6, eos_id=eos, rescorer=scorer)
+    joint = decode_ids(dec, prompt, max_new_tokens=6, eos_id=eos, processors=[scorer])
     assert joint[0] == [5, 9, 9]
     assert joint[1] == plain[1]
 
@@ -108,11 +109,11 @@ def test_audio_model_joint_decoding_only_on_marked_rows():
     audio = torch.randn(3, 16000) * 0.1
     lengths = torch.tensor([16000, 12000, 9000])
     prompts = [[3, 4], [3, 4, 5], [6]]
-    plain = model.generate(audio, lengths, prompts, max_new_tokens=5, eos_id=1)
-    off = model.generate(audio, lengths, prompts, max_new_tokens=5, eos_id=1, ctc_weight=0.5,
+    plain = gen(model, audio, lengths, prompts, max_new_tokens=5, eos_id=1)
+    off = gen(model, audio, lengths, prompts, max_new_tokens=5, eos_id=1, ctc_weight=0.5,
                          ctc_rows=[False, False, False])
     assert off == plain
-    joint = model.generate(audio, lengths, prompts, max_new_tokens=5, eos_id=1, ctc_weight=1.0,
+    joint = gen(model, audio, lengths, prompts, max_new_tokens=5, eos_id=1, ctc_weight=1.0,
                            ctc_rows=[True, False, False])
     assert joint[1:] == plain[1:]
     assert all(0 <= t < cfg.lm_config.vocab_size for t in joint[0])

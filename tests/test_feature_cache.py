@@ -45,6 +45,7 @@ from audiollm.models import (
 from audiollm.tokenizers.text import TextTokenizer  # noqa: E402
 from audiollm.training.dry_run import dry_run  # noqa: E402
 from audiollm.training.loop import train
+from helpers import decode_ids, gen
 from test_backbones import model_section, write_config  # noqa: E402
 
 
@@ -175,7 +176,7 @@ def test_cli_features_then_train_from_the_cache(tmp_path, toy_corpus_shared, cap
     assert dry_run(load_config(config, overrides))["first_batch"]
     final = train(load_config(config, overrides), progress=False)
     model, tokenizer = load_model_dir(final)  # the saved model still takes raw audio
-    assert model.generate(torch.zeros(1, 8000), torch.tensor([8000]), prompt_ids=[tokenizer.prompt_ids("Q?")],
+    assert gen(model, torch.zeros(1, 8000), torch.tensor([8000]), [tokenizer.prompt_ids("Q?")],
                           max_new_tokens=2, eos_id=tokenizer.eos_id)
     # Bad setups are one-line errors before any training.
     assert main(["train", str(config), f"data.feature_cache={cache}"]) == 2

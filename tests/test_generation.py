@@ -8,6 +8,8 @@ import torch
 from audiollm.errors import ConfigError
 from audiollm.decoding.sampling import sample_next_token, top_k_filter, top_p_filter
 from audiollm.models import AudioLLM, AudioLLMConfig, Decoder, DecoderConfig
+from audiollm.decoding.options import DecodingOptions
+from helpers import decode_ids, gen
 
 
 PROMPTS = [[5, 9, 11, 3], [7], [12, 13]]
@@ -38,8 +40,8 @@ def make_audio(seed: int = 0):
 def test_cached_equals_uncached_tokens_and_logits():
     model = make_model()
     audio, lengths = make_audio()
-    cached, cached_logits = model.generate(audio, lengths, PROMPTS, max_new_tokens=12, return_logits=True)
-    plain, plain_logits = model.generate(audio, lengths, PROMPTS, max_new_tokens=12, use_cache=False,
+    cached, cached_logits = gen(model, audio, lengths, PROMPTS, max_new_tokens=12, return_logits=True)
+    plain, plain_logits = gen(model, audio, lengths, PROMPTS, max_new_tokens=12, use_cache=False,
                                          return_logits=True)
     assert cached == plain
     assert all(len(t) == 12 for t in cached)
@@ -52,17 +54,17 @@ def test_cached_equals_uncached_tokens_and_logits():
 def test_batched_generation_equals_one_row_at_a_time():
     model = make_model()
     audio, lengths = make_audio()
-    batched = model.generate(audio, lengths, PROMPTS, max_new_tokens=10)
+    batched = gen(model, audio, lengths, PROMPTS, max_new_tokens=10)
     for i in range(3):
         n = int(lengths[i])
-        alone = model.generate(audio[i : i + 1, :n], lengths[i : i + 1], PROMPTS[i : i + 1], max_new_tokens=10)
+        alone = gen(model, audio[i : i + 1, :n], lengths[i : i + 1], PROMPTS[i : i + 1], max_new_tokens=10)
         assert alone[0] == batched[i]
 
 
 def test_greedy_is_argmax_of_forward_logits():
     model = make_model()
     audio, lengths = make_audio()
-    tokens = model.generate(audio, lengths, PROMPTS, max_new_tokens=3)
+    tokens = gen(model, audio, lengths, PROMPTS, max_new_tokens=3)
     for i, prompt in enumerate(PROMPTS):
         n = int(lengths[i])
         seq = list(prompt)
@@ -77,9 +79,9 @@ def test_greedy_is_argmax_of_forward_logits():
 def test_per_sequence_stopping_at_eos(use_cache):
     model = make_model()
     audio, lengths = make_audio()
-    free = model.generate(audio, lengths, PROMPTS, max_new_tokens=12, use_cache=use_cache)
+    free = gen(model, audio, lengths, PROMPTS, max_new_tokens=12, use_cache=use_cache)
     eos = free[0][3]  # a token row 0 produces at step 3; other rows may or may not produce it
-    stopped = model.generate(audio, lengths, PROMPTS, max_new_tokens=12, eos_id=eos, use_cache=use_cache)
+    stopped = gen(model, audio, lengths, PROMPTS, max_new_tokens=12, eos_id=eos, use_cache=use_cache)
     for row_free, row_stopped in zip(free, stopped):
         expect = row_free[: row_free.index(eos)] if eos in row_free else row_free
         assert row_stopped == expect
@@ -98,7 +100,7 @@ def test_forced_eos_via_biased_lm_head_ends_the_loop():
     calls = []
     model.lm.register_forward_hook(lambda *_: calls.append(1))
     audio, lengths = make_audio()
-    assert model.generate(audio, lengths, PROMPTS, max_new_tokens=20, eos_id=eos) == [[], [], []]
+    assert gen(model, audio, lengths, PROMPTS, max_new_tokens=20, eos_id=eos) == [[], [], []]
     assert len(calls) == 1  # the prefill produced eos everywhere: no further decode steps
 
 
@@ -115,28 +117,28 @@ def test_decoder_generate_left_padded_batch_matches_single_rows():
     for i, p in enumerate(prompts):
         ids[i, P - len(p):] = torch.tensor(p)
         mask[i, P - len(p):] = True
-    batched = dec.generate(ids, mask, max_new_tokens=8)
-    uncached = dec.generate(ids, mask, max_new_tokens=8, use_cache=False)
+    batched = decode_ids(dec, ids, mask, max_new_tokens=8)
+    uncached = decode_ids(dec, ids, mask, max_new_tokens=8, use_cache=False)
     assert batched == uncached
     for i, p in enumerate(prompts):
-        assert dec.generate(torch.tensor([p]), None, max_new_tokens=8) == [batched[i]]
+        assert decode_ids(dec, torch.tensor([p]), None, max_new_tokens=8) == [batched[i]]
     with pytest.raises(ValueError, match="LEFT-padded"):
-        dec.generate(ids, mask.flip(1), max_new_tokens=2)
-    with pytest.raises(ConfigError, match="max_seq_len"):
-        dec.generate(ids, mask, max_new_tokens=10_000)
+        decode_ids(dec, ids, mask.flip(1), max_new_tokens=2)
+    with pytest.raises(ConfigError, match="context of 512 positions"):
+        decode_ids(dec, ids, mask, max_new_tokens=10_000)
 
 
 def test_temperature_sampling_is_reproducible_with_a_seeded_generator():
     model = make_model()
     audio, lengths = make_audio()
     kwargs = dict(max_new_tokens=8, temperature=1.5, top_k=20, top_p=0.95)
-    a = model.generate(audio, lengths, PROMPTS, generator=torch.Generator().manual_seed(7), **kwargs)
-    b = model.generate(audio, lengths, PROMPTS, generator=torch.Generator().manual_seed(7), **kwargs)
-    c = model.generate(audio, lengths, PROMPTS, generator=torch.Generator().manual_seed(8), **kwargs)
+    a = gen(model, audio, lengths, PROMPTS, generator=torch.Generator().manual_seed(7), **kwargs)
+    b = gen(model, audio, lengths, PROMPTS, generator=torch.Generator().manual_seed(7), **kwargs)
+    c = gen(model, audio, lengths, PROMPTS, generator=torch.Generator().manual_seed(8), **kwargs)
     assert a == b and a != c
     # top_k=1 sampling is greedy whatever the temperature.
-    greedy = model.generate(audio, lengths, PROMPTS, max_new_tokens=8)
-    assert model.generate(audio, lengths, PROMPTS, max_new_tokens=8, temperature=2.0, top_k=1,
+    greedy = gen(model, audio, lengths, PROMPTS, max_new_tokens=8)
+    assert gen(model, audio, lengths, PROMPTS, max_new_tokens=8, temperature=2.0, top_k=1,
                           generator=torch.Generator().manual_seed(0)) == greedy
 
 
@@ -191,7 +193,7 @@ def test_sampling_respects_filters_and_generator():
 )
 def test_bad_sampling_args_raise_config_error(kwargs, match):
     with pytest.raises(ConfigError, match=match):
-        sample_next_token(torch.zeros(1, 4), **kwargs)
+        DecodingOptions(**kwargs)
 
 
 def test_decoder_generate_matches_hf_llama_generate_on_left_padded_batch():
@@ -207,7 +209,7 @@ def test_decoder_generate_matches_hf_llama_generate_on_left_padded_batch():
     hf = decoder_to_hf_llama(dec)
     ids = torch.tensor([[0, 0, 0, 4, 8, 15], [16, 23, 42, 7, 9, 1], [0, 0, 0, 0, 0, 3]])
     mask = (torch.arange(6)[None] >= torch.tensor([[3], [0], [5]])).long()
-    ours = dec.generate(ids, mask, max_new_tokens=10)
+    ours = decode_ids(dec, ids, mask, max_new_tokens=10)
     theirs = hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=10, do_sample=False,
                          pad_token_id=0, eos_token_id=None)[:, 6:].tolist()
     assert ours == theirs

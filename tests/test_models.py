@@ -28,6 +28,7 @@ from audiollm.models import (
     tiny_config,
 )
 from audiollm.models.lm import make_attention_mask
+from helpers import decode_ids, gen
 
 
 
@@ -463,7 +464,7 @@ def test_bfloat16_model_runs_and_keeps_float32_frontend_and_rope():
     out = model(audio, audio_lengths, input_ids, text_lengths, labels, return_logits=True)
     assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.loss)
     assert abs(out.loss.item() - ref.loss.item()) < 0.1
-    tokens = model.generate(audio, audio_lengths, [[5, 6], [7], [8, 9, 10]], max_new_tokens=4)
+    tokens = gen(model, audio, audio_lengths, [[5, 6], [7], [8, 9, 10]], max_new_tokens=4)
     assert [len(t) for t in tokens] == [4, 4, 4]
 
 

@@ -28,6 +28,8 @@ from audiollm.tokenizers.midi import TIE, MidiVocab
 from audiollm.music.notes import Note
 from audiollm.music.midi_file import read_midi, write_midi
 from audiollm.tokenizers.text import TextTokenizer
+from audiollm.decoding.options import DecodingOptions
+from helpers import decode_ids, gen, sample
 
 TASK = get_task("text_to_midi")
 PROGRAMS = (0, 40, 42)  # piano, violin, cello
@@ -78,7 +80,7 @@ def test_text_only_rows_get_zero_audio_tokens_and_match_a_batch_alone(model):
     with_audio = model(audio[:1], lengths[:1], ids[:1], torch.tensor([7]))
     a = int(with_audio.audio_token_lengths[0])
     torch.testing.assert_close(mixed.logits[0, : a + 7], with_audio.logits[0], atol=1e-5, rtol=1e-5)
-    out = model.generate(torch.zeros(2, 0), torch.tensor([0, 0]), [[5, 6], [7]], max_new_tokens=3)
+    out = gen(model, torch.zeros(2, 0), torch.tensor([0, 0]), [[5, 6], [7]], max_new_tokens=3)
     assert [len(o) for o in out] == [3, 3]
 
 
@@ -163,7 +165,7 @@ def test_requested_instrument_must_be_in_the_vocabulary(tok):
 
 def test_100_untrained_samples_all_decode_to_valid_midi(model, tok, tmp_path):
     gen = torch.Generator().manual_seed(0)
-    events = sample_events(model, tok, ["a cello in D minor"] * 50 + ["piano"] * 50, seconds=2.0, guidance=2.0,
+    events = sample(model, tok, ["a cello in D minor"] * 50 + ["piano"] * 50, seconds=2.0, guidance=2.0,
                            temperature=1.5, generator=gen, max_new_tokens=120)
     assert len(events) == 100
     for k, ev in enumerate(events):
@@ -178,7 +180,7 @@ def test_100_untrained_samples_all_decode_to_valid_midi(model, tok, tmp_path):
 
 def test_without_the_mask_untrained_samples_need_repairs(model, tok):
     gen = torch.Generator().manual_seed(0)
-    events = sample_events(model, tok, ["a cello"] * 20, seconds=2.0, temperature=1.5, generator=gen,
+    events = sample(model, tok, ["a cello"] * 20, seconds=2.0, temperature=1.5, generator=gen,
                            max_new_tokens=60, constrained=False)
     assert sum(tok.midi.decode_window(ev, 200).n_invalid for ev in events) > 0  # what the mask prevents
 
@@ -218,11 +220,11 @@ def test_guidance_combines_cond_and_uncond_and_cache_matches_recompute(model, to
     allowed = g.mask([0])[0]
     for s in (1.0, 3.0):
         want = int((uncond + s * (cond - uncond)).masked_fill(~allowed, float("-inf")).argmax())
-        first = tok.encode_events(sample_events(model, tok, [q], seconds=2.0, guidance=s, temperature=0.0,
+        first = tok.encode_events(sample(model, tok, [q], seconds=2.0, guidance=s, temperature=0.0,
                                                 max_new_tokens=1)[0][1:])[0]
         assert first == want
-    cached = sample_events(model, tok, [q, "piano"], seconds=2.0, guidance=3.0, temperature=0.0, max_new_tokens=40)
-    plain = sample_events(model, tok, [q, "piano"], seconds=2.0, guidance=3.0, temperature=0.0, max_new_tokens=40,
+    cached = sample(model, tok, [q, "piano"], seconds=2.0, guidance=3.0, temperature=0.0, max_new_tokens=40)
+    plain = sample(model, tok, [q, "piano"], seconds=2.0, guidance=3.0, temperature=0.0, max_new_tokens=40,
                           use_cache=False)
     assert cached == plain
 
@@ -281,7 +283,7 @@ def test_sampling_with_attributes_writes_tempo_key_tie_then_valid_events(atok):
     cfg["lm_config"]["vocab_size"] = atok.vocab_size
     model = AudioLLM(AudioLLMConfig.from_dict(cfg)).eval()
     gen = torch.Generator().manual_seed(0)
-    events = sample_events(model, atok, ["a cello in D minor"] * 10 + [""] * 10, seconds=2.0, guidance=2.0,
+    events = sample(model, atok, ["a cello in D minor"] * 10 + [""] * 10, seconds=2.0, guidance=2.0,
                            temperature=1.5, generator=gen, max_new_tokens=80)
     for ev in events:
         assert ev[0].startswith("<|bpm_") and ev[1].startswith("<|key_") and ev[2] == TIE
@@ -319,12 +321,12 @@ def test_plans_follow_the_caption_unless_told_not_to(atok):
     model = AudioLLM(AudioLLMConfig.from_dict(cfg)).eval()
     questions = ["a cello in D minor at 72 bpm", "slow, major", "violin"] * 4
     gen = torch.Generator().manual_seed(0)
-    events = sample_events(model, atok, questions, seconds=1.0, temperature=1.5, generator=gen, max_new_tokens=12)
+    events = sample(model, atok, questions, seconds=1.0, temperature=1.5, generator=gen, max_new_tokens=12)
     for q, ev in zip(questions, events):
         choices = plan_choices(vocab, parse_request(q))
         bpm, key = (int(t[2:-2].split("_")[1]) for t in ev[:2])
         assert bpm in choices.get("bpm", range(len(atok.midi.tokens))) and key in choices.get("key", range(24))
-    free = sample_events(model, atok, questions[:1] * 12, seconds=1.0, temperature=1.5, generator=gen,
+    free = sample(model, atok, questions[:1] * 12, seconds=1.0, temperature=1.5, generator=gen,
                          max_new_tokens=3, follow_caption=False)
     assert {ev[0] for ev in free} != {f"<|bpm_{tempo_bin(72)}|>"}  # left to the (untrained) model
 
@@ -482,8 +484,8 @@ def test_generate_cli_plays_the_pieces_at_the_requested_tempo(model_dir, model, 
     assert main(argv + ["--out", str(tmp_path / "fit.wav")]) == 0
     assert main(argv + ["--out", str(tmp_path / "raw.wav"), "--no-tempo-fit"]) == 0
     printed = capsys.readouterr().out
-    raw = generate_midi(model, tok, [text] * 3, seconds=2.0, guidance=3.0, temperature=1.0, top_p=0.95,
-                        generator=torch.Generator().manual_seed(5), max_new_tokens=120)
+    raw = generate_midi(model, tok, [text] * 3, seconds=2.0,
+                        options=DecodingOptions(guidance=3.0, temperature=1.0, top_p=0.95, seed=5, max_new_tokens=120))
     factors = []
     for i, notes in enumerate(raw):
         fit = fit_tempo(notes, parse_request(text), 2.0)

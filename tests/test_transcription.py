@@ -150,7 +150,8 @@ class ScriptedModel(torch.nn.Module):
     def encode_audio(self, audio, lengths):
         return torch.zeros(audio.shape[0], 10, 4), torch.full((audio.shape[0],), 10)
 
-    def generate(self, audio, audio_lengths, prompt_ids, max_new_tokens=64, eos_id=None, **_):
+    def generate(self, audio, audio_lengths, prompt_ids, options, eos_id=None, **_):
+        max_new_tokens = options.max_new_tokens
         self.lengths += audio_lengths.tolist()
         out = []
         for row in audio:

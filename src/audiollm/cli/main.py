@@ -198,21 +198,17 @@ def format_dry_run(info: dict) -> str:
 
 
 def cmd_ask(args: argparse.Namespace) -> None:
-    import torch
-
     from audiollm.audio import load_audio
+    from audiollm.decoding.options import DecodingOptions
     from audiollm.inference.answer import answer
     from audiollm.models.hub import load_model_dir
 
     model, tokenizer = load_model_dir(args.model_dir)
     wav = load_audio(args.audio, offset=args.offset, duration=args.duration, max_seconds=args.max_seconds)
     question = args.question or DEFAULT_QUESTION
-    generator = torch.Generator().manual_seed(args.seed)
-    text = answer(
-        model, tokenizer, wav, question,
-        max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, generator=generator, ctc_weight=args.ctc_weight,
-    )
+    options = DecodingOptions(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                              top_p=args.top_p, seed=args.seed, ctc_weight=args.ctc_weight)
+    text = answer(model, tokenizer, wav, question, options)
     if args.json:
         print(json.dumps({"audio": str(args.audio), "question": question, "answer": text}, ensure_ascii=False))
     else:
@@ -280,6 +276,7 @@ def cmd_transcribe(args: argparse.Namespace) -> None:
 def cmd_generate(args: argparse.Namespace) -> None:
     import torch
 
+    from audiollm.decoding.options import DecodingOptions
     from audiollm.inference.compose import check_generation, generate_midi
     from audiollm.models.hub import load_model_dir
     from audiollm.music.render import render_notes, write_piece
@@ -304,10 +301,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
         seconds = check_generation(tokenizer, args.text, args.seconds, get_task("text_to_midi").window_seconds)
     except AudioLLMError as e:
         raise AudioLLMError(f"{args.model_dir}: {e}") from None
-    generator = torch.Generator().manual_seed(args.seed)
-    pieces = generate_midi(model, tokenizer, [args.text] * args.num_samples, seconds=seconds,
-                           guidance=args.guidance, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                           generator=generator, max_new_tokens=args.max_new_tokens)
+    options = DecodingOptions(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                              top_p=args.top_p, seed=args.seed, guidance=args.guidance)
+    pieces = generate_midi(model, tokenizer, [args.text] * args.num_samples, seconds=seconds, options=options)
     tempo_notes = [""] * len(pieces)
     if args.tempo_fit:
         from audiollm.music.prompt import parse_request

@@ -18,8 +18,9 @@ log space), scores the LM's top ``candidates`` tokens each step, and advances to
 one. A batch holds rows of different lengths: frames past a row's length are given blank
 probability 1 and label probability 0, which leaves every prefix probability unchanged, so
 all rows share one loop over frames. Rows with ``active`` False (not transcripts) are passed
-through untouched. The LM's ``generate`` calls :meth:`rescore` before it picks a token and
-:meth:`advance` after.
+through untouched. It is a logits processor of the decoding loop
+(`audiollm.decoding.processors`): called on each step's logits before a token is picked,
+told the pick after.
 """
 
 from __future__ import annotations
@@ -85,7 +86,9 @@ class CTCPrefixScorer:
             psi = torch.where(cand == self.eos_id, total[:, :, -1].expand_as(psi), psi)
         return new_n, new_b, psi
 
-    def rescore(self, rows: list[int], logits: torch.Tensor) -> torch.Tensor:
+    branches = 1
+
+    def __call__(self, rows: list[int], logits: torch.Tensor) -> torch.Tensor:
         """Joint scores for the active rows among ``rows`` (original batch indices of the
         (b, V) ``logits``); other rows and all but the top candidates get -inf."""
         use = [j for j, r in enumerate(rows) if self.active[r]]

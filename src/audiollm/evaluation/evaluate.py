@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from audiollm.audio import audio_info, load_audio
 from audiollm.config import CTC_DECODE_WEIGHT
+from audiollm.decoding.options import DecodingOptions
 from audiollm.errors import AudioError, AudioLLMError, ManifestError
 from audiollm.inference.answer import generate_answers
 from audiollm.tasks import Task, get_task, row_label
@@ -144,8 +145,8 @@ def predict(
                     outputs = get_task(group).generate(model, tokenizer, wavs, batch_questions,
                                                        max_new_tokens=max_new_tokens, batch_size=batch_size)
                 else:
-                    texts = generate_answers(model, tokenizer, wavs, batch_questions, max_new_tokens=max_new_tokens,
-                                             ctc_weight=ctc_weight,
+                    options = DecodingOptions(max_new_tokens=max_new_tokens, ctc_weight=ctc_weight)
+                    texts = generate_answers(model, tokenizer, wavs, batch_questions, options,
                                              ctc_rows=[get_task(rows[i]["task"]).aligned_answer for i in idx])
                     outputs = [get_task(rows[i]["task"]).postprocess(t) for i, t in zip(idx, texts)]
                 for i, pred in zip(idx, outputs):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from audiollm.audio import pad_batch
-from audiollm.data.batching import prompt_ids
+from audiollm.decoding.options import DecodingOptions
 from audiollm.models.audiollm import AudioLLM
 from audiollm.tokenizers.text import TextTokenizer
 
@@ -16,37 +16,28 @@ def generate_answers(
     tokenizer: TextTokenizer,
     wavs: list[torch.Tensor],
     questions: list[str],
+    options: DecodingOptions = DecodingOptions(),
     *,
-    max_new_tokens: int = 64,
-    temperature: float = 0.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
     generator: torch.Generator | None = None,
-    ctc_weight: float = 0.0,
     ctc_rows: list[bool] | None = None,
 ) -> list[str]:
     """Batched generation: one decoded answer per (waveform, question) pair.
 
-    ``ctc_weight`` > 0 decodes the rows marked in ``ctc_rows`` (all when None) jointly with
-    the model's CTC head, if it has one (see :mod:`audiollm.ctc_prefix`): for transcripts.
+    ``options.ctc_weight`` > 0 decodes the rows marked in ``ctc_rows`` (all when None) jointly
+    with the model's CTC head, if it has one (see :mod:`audiollm.decoding.ctc_prefix`): for
+    transcripts.
     """
     device = next(model.parameters()).device
     audio, lengths = pad_batch(wavs)
-    # Only a model with a CTC head takes these arguments (AudioLLM.generate decides the rest).
-    joint = ctc_weight > 0 and getattr(model, "ctc_head", None) is not None
-    tokens = model.generate(
-        audio.to(device), lengths.to(device),
-        prompt_ids=[prompt_ids(tokenizer, q) for q in questions],
-        max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_id,
-        temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
-        **({"ctc_weight": ctc_weight, "ctc_rows": ctc_rows} if joint else {}),
-    )
+    tokens = model.generate(audio.to(device), lengths.to(device), [tokenizer.prompt_ids(q) for q in questions],
+                            options, eos_id=tokenizer.eos_id, generator=generator, ctc_rows=ctc_rows)
     return [tokenizer.decode(t) for t in tokens]
 
 
-def answer(model: AudioLLM, tokenizer: TextTokenizer, wav: torch.Tensor, question: str, **sampling) -> str:
+def answer(model: AudioLLM, tokenizer: TextTokenizer, wav: torch.Tensor, question: str,
+           options: DecodingOptions = DecodingOptions()) -> str:
     """One answer about one waveform (16 kHz mono)."""
-    return generate_answers(model, tokenizer, [wav], [question], **sampling)[0]
+    return generate_answers(model, tokenizer, [wav], [question], options)[0]
 
 
 def candidate_logprobs(
@@ -67,7 +58,7 @@ def candidate_logprobs(
     audio, lengths = pad_batch(wavs)
     contexts, cands = [], []
     for q, pairs in zip(questions, candidates):
-        prompt = prompt_ids(tokenizer, q)
+        prompt = tokenizer.prompt_ids(q)
         ctx_i, cand_i = [], []
         for prefix, cand in pairs:
             full = tokenizer.encode(prefix + cand)

@@ -31,9 +31,10 @@ import torch
 from tqdm.auto import tqdm
 
 from audiollm.audio import SAMPLE_RATE, pad_batch
-from audiollm.data.batching import prompt_ids
 from audiollm.errors import AudioLLMError
-from audiollm.inference.compose import decode_events
+from audiollm.decoding.loop import generate as decode
+from audiollm.decoding.options import DecodingOptions
+from audiollm.decoding.processors import LogProbabilities, StateMask
 from audiollm.music.grammar import AnchoredGrammar, EventIds
 from audiollm.music.notes import Note
 from audiollm.tokenizers.text import TextTokenizer
@@ -72,7 +73,7 @@ def _answer_budget(model, tokenizer: TextTokenizer, window_samples: int, questio
         device = next(model.parameters()).device
         _, n_audio = model.encode_audio(torch.zeros(1, window_samples, device=device),
                                         torch.tensor([window_samples], device=device))
-    room = model.config.lm_config.max_seq_len - int(n_audio[0]) - len(prompt_ids(tokenizer, question))
+    room = model.config.lm_config.max_seq_len - int(n_audio[0]) - len(tokenizer.prompt_ids(question))
     if room < 1:
         raise AudioLLMError(
             f"a {window_samples / SAMPLE_RATE:g} s window leaves no room for an answer in the decoder's "
@@ -217,13 +218,13 @@ def _decode_windows(model, tokenizer: TextTokenizer, audio: torch.Tensor, length
     """Answer ids of one batch of windows, and each window's note activity when a source uses
     the note-activity head (see the module docstring for ``onsets`` and ``offsets``)."""
     if onsets == "lm" and offsets == "lm":  # the decoder alone
-        ids = model.generate(audio, lengths, prompt_ids=prompts, max_new_tokens=budget, eos_id=tokenizer.eos_id)
+        ids = model.generate(audio, lengths, prompts, DecodingOptions(max_new_tokens=budget), eos_id=tokenizer.eos_id)
         return ids, [None] * len(prompts)
     frames, frame_lengths = model.encode_frames(audio, lengths)
     needs_activity = offsets == "frames" or onsets == "ctc+frames"
     activity = note_activity(model, frames, frame_lengths, lengths) if needs_activity else [None] * len(prompts)
     if onsets == "lm":
-        ids = model.generate(audio, lengths, prompt_ids=prompts, max_new_tokens=budget, eos_id=tokenizer.eos_id)
+        ids = model.generate(audio, lengths, prompts, DecodingOptions(max_new_tokens=budget), eos_id=tokenizer.eos_id)
         return ids, activity
     anchors = ctc_onsets(model, tokenizer, frames, frame_lengths, lengths)
     if onsets == "ctc+frames":
@@ -232,7 +233,9 @@ def _decode_windows(model, tokenizer: TextTokenizer, audio: torch.Tensor, length
     embeds, valid = model.prompt_embeds(*model.projector(frames, frame_lengths), prompts)
     steps = [max(1, tokenizer.midi.steps(n / SAMPLE_RATE)) for n in lengths.tolist()]
     grammar = AnchoredGrammar(tokenizer, len(prompts), steps, anchors, held=True)
-    return decode_events(model.lm, embeds, valid, grammar, budget=budget, eos_id=tokenizer.eos_id), activity
+    ids = decode(model.lm, embeds, valid, options=DecodingOptions(max_new_tokens=budget), eos_id=tokenizer.eos_id,
+                 processors=[LogProbabilities(), StateMask(grammar)])
+    return ids, activity
 
 
 @torch.no_grad()
@@ -281,7 +284,7 @@ def transcribe(
             chunk = jobs[start : start + batch_size]
             audio, lengths = pad_batch([w for _, w in chunk])
             out, act = _decode_windows(model, tokenizer, audio.to(device), lengths.to(device),
-                                       [prompt_ids(tokenizer, questions[i]) for i, _ in chunk], budget, onsets, offsets)
+                                       [tokenizer.prompt_ids(questions[i]) for i, _ in chunk], budget, onsets, offsets)
             tokens += [tokenizer.decode_events(ids) for ids in out]
             activity += act
     finally:

@@ -31,6 +31,9 @@ import torch.nn.functional as F
 from audiollm import __version__
 from audiollm.audio import SAMPLE_RATE
 from audiollm.decoding.ctc_prefix import CTCPrefixScorer
+from audiollm.decoding.loop import generate as decode
+from audiollm.decoding.options import DecodingOptions
+from audiollm.decoding.processors import LogitsProcessor
 from audiollm.errors import ConfigError, ModelDirError
 from audiollm.models.frontend import LogMel, LogMelConfig
 from audiollm.models.lm import fuse_split_projections
@@ -520,50 +523,33 @@ class AudioLLM(nn.Module):
         audio: torch.Tensor,
         audio_lengths: torch.Tensor,
         prompt_ids: list[list[int]],
-        max_new_tokens: int = 64,
+        options: DecodingOptions = DecodingOptions(),
+        *,
         eos_id: int | None = None,
-        temperature: float = 0.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
+        processors: Sequence[LogitsProcessor] = (),
         generator: torch.Generator | None = None,
-        use_cache: bool = True,
-        return_logits: bool = False,
-        ctc_weight: float = 0.0,
         ctc_rows: Sequence[bool] | None = None,
+        return_logits: bool = False,
     ) -> list[list[int]] | tuple[list[list[int]], list[torch.Tensor]]:
-        """Answer tokens per row (eos excluded) for prefixes ``[audio_i][prompt_i]``.
+        """Answer tokens per row (eos excluded) for prefixes ``[audio_i][prompt_i]``, decoded by
+        the one loop (`audiollm.decoding.loop.generate`) with ``options`` and ``processors``.
 
-        The prefixes are LEFT-padded so every row's last real token is aligned; positions
-        count real tokens only; rows stop at ``eos_id`` independently (KV cache by default,
-        use_cache=False recomputes the prefix every step). With return_logits, also returns
-        each row's (n_steps, V) next-token logits.
-
-        ``ctc_weight`` > 0 on a model with a CTC head decodes the rows marked in ``ctc_rows``
-        (all rows when None; meant for transcripts) jointly with the CTC head, with that
-        weight (:mod:`audiollm.ctc_prefix`).
+        ``options.ctc_weight`` > 0 on a model with a CTC head also decodes the rows marked in
+        ``ctc_rows`` (all rows when None; meant for transcripts) jointly with that head
+        (`audiollm.decoding.ctc_prefix`).
         """
         if len(prompt_ids) != audio.shape[0]:
             raise ValueError(f"got {len(prompt_ids)} prompts for a batch of {audio.shape[0]} clips")
         hidden, enc_lengths = self.encode_frames(audio, audio_lengths)
-        rescorer = None
-        if ctc_weight > 0 and self.ctc_head is not None and (ctc_rows is None or any(ctc_rows)):
+        processors = list(processors)
+        if options.ctc_weight > 0 and self.ctc_head is not None and (ctc_rows is None or any(ctc_rows)):
             active = None if ctc_rows is None else torch.tensor([bool(r) for r in ctc_rows])
             log_probs = F.log_softmax(self.ctc_head(hidden).float(), dim=-1)  # (B, F', V + 1)
-            rescorer = CTCPrefixScorer(log_probs, enc_lengths, weight=ctc_weight, eos_id=eos_id, active=active)
+            processors.append(CTCPrefixScorer(log_probs, enc_lengths, weight=options.ctc_weight, eos_id=eos_id,
+                                              active=active))
         embeds, valid = self.prompt_embeds(*self.projector(hidden, enc_lengths), prompt_ids)
-        return self.lm.generate(
-            inputs_embeds=embeds,
-            attention_mask=valid,
-            max_new_tokens=max_new_tokens,
-            eos_id=eos_id,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            generator=generator,
-            use_cache=use_cache,
-            return_logits=return_logits,
-            rescorer=rescorer,
-        )
+        return decode(self.lm, embeds, valid, options=options, eos_id=eos_id, processors=processors,
+                      generator=generator, return_logits=return_logits)
 
     @torch.no_grad()
     def candidate_logprobs(

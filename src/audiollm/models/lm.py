@@ -1,7 +1,7 @@
 """A LLaMA-style decoder-only language model, written out in full.
 
 Reads top-down: config → RMSNorm → rotary embeddings → attention → SwiGLU MLP →
-TransformerBlock → KV cache → Decoder (forward, generate).
+TransformerBlock → KV cache → Decoder (forward; decoding is `audiollm.decoding.loop`).
 
 The layer layout, RoPE convention (rotate-half, as in HF Llama) and norm placement match
 HF Llama exactly, so weights convert both ways (`hf_llama.decoder_to_hf_llama`,
@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from audiollm.errors import ConfigError
-from audiollm.decoding.sampling import check_sampling_args, finish, pick_next_token, record_step
 from audiollm.models.registry import register_language_model
 
 # enable_gqa (grouped K/V heads without copying them) arrived in torch 2.5.
@@ -450,6 +449,11 @@ class Decoder(nn.Module):
         )
 
     @property
+    def max_seq_len(self) -> int:
+        """Longest prefix + answer the model decodes (`audiollm.decoding.loop` checks it)."""
+        return self.config.max_seq_len
+
+    @property
     def output_weight(self) -> torch.Tensor | None:
         """The LM head's (V, d_model) matrix (the embedding matrix when tied), or None if a
         head put in its place is not a plain bias-free linear map (training then uses full logits)."""
@@ -516,74 +520,3 @@ class Decoder(nn.Module):
         if cache is not None:
             cache.advance(T)
         return self.norm(x)
-
-    @torch.no_grad()
-    def generate(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        max_new_tokens: int = 32,
-        eos_id: int | None = None,
-        temperature: float = 0.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-        inputs_embeds: torch.Tensor | None = None,
-        return_logits: bool = False,
-        rescorer: Any = None,
-    ) -> list[list[int]] | tuple[list[list[int]], list[torch.Tensor]]:
-        """Continue LEFT-padded prompts; return each row's new tokens (eos excluded).
-
-        Prompts are ``input_ids`` (B, P) or ``inputs_embeds`` (B, P, D) with ``attention_mask``
-        (B, P) marking real tokens; the last column must be real in every row. A row stops at
-        ``eos_id`` and is dropped from the batch (its cache rows too); the loop ends when all
-        rows stopped or after ``max_new_tokens``. use_cache=False recomputes the whole prefix
-        every step (the reference the cached path is tested against).
-        With return_logits, also returns each row's (n_steps, V) float32 next-token logits.
-        A ``rescorer`` re-scores each step's logits before the pick (see
-        `generation.pick_next_token`; e.g. joint CTC/attention decoding); recorded logits
-        stay the LM's own.
-        """
-        check_sampling_args(temperature, top_k, top_p)
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids or inputs_embeds")
-        x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds  # (B, P, D)
-        B, P, _ = x.shape
-        mask = torch.ones(B, P, dtype=torch.bool, device=x.device) if attention_mask is None else attention_mask.bool()
-        if not bool(mask[:, -1].all()):
-            raise ValueError("generate expects LEFT-padded prompts: attention_mask[:, -1] must be all True")
-        if P + max_new_tokens > self.config.max_seq_len:
-            raise ConfigError(
-                f"prompt ({P} tokens) + max_new_tokens ({max_new_tokens}) exceeds lm_config.max_seq_len "
-                f"({self.config.max_seq_len})"
-            )
-        tokens: list[list[int]] = [[] for _ in range(B)]
-        step_logits: list[list[torch.Tensor]] | None = [[] for _ in range(B)] if return_logits else None
-        if max_new_tokens <= 0:
-            return finish(tokens, step_logits, self.config.vocab_size)
-
-        rows = list(range(B))  # original row index of each still-active batch row
-        cache = self.new_cache(B, P + max_new_tokens, dtype=x.dtype, device=x.device) if use_cache else None
-        seq = x  # uncached path: the full sequence of embeddings so far
-        logits = self(inputs_embeds=x, attention_mask=mask, cache=cache, logits_to_keep=1)[:, -1]  # (B, V)
-        for step in range(max_new_tokens):
-            next_tok = pick_next_token(rows, logits, temperature, top_k, top_p, generator, rescorer)  # (b,)
-            keep = record_step(rows, next_tok, logits, tokens, step_logits, eos_id)
-            if not keep or step == max_new_tokens - 1:
-                break
-            if len(keep) < len(rows):  # drop finished rows so they cost nothing from now on
-                idx = torch.tensor(keep, device=x.device)
-                rows = [rows[j] for j in keep]
-                next_tok, mask = next_tok[idx], mask[idx]
-                if cache is not None:
-                    cache.select_rows(idx)
-                else:
-                    seq = seq[idx]
-            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)  # (b, T+1)
-            if cache is not None:
-                logits = self(input_ids=next_tok[:, None], attention_mask=mask, cache=cache)[:, -1]
-            else:
-                seq = torch.cat([seq, self.embed(next_tok[:, None])], dim=1)  # (b, T+1, D)
-                logits = self(inputs_embeds=seq, attention_mask=mask, logits_to_keep=1)[:, -1]
-        return finish(tokens, step_logits, self.config.vocab_size)

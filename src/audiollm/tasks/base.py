@@ -129,9 +129,10 @@ class Task(ABC):
         """Greedy predictions (already postprocessed) for one batch of this task's waveforms.
         Evaluation calls it for tasks with ``window_seconds`` (whose clips it must cut into
         windows); text tasks share batches there and are answered the same way as here."""
+        from audiollm.decoding.options import DecodingOptions
         from audiollm.inference.answer import generate_answers
 
-        texts = generate_answers(model, tokenizer, list(wavs), list(questions), max_new_tokens=max_new_tokens)
+        texts = generate_answers(model, tokenizer, list(wavs), list(questions), DecodingOptions(max_new_tokens=max_new_tokens))
         return [self.postprocess(t) for t in texts]
 
     @abstractmethod

@@ -31,6 +31,7 @@ import torch
 
 from audiollm.metrics.notes import attribute_adherence, midi_round_trip, tempo_adherence
 from audiollm.music.analysis import analyse_key, estimate_tempo
+from audiollm.decoding.options import DecodingOptions
 from audiollm.errors import AudioLLMError, ManifestError
 from audiollm.music.prompt import MusicRequest, caption, parse_request
 from audiollm.tasks.base import Row, register_task, row_label
@@ -61,10 +62,9 @@ class TextToMidiTask(TranscriptionTask):
     #: The trained window: clips longer than this train on random windows of it, and
     #: generation refuses longer pieces (the corpus's clips are 4 s).
     window_seconds = 4.0
-    max_new_tokens = 1024
     #: Sampling used by ``audiollm evaluate`` (seeded, so a run is repeatable for the same rows
     #: and batch size): adherence is a property of what the model samples, not of its argmax.
-    eval_sampling = {"guidance": 3.0, "temperature": 1.0, "top_p": 0.95, "seed": 0}
+    eval_options = DecodingOptions(max_new_tokens=1024, guidance=3.0, temperature=1.0, top_p=0.95, seed=0)
 
     def validate(self, row: Row, index: int | None = None) -> None:
         where = f"{self.name} {row_label(row, index)}"
@@ -157,15 +157,15 @@ class TextToMidiTask(TranscriptionTask):
     def generate_from_text(self, model: Any, tokenizer: Any, rows: Sequence[Row], questions: Sequence[str], *,
                            max_new_tokens: int = 64, batch_size: int = 16, follow_caption: bool = True) -> list[str]:
         """Sampled notes (JSON) per caption, for a window as long as the row's (at most
-        ``window_seconds``), with :attr:`eval_sampling`; ``follow_caption=False`` lets a model with
+        ``window_seconds``), with :attr:`eval_options`; ``follow_caption=False`` lets a model with
         attribute tokens write its own plan (see :func:`audiollm.midi_generate.sample_events`)."""
         from audiollm.inference.compose import generate_midi
 
         if getattr(tokenizer, "midi", None) is None:
             raise AudioLLMError("text_to_midi rows need a model whose tokenizer has a MIDI vocabulary; "
                                 "leave them out (evaluate --tasks) for a text-only model")
-        s = dict(self.eval_sampling)
-        generator = torch.Generator().manual_seed(int(s.pop("seed")))
+        options = self.eval_options.replace(max_new_tokens=max(max_new_tokens, self.eval_options.max_new_tokens))
+        generator = torch.Generator().manual_seed(options.seed)
         out: list[str] = [""] * len(rows)
         by_len: dict[float, list[int]] = {}
         for i, row in enumerate(rows):
@@ -175,8 +175,7 @@ class TextToMidiTask(TranscriptionTask):
             for start in range(0, len(idx), batch_size):
                 part = idx[start : start + batch_size]
                 notes = generate_midi(model, tokenizer, [questions[i] for i in part], seconds=seconds,
-                                      generator=generator, max_new_tokens=max(max_new_tokens, self.max_new_tokens),
-                                      follow_caption=follow_caption, **s)
+                                      options=options, generator=generator, follow_caption=follow_caption)
                 for i, n in zip(part, notes):
                     out[i] = notes_to_json(n)
         return out

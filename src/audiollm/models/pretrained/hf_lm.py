@@ -1,9 +1,10 @@
 """Any transformers causal LM (Qwen2, Llama, Mistral, …) as the language model, optional LoRA.
 
 Driven with ``inputs_embeds`` (the audio prefix is embeddings, not ids) through the same
-interface as our `lm.Decoder`: ``d_model``, ``embed_tokens``, ``forward`` → logits and
-``generate`` (KV cache via the model's own cache, left-padded prompts, positions that count
-real tokens only, rows that stop at eos independently).
+interface as our `lm.Decoder`: ``d_model``, ``embed_tokens``, ``forward`` → logits,
+``new_cache`` (the model's own dynamic cache) and ``max_seq_len``, so the one decoding loop
+(`audiollm.decoding.loop`) drives it exactly as it drives ours: left-padded prompts,
+positions that count real tokens only, rows that stop at eos independently.
 
 Training: by default the base weights are frozen. ``lora_r > 0`` wraps the model with peft
 LoRA adapters on ``lora_targets``; then only the adapters (and the projector, and a
@@ -25,7 +26,6 @@ import torch
 import torch.nn as nn
 
 from audiollm.errors import ConfigError
-from audiollm.decoding.sampling import check_sampling_args, finish, pick_next_token, record_step
 from audiollm.models.pretrained.hf_common import (
     import_transformers,
     load_pretrained,
@@ -120,6 +120,13 @@ class HFCausalLM(nn.Module):
     def trainable_state_keys(self) -> set[str]:
         return trainable_state_keys(self)
 
+    def new_cache(self, batch_size: int, max_len: int, dtype=None, device=None):
+        """The model's own dynamic KV cache, with ``select_rows`` as the decoding loop expects."""
+        T = import_transformers("lm hf_causal_lm")
+        cache = T.DynamicCache(config=self.model.config)
+        cache.select_rows = cache.batch_select_indices
+        return cache
+
     def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, T) ids → (B, T, d_model) embeddings (what ``inputs_embeds`` expects)."""
         if input_ids.numel() and int(input_ids.max()) >= self.n_embeddings:
@@ -179,66 +186,3 @@ class HFCausalLM(nn.Module):
             logits_to_keep=logits_to_keep,
         )
         return out.logits
-
-    @torch.no_grad()
-    def generate(
-        self,
-        inputs_embeds: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        max_new_tokens: int = 32,
-        eos_id: int | None = None,
-        temperature: float = 0.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-        return_logits: bool = False,
-        rescorer: Any = None,
-    ) -> list[list[int]] | tuple[list[list[int]], list[torch.Tensor]]:
-        """Continue LEFT-padded prompt embeddings; each row's new tokens (eos excluded).
-
-        Same contract as `lm.Decoder.generate`: finished rows leave the batch (their cache
-        rows too); use_cache=False recomputes the whole prefix each step (the reference);
-        a ``rescorer`` re-scores each step's logits before the pick.
-        """
-        check_sampling_args(temperature, top_k, top_p)
-        T = import_transformers("lm hf_causal_lm")
-        B, P, _ = inputs_embeds.shape
-        device = inputs_embeds.device
-        mask = torch.ones(B, P, dtype=torch.bool, device=device) if attention_mask is None else attention_mask.bool()
-        if not bool(mask[:, -1].all()):
-            raise ValueError("generate expects LEFT-padded prompts: attention_mask[:, -1] must be all True")
-        if self.max_seq_len and P + max_new_tokens > self.max_seq_len:
-            raise ConfigError(f"prompt ({P} tokens) + max_new_tokens ({max_new_tokens}) exceeds the LM's "
-                              f"max_position_embeddings ({self.max_seq_len})")
-        tokens: list[list[int]] = [[] for _ in range(B)]
-        step_logits: list[list[torch.Tensor]] | None = [[] for _ in range(B)] if return_logits else None
-        V = self.n_embeddings
-        if max_new_tokens <= 0:
-            return finish(tokens, step_logits, V)
-
-        rows = list(range(B))  # original row index of each still-active batch row
-        cache = T.DynamicCache(config=self.model.config) if use_cache else None
-        seq = inputs_embeds
-        logits = self(inputs_embeds=seq, attention_mask=mask, cache=cache, logits_to_keep=1)[:, -1]  # (B, V)
-        for step in range(max_new_tokens):
-            next_tok = pick_next_token(rows, logits, temperature, top_k, top_p, generator, rescorer)  # (b,)
-            keep = record_step(rows, next_tok, logits, tokens, step_logits, eos_id)
-            if not keep or step == max_new_tokens - 1:
-                break
-            if len(keep) < len(rows):  # drop finished rows so they cost nothing from now on
-                idx = torch.tensor(keep, device=device)
-                rows = [rows[j] for j in keep]
-                next_tok, mask = next_tok[idx], mask[idx]
-                if cache is not None:
-                    cache.batch_select_indices(idx)
-                else:
-                    seq = seq[idx]
-            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)  # (b, T+1)
-            new = self.embed_tokens(next_tok[:, None])  # (b, 1, D)
-            if cache is not None:
-                logits = self(inputs_embeds=new, attention_mask=mask, cache=cache)[:, -1]
-            else:
-                seq = torch.cat([seq, new.to(seq.dtype)], dim=1)
-                logits = self(inputs_embeds=seq, attention_mask=mask, logits_to_keep=1)[:, -1]
-        return finish(tokens, step_logits, V)
