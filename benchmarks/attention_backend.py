@@ -28,10 +28,7 @@ from _common import emit, interleaved_median_seconds, log, machine, parser, run,
 
 import audiollm.models.lm as lm  # noqa: E402
 from audiollm.errors import AudioLLMError  # noqa: E402
-from audiollm.models import (
-    Decoder,  # noqa: E402
-    DecoderConfig,
-)
+from audiollm.models import Decoder, DecoderConfig  # noqa: E402
 
 BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "math": SDPBackend.MATH}
 

@@ -21,12 +21,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import emit, interleaved_median_seconds, log, machine, parser, setup  # noqa: E402
 
-from audiollm.models.audiollm import (
-    AudioLLM,  # noqa: E402
-    AudioLLMConfig,
-)
-from audiollm.tokenizers.midi import MidiVocab  # noqa: E402
+from audiollm.config import from_dict, to_dict  # noqa: E402
 from audiollm.decoding.options import DecodingOptions  # noqa: E402
+from audiollm.models.audiollm import AudioLLM, AudioLLMConfig  # noqa: E402
+from audiollm.tokenizers.midi import MidiVocab  # noqa: E402
 
 SAMPLE_RATE = 16000
 
@@ -39,7 +37,7 @@ def main() -> None:
     device = setup(args)
     vocab = 1000 + len(MidiVocab().tokens)
     if args.quick:
-        config = AudioLLMConfig.tiny().to_dict()
+        config = to_dict(AudioLLMConfig.tiny())
         args.new_tokens = min(args.new_tokens, 48)
         args.window = min(args.window, 1.0)
     else:
@@ -50,7 +48,7 @@ def main() -> None:
             "lm_config": {"d_model": 256, "n_layers": 4, "n_heads": 4, "n_kv_heads": 2, "ffn_hidden": 704},
         }
     config["lm_config"] = {**config["lm_config"], "vocab_size": vocab, "max_seq_len": args.new_tokens + 256}
-    model = AudioLLM(AudioLLMConfig.from_dict(config)).to(device).eval()
+    model = AudioLLM(from_dict(AudioLLMConfig, config)).to(device).eval()
     samples = int(args.window * SAMPLE_RATE)
     audio = (torch.randn(1, samples) * 0.1).to(device)
     lengths = torch.tensor([samples], device=device)

@@ -29,22 +29,10 @@ from _common import emit, interleaved_median_seconds, log, machine, parser, setu
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from audiollm.data.batching import (
-    ExampleBuilder,  # noqa: E402
-    collate,
-)
-from audiollm.data.feature_cache import (
-    FeatureCache,  # noqa: E402
-    build_feature_cache,
-)
-from audiollm.models import (
-    AudioLLM,  # noqa: E402
-    AudioLLMConfig,
-)
-from audiollm.models.pretrained.tiny_checkpoints import (
-    tiny_checkpoint,  # noqa: E402
-    whisper,
-)
+from audiollm.data.batching import ExampleBuilder, collate, to_device  # noqa: E402
+from audiollm.data.feature_cache import FeatureCache, build_feature_cache  # noqa: E402
+from audiollm.models import AudioLLM, AudioLLMConfig  # noqa: E402
+from audiollm.models.pretrained.tiny_checkpoints import tiny_checkpoint, whisper  # noqa: E402
 from audiollm.tokenizers.text import TextTokenizer  # noqa: E402
 
 FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd" / "recordings"
@@ -90,7 +78,7 @@ def main() -> None:
 
     log("building the cache ...")
     t0 = time.perf_counter()
-    report = build_feature_cache(cfg, [r["audio"] for r in rows], tmp / "cache", dtype="float32",
+    report = build_feature_cache(cfg, [r["audio"] for r in rows], tmp / "cache", storage="float32",
                                  batch_size=args.batch, device=str(device), progress=False)
     build_seconds = time.perf_counter() - t0
     cache = FeatureCache(tmp / "cache")
@@ -111,7 +99,7 @@ def main() -> None:
         s = state[name]
         batch = collate([build((s * args.batch + i) % len(rows), s * args.batch + i) for i in range(args.batch)],
                         tokenizer.pad_id)
-        out = model(**{k: v.to(device) for k, v in batch.items()})
+        out = model(**to_device(batch, device))
         loss = out.loss_sum / out.n_targets
         first_loss.setdefault(name, float(loss.detach()))
         opt.zero_grad(set_to_none=True)

@@ -24,10 +24,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import emit, interleaved_median_seconds, log, machine, parser, setup  # noqa: E402
 
-from audiollm.models import (
-    Decoder,  # noqa: E402
-    DecoderConfig,
-)
+from audiollm.models import Decoder, DecoderConfig  # noqa: E402
 from audiollm.models.token_loss import linear_cross_entropy_sum  # noqa: E402
 
 

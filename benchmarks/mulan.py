@@ -29,15 +29,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+import audiollm  # noqa: E402
+from audiollm.audio import load_audio  # noqa: E402
 from audiollm.data.manifest import read_manifest  # noqa: E402
-from audiollm.inference.embedding import (
-    DEFAULT_PROMPTS,  # noqa: E402
-    embed_files,
-    embed_texts,
-    load_mulan_dir,
-    zero_shot_accuracy,
-)
-from audiollm.metrics.retrieval import retrieval_metrics
+from audiollm.inference.embedding import DEFAULT_PROMPTS, zero_shot_accuracy  # noqa: E402
+from audiollm.metrics.retrieval import retrieval_metrics  # noqa: E402
 
 
 class AudioTowerGraph(torch.nn.Module):
@@ -94,17 +90,14 @@ REAL_LABELS = ("trumpet", "strings", "drums", "vibraphone")
 REAL_TRUTH = {"solo-trumpet": "trumpet", "string_orchestra": "strings", "Drum-bass": "drums", "Vibe_Ace": "vibraphone"}
 
 
-def real_recordings(model, tok, templates: list[str]) -> dict:
+def real_recordings(mulan, templates: list[str]) -> dict:
     """Zero-shot ranking of REAL_LABELS for each real recording (its first 10 s)."""
-    from audiollm.audio import load_audio
-    from audiollm.inference.embedding import tag
-
     if not REAL_MUSIC.is_dir():
         return {"skipped": f"{REAL_MUSIC} not found"}
     out = {}
     for path in sorted(REAL_MUSIC.glob("*.ogg")):
         truth = next((v for k, v in REAL_TRUTH.items() if k in path.name), None)
-        ranked = tag(model, tok, load_audio(path, duration=10.0), REAL_LABELS, templates=templates)
+        ranked = mulan.tag(load_audio(path, duration=10.0), REAL_LABELS, templates=templates)
         out[path.name] = {"truth": truth, "ranking": [[l, round(p, 4)] for l, p in ranked],
                           "truth_ranks_first": ranked[0][0] == truth}
     out["first_rate"] = sum(v["truth_ranks_first"] for v in out.values()) / max(1, len(out))
@@ -124,14 +117,15 @@ def main() -> None:
                          f"(default {' / '.join(DEFAULT_PROMPTS)})")
     args = ap.parse_args()
 
-    model, tok = load_mulan_dir(args.model_dir)
+    mulan = audiollm.load(args.model_dir)
+    model, tok = mulan.model, mulan.tokenizer
     rows = [r for r in read_manifest(args.manifest) if r["task"] == "caption"]
     if args.limit:
         rows = rows[: args.limit]
     if not rows:
         raise SystemExit(f"{args.manifest}: no caption rows")
-    a = embed_files(model, [r["audio"] for r in rows], batch_size=32)
-    t = embed_texts(model, tok, [r["answer"] for r in rows])
+    a = torch.from_numpy(mulan.embed_audio([r["audio"] for r in rows], batch_size=32))
+    t = torch.from_numpy(mulan.embed_text([r["answer"] for r in rows]))
     templates = args.template or list(DEFAULT_PROMPTS)
     result = {"model_dir": str(args.model_dir), "pairs": len(rows), "retrieval": retrieval_metrics(a, t),
               "zero_shot": {"prompts": templates}}
@@ -143,7 +137,7 @@ def main() -> None:
                                                                                       templates=["{label}"])
             result["zero_shot"][f"{column}_classes"] = len(set(labels))
 
-    result["real_recordings"] = real_recordings(model, tok, templates)
+    result["real_recordings"] = real_recordings(mulan, templates)
 
     wav = torch.randn(args.batch, int(args.seconds * 16000)) * 0.1
     lengths = torch.full((args.batch,), wav.shape[1])

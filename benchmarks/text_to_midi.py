@@ -23,7 +23,6 @@ notes alone leave ambiguous; the key of a 4 s excerpt is noisy). Prints one JSON
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 import time
@@ -36,14 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, log, machine, parser, run, setup  # noqa: E402
 
+import audiollm  # noqa: E402
 from audiollm.data.manifest import read_manifest  # noqa: E402
 from audiollm.errors import AudioLLMError  # noqa: E402
-from audiollm.models.hub import load_model_dir  # noqa: E402
+from audiollm.evaluation.evaluate import compose_notes  # noqa: E402
+from audiollm.music.render import render_notes  # noqa: E402
 from audiollm.tasks import get_task  # noqa: E402
-from audiollm.tasks.transcription import (
-    notes_to_json,  # noqa: E402
-    parse_notes,
-)
+from audiollm.tasks.transcription import notes_to_json  # noqa: E402
 
 
 def main() -> None:
@@ -65,24 +63,23 @@ def main() -> None:
     if not rows:
         raise AudioLLMError(f"{args.manifest}: no text_to_midi rows")
     task = get_task("text_to_midi")
-    model, tokenizer = load_model_dir(args.model_dir)
-    model.to(device).eval()
+    model = audiollm.load(args.model_dir, device=str(device))
     rng = random.Random(args.seed)
     questions = [task.question(r, rng) for r in rows]
     log(f"{len(rows)} captions")
     t0 = time.perf_counter()
     with torch.inference_mode():
-        predictions = task.generate_from_text(model, tokenizer, rows, questions, batch_size=args.batch_size)
+        pieces = compose_notes(model, task, rows, questions, batch_size=args.batch_size)
+    predictions = [task.prediction(p) for p in pieces]
     wall = time.perf_counter() - t0
     model_scores = task.score(predictions, rows)
     model_scores.pop("n")
     own_plan = None
-    if tokenizer.midi is not None and tokenizer.midi.attributes:
+    if model.writes_midi and model.tokenizer.midi.attributes:
         log("again, the model writing its own tempo/key plan")
         with torch.inference_mode():
-            free = task.generate_from_text(model, tokenizer, rows, questions, batch_size=args.batch_size,
-                                           follow_caption=False)
-        own_plan = {k: round(v, 4) for k, v in task.score(free, rows).items() if k != "n"}
+            free = compose_notes(model, task, rows, questions, batch_size=args.batch_size, follow_caption=False)
+        own_plan = {k: round(v, 4) for k, v in task.score([task.prediction(p) for p in free], rows).items() if k != "n"}
     reference = task.score([notes_to_json(task.notes(r)) for r in rows], rows)
     reference.pop("n")
     result = {
@@ -92,36 +89,30 @@ def main() -> None:
         **({"model_own_plan": own_plan} if own_plan is not None else {}),
         "reference": {k: round(v, 4) for k, v in reference.items()},
         "ratio_to_reference": {k: round(model_scores[k] / v, 3) for k, v in reference.items() if v > 0 and k in model_scores},
-        "notes_per_piece": round(sum(len(parse_notes(json.loads(x or "[]"), "prediction")) for x in predictions)
-                                 / len(rows), 1),
+        "notes_per_piece": round(sum(len(p) for p in pieces) / len(rows), 1),
         "pieces_per_s": round(len(rows) / wall, 2),
     }
     if args.rerank is not None:
-        result["reranked"] = reranked(task, model, tokenizer, rows, questions, args)
+        result["reranked"] = reranked(task, model, rows, questions, args)
     emit(result)
 
 
-def reranked(task, model, tokenizer, rows: list, questions: list[str], args) -> dict:
+def reranked(task, model, rows: list, questions: list[str], args) -> dict:
     """Adherence of the first of N pieces per caption and of the one MuLaN scores best."""
-    from audiollm.inference.embedding import load_mulan_dir, score
-    from audiollm.music.render import render_notes
-
-    mulan, mulan_tok = load_mulan_dir(args.rerank)
+    mulan = audiollm.load(args.rerank, device=args.device)
     n = args.num_samples
     log(f"{n} pieces per caption, reranked by {args.rerank}")
     with torch.inference_mode():
-        pieces = task.generate_from_text(model, tokenizer, [r for r in rows for _ in range(n)],
-                                         [q for q in questions for _ in range(n)], batch_size=args.batch_size)
+        pieces = compose_notes(model, task, [r for r in rows for _ in range(n)], [q for q in questions for _ in range(n)],
+                               batch_size=args.batch_size)
     best, first, gain = [], [], []
     for k, row in enumerate(rows):
         cands = pieces[k * n : (k + 1) * n]
         seconds = min(task.duration(row), task.window_seconds)
-        audio = [torch.from_numpy(render_notes(parse_notes(json.loads(c or "[]"), "piece"), seconds)).float()
-                 for c in cands]
-        sims = score(mulan, mulan_tok, audio, [questions[k]])[:, 0]
-        best.append(cands[int(sims.argmax())])
-        first.append(cands[0])
-        gain.append(float(sims.max() - sims[0]))
+        ranked = mulan.rerank(questions[k], [render_notes(c, seconds) for c in cands])  # best first
+        best.append(notes_to_json(cands[ranked[0][0]]))
+        first.append(notes_to_json(cands[0]))
+        gain.append(ranked[0][1] - dict(ranked)[0])
     out = {}
     for name, preds in (("first", first), ("best_of_n", best)):
         out[name] = {k: round(v, 4) for k, v in task.score(preds, rows).items() if k != "n"}

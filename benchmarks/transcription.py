@@ -35,22 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, log, machine, parser, run, setup  # noqa: E402
 
-from audiollm.metrics.notes import transcription_scores  # noqa: E402
-from audiollm.audio import (
-    audio_info,  # noqa: E402
-    load_audio,
-)
+import audiollm  # noqa: E402
+from audiollm.audio import audio_info, load_audio  # noqa: E402
 from audiollm.data.manifest import read_manifest  # noqa: E402
 from audiollm.errors import AudioLLMError  # noqa: E402
-from audiollm.music.quiet_import import quiet_import  # noqa: E402
-from audiollm.models.hub import load_model_dir  # noqa: E402
-from audiollm.tasks import get_task  # noqa: E402
+from audiollm.inference.transcribe import OFFSET_SOURCES, ONSET_SOURCES  # noqa: E402
+from audiollm.metrics.notes import transcription_scores  # noqa: E402
 from audiollm.music.notes import Note  # noqa: E402
-from audiollm.inference.transcribe import (
-    OFFSET_SOURCES,  # noqa: E402
-    ONSET_SOURCES,
-    transcribe,
-)
+from audiollm.music.quiet_import import quiet_import  # noqa: E402
+from audiollm.tasks import get_task  # noqa: E402
 
 
 def select_rows(manifest: Path, family: str | None, limit: int | None) -> list[dict]:
@@ -71,15 +64,15 @@ def scores(refs: list[list[Note]], ests: list[list[Note]], audio_seconds: float,
     return out
 
 
-def run_ours(model_dir: Path, paths: list[str], max_new_tokens: int, onsets: str,
-             offsets: str) -> tuple[list[list[Note]], float]:
-    model, tokenizer = load_model_dir(model_dir)
+def run_ours(model_dir: Path, paths: list[str], max_new_tokens: int, onsets: str, offsets: str,
+             device: str) -> tuple[list[list[Note]], float]:
+    model = audiollm.load(model_dir, device=device)
     window = get_task("transcription").window_seconds
     wavs = [load_audio(p) for p in paths]
 
     def one(wav):
-        return transcribe(model, tokenizer, [wav], window_seconds=window, batch_size=1, max_new_tokens=max_new_tokens,
-                          onsets=onsets, offsets=offsets)[0]
+        return model.transcribe(wav, window_seconds=window, batch_size=1, max_new_tokens=max_new_tokens,
+                                onsets=onsets, offsets=offsets).notes
 
     one(wavs[0])  # warm-up
     t0 = time.perf_counter()
@@ -135,7 +128,7 @@ def main() -> None:
     result: dict = {"benchmark": "transcription", "manifest": str(args.manifest), "family": args.family or "all",
                     "onsets": args.onsets, "offsets": args.offsets, "clips": len(rows), "audio_seconds": round(audio_seconds, 1), "machine": machine(device)}
     with torch.inference_mode():
-        ours, wall = run_ours(args.model_dir, paths, args.max_new_tokens, args.onsets, args.offsets)
+        ours, wall = run_ours(args.model_dir, paths, args.max_new_tokens, args.onsets, args.offsets, str(device))
     result["ours"] = scores(refs, ours, audio_seconds, wall)
     log(f"ours: {result['ours']}")
     if args.no_basic_pitch:

@@ -17,7 +17,7 @@ fi
 
 echo "== 2/4 training configs/quickstart.yaml → $RUN"
 "$AL" train configs/quickstart.yaml output_dir="$RUN" data.train="$CORPUS/train.jsonl" \
-  data.valid="$CORPUS/valid.jsonl" data.test="$CORPUS/test.jsonl" ${TRAIN_OVERRIDES:-}
+  data.valid="$CORPUS/valid.jsonl" ${TRAIN_OVERRIDES:-}
 
 echo "== 3/4 evaluating on the held-out test split"
 "$AL" evaluate "$RUN/final" --data "$CORPUS/test.jsonl" --json "$RUN/test_metrics.json"

@@ -31,8 +31,7 @@ echo "== 3/5 caching the frozen encoder's states → $CACHE (clips already cache
 "$AL" features configs/fsdd_digits.yaml "$MANIFEST" --out "$CACHE"
 
 echo "== 4/5 training configs/fsdd_digits.yaml → $RUN"
-"$AL" train configs/fsdd_digits.yaml output_dir="$RUN" data.train="$MANIFEST" data.valid="$MANIFEST" \
-  data.test="$MANIFEST" ${TRAIN_OVERRIDES:-}
+"$AL" train configs/fsdd_digits.yaml output_dir="$RUN" data.train="$MANIFEST" data.valid="$MANIFEST" ${TRAIN_OVERRIDES:-}
 
 echo "== 5/5 scoring the held-out speaker (split test)"
 "$AL" evaluate "$RUN/final" --data "$MANIFEST" --split test --json "$RUN/test_metrics.json"

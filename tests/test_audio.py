@@ -10,7 +10,7 @@ import torch
 from audiollm.audio import load_audio, save_audio
 from audiollm.errors import AudioError
 
-from conftest import tone
+from helpers import tone
 
 
 def _write(path, data: bytes):

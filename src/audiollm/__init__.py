@@ -1,3 +1,29 @@
-"""audiollm: audio-language models for music and audio (encoders → projector → causal LM)."""
+"""audiollm: audio-language models for music and audio (encoders → projector → causal LM).
+
+The Python API::
+
+    import audiollm
+
+    model = audiollm.load("runs/quickstart/final", device="auto")   # cpu | cuda | cuda:N | auto
+    print(model.ask("clip.wav", "Which instrument family is playing?"))
+
+`load` returns the object a model directory's type supports: an
+`audiollm.inference.api.AudioLanguageModel` (ask, transcribe, compose) or an
+`audiollm.inference.api.EmbeddingModel` (embed, tag, score, rerank, index). Training is
+`audiollm.training.loop.train(audiollm.training.config.load_config(...))`; evaluation
+`audiollm.evaluation.evaluate.evaluate(model, rows)`. Problems a user can fix raise
+`audiollm.errors.AudioLLMError` subclasses.
+"""
+
+from audiollm.errors import AudioError, AudioLLMError, ConfigError, ManifestError, ModelDirError
 
 __version__ = "0.1.0"
+__all__ = ["load", "__version__", "AudioLLMError", "AudioError", "ConfigError", "ManifestError", "ModelDirError"]
+
+
+def load(model_dir, device: str = "cpu", dtype: str | None = None):
+    """Load a saved model directory for inference (see `audiollm.inference.api.load`)."""
+    # Imported here, not at the top: `import audiollm` (and so `audiollm --help`) stays free of torch.
+    from audiollm.inference.api import load as load_model
+
+    return load_model(model_dir, device=device, dtype=dtype)

@@ -112,6 +112,33 @@ def save_audio(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_r
     return p
 
 
+def as_waveform(audio, sample_rate: int = SAMPLE_RATE, *, name: str = "audio", **load_options) -> torch.Tensor:
+    """What the Python API accepts as audio → a 16 kHz mono float32 tensor (T,).
+
+    A path (str / PathLike) is read with :func:`load_audio` (``load_options``: offset,
+    duration, max_seconds). An array or tensor is samples at ``sample_rate``: 1-D, or 2-D with
+    the channels along the shorter axis (downmixed); it must be non-empty and finite."""
+    if isinstance(audio, (str, os.PathLike)):
+        return load_audio(audio, **load_options)
+    if isinstance(audio, np.ndarray):
+        audio = torch.from_numpy(np.ascontiguousarray(audio))
+    if not isinstance(audio, torch.Tensor):
+        raise AudioError(f"{name}: expected a file path, a numpy array or a torch tensor, got {type(audio).__name__}")
+    wav = audio.detach().float().cpu()
+    if wav.dim() == 2:
+        wav = wav.mean(dim=0 if wav.shape[0] <= wav.shape[1] else 1)
+    if wav.dim() != 1:
+        raise AudioError(f"{name}: expected 1-D samples or 2-D (channels, samples), got shape {tuple(audio.shape)}")
+    if wav.numel() == 0:
+        raise AudioError(f"{name}: audio has 0 samples")
+    if not bool(torch.isfinite(wav).all()):
+        raise AudioError(f"{name}: audio contains NaN or infinite samples")
+    max_seconds = load_options.get("max_seconds")
+    if max_seconds is not None and wav.numel() / sample_rate > max_seconds + 1e-6:
+        raise AudioError(f"{name}: audio is {wav.numel() / sample_rate:.1f} s long; the limit is {max_seconds:.1f} s")
+    return resample(wav, sample_rate, SAMPLE_RATE).contiguous() if sample_rate != SAMPLE_RATE else wav
+
+
 def pad_batch(wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero-pad 1-D waveforms into ``(B, S)`` plus their lengths ``(B,)``; tensors with more
     dimensions (cached encoder states (F', K, D)) are padded along the first, likewise."""

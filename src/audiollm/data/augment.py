@@ -53,6 +53,9 @@ class AudioAugment:
 
 @dataclass
 class PairAugment:
+    """MuLaN's audio augmentation of one caption pair: a random crop, white noise, gain, and
+    SpecAugment-style masks drawn here and applied inside the model (`apply_spec_masks`)."""
+
     crop_seconds: float = 0.0  # random window length (0 = whole clip, up to the builder's max)
     gain_db: float = 6.0  # ± random gain in dB
     noise_snr_db: float = 0.0  # lowest SNR of added white noise (0 disables; drawn up to +30 dB)
@@ -63,10 +66,10 @@ class PairAugment:
 
     def __post_init__(self) -> None:
         if self.crop_seconds < 0 or self.gain_db < 0 or self.noise_snr_db < 0:
-            raise ConfigError("data.mulan_augment: crop_seconds, gain_db and noise_snr_db must be >= 0")
+            raise ConfigError("data.contrastive.augment: crop_seconds, gain_db and noise_snr_db must be >= 0")
         for name in ("freq_masks", "freq_mask_width", "time_masks", "time_mask_width"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"data.mulan_augment.{name} must be >= 0")
+                raise ConfigError(f"data.contrastive.augment.{name} must be >= 0")
 
     def waveform(self, wav: torch.Tensor, rng: random.Random) -> torch.Tensor:
         crop = int(self.crop_seconds * SAMPLE_RATE)
@@ -93,3 +96,41 @@ class PairAugment:
             time.append([rng.randint(0, max(0, n_frames - w)), w])
         return freq, time
 
+
+def spec_augment(features: torch.Tensor, lengths: torch.Tensor, freq_masks: int, freq_mask_width: int,
+                 time_masks: int, time_mask_width: int) -> torch.Tensor:
+    """SpecAugment inside a model in training mode: mask random mel bands and time spans (within
+    each clip's real frames) of (B, n_mels, F) features with 0, drawn from torch's generator."""
+    B, n_mels, n_frames = features.shape
+    device = features.device
+    mel_idx = torch.arange(n_mels, device=device)[None, :]  # (1, n_mels)
+    frame_idx = torch.arange(n_frames, device=device)[None, :]  # (1, F)
+    drop_mel = torch.zeros(B, n_mels, dtype=torch.bool, device=device)
+    drop_frame = torch.zeros(B, n_frames, dtype=torch.bool, device=device)
+    for _ in range(freq_masks):
+        width = torch.randint(0, freq_mask_width + 1, (B, 1), device=device)
+        start = (torch.rand(B, 1, device=device) * (n_mels - width + 1)).long()
+        drop_mel |= (mel_idx >= start) & (mel_idx < start + width)
+    for _ in range(time_masks):
+        width = torch.minimum(
+            torch.randint(0, time_mask_width + 1, (B, 1), device=device), lengths[:, None]
+        )
+        start = (torch.rand(B, 1, device=device) * (lengths[:, None] - width + 1)).long()
+        drop_frame |= (frame_idx >= start) & (frame_idx < start + width)
+    drop = drop_mel[:, :, None] | drop_frame[:, None, :]  # (B, n_mels, F)
+    return features.masked_fill(drop, 0.0)
+
+
+def apply_spec_masks(features: torch.Tensor, freq_masks: torch.Tensor | None, time_masks: torch.Tensor | None) -> torch.Tensor:
+    """Set mel bands / frames in [start, start + width) to 0 (the normalised log-mel's neutral
+    value). Masks are (B, K, 2) integer [start, width]; width 0 masks nothing."""
+    B, n_mels, n_frames = features.shape
+    drop = torch.zeros_like(features, dtype=torch.bool)
+    for masks, size, dim in ((freq_masks, n_mels, 1), (time_masks, n_frames, 2)):
+        if masks is None or masks.numel() == 0:
+            continue
+        masks = masks.to(features.device)
+        idx = torch.arange(size, device=features.device)[None, None, :]  # (1, 1, size)
+        hit = ((idx >= masks[..., :1]) & (idx < masks[..., :1] + masks[..., 1:])).any(1)  # (B, size)
+        drop |= hit[:, :, None] if dim == 1 else hit[:, None, :]
+    return features.masked_fill(drop, 0.0)

@@ -10,24 +10,21 @@ global batch for a step is the same whatever the number of processes.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
 from audiollm.audio import SAMPLE_RATE, load_audio, pad_batch
 from audiollm.errors import ConfigError
-from audiollm.tasks import get_task
+from audiollm.models.heads import collate_targets
+from audiollm.tasks import TaskOptions, get_task
 from audiollm.data.feature_cache import CachedClip, FeatureCache, frame_window
 from audiollm.tokenizers.text import TextTokenizer
 from audiollm.data.augment import AudioAugment
 
 IGNORE_INDEX = -100
-
-
-def prompt_ids(tokenizer: TextTokenizer, question: str) -> list[int]:
-    """The prompt after the audio (``<|user|> question <|assistant|>`` with our tokenizer,
-    the chat template of a pretrained LM's tokenizer): each tokenizer knows its own."""
-    return tokenizer.prompt_ids(question)
 
 
 class ExampleBuilder:
@@ -44,24 +41,17 @@ class ExampleBuilder:
         sample_rate: int = SAMPLE_RATE,
         cache_audio: bool = False,
         features: FeatureCache | None = None,
-        cond_dropout: float = 0.0,
-        variants: float = 0.0,
-        speakers: list[str] | None = None,
+        task_options: Mapping[str, TaskOptions] | None = None,
     ):
         if features is not None and augment is not None:
             raise ConfigError("data.feature_cache: waveform augmentation cannot apply to cached encoder states; "
                               "set data.augment=false")
         self.rows = rows
-        # Probability of training a guidance task (Task.supports_guidance) on the empty
-        # prompt instead of its question: the unconditional branch of classifier-free guidance.
-        self.cond_dropout = cond_dropout
-        # Probability of training on Task.variant(row) instead of the row (label-consistent
-        # variants: a text→MIDI row at another tempo, key and instrument, captioned to match).
-        self.variants = variants
+        # Each task's config section: text_to_midi's cond_dropout (train on the empty prompt, the
+        # unconditional branch of classifier-free guidance) and variants (train on
+        # Task.variant(row): the same notes at another tempo, key and instrument, recaptioned).
+        self.task_options = dict(task_options or {})
         self.tokenizer = tokenizer
-        # Speaker name → class index for the speaker adversary (model.speaker_weight); rows of
-        # other or no speakers get -1, which that loss leaves out.
-        self.speaker_index = {name: i for i, name in enumerate(speakers or [])}
         self.seed = seed
         self.max_samples = int(max_audio_seconds * sample_rate)
         self.augment = augment
@@ -83,11 +73,15 @@ class ExampleBuilder:
             self._cache[index] = clip
         return clip
 
+    def option(self, task: str, name: str) -> float:
+        return float(getattr(self.task_options.get(task), name, 0.0) or 0.0)
+
     def __call__(self, index: int, draw: int) -> dict:
         row = self.rows[index]
         rng = random.Random(f"{self.seed}:{draw}")
         task = get_task(row["task"])
-        if self.variants > 0 and rng.random() < self.variants:
+        variants = self.option(task.name, "variants")
+        if variants > 0 and rng.random() < variants:
             row = task.variant(row, rng, self.tokenizer)
         if not task.takes_audio:
             return self._text_only(row, task, rng)
@@ -115,17 +109,16 @@ class ExampleBuilder:
         if self.augment is not None:
             # A speed change would move every note: event answers keep the clip's timing.
             wav = self.augment(wav, rng, speed=not task.answers_are_events)
-        prompt = prompt_ids(self.tokenizer, task.question(row, rng))
+        prompt = self.tokenizer.prompt_ids(task.question(row, rng))
         target = task.target_ids(row, self.tokenizer, start / self.sample_rate, duration)
         answer = target + [self.tokenizer.eos_id]
         return {
-            "audio": wav,
+            **({"encoder_states": wav} if cached else {"audio": wav}),
+            "samples": total,
             "seconds": duration,
             "input_ids": prompt + answer,
             "labels": [IGNORE_INDEX] * len(prompt) + answer,
-            "ctc_labels": task.aligned_ids(target, self.tokenizer),  # no eos: CTC ends by itself
-            "frame_notes": task.frame_notes(row, start / self.sample_rate, duration),
-            "speaker_id": self.speaker_index.get(str(row.get("speaker", "")), -1),
+            "targets": task.head_targets(row, target, self.tokenizer, start / self.sample_rate, duration),
         }
 
     def _text_only(self, row: dict, task, rng: random.Random) -> dict:
@@ -139,24 +132,25 @@ class ExampleBuilder:
             step = self.tokenizer.midi.time_step if task.answers_are_events and self.tokenizer.midi else 0.01
             start = rng.randrange(int((total - window) / step) + 1) * step
         question = task.question(row, rng)
-        if task.supports_guidance and self.cond_dropout > 0 and rng.random() < self.cond_dropout:
+        cond_dropout = self.option(task.name, "cond_dropout")
+        if cond_dropout > 0 and rng.random() < cond_dropout:
             question = ""  # the unconditional prompt that guidance contrasts with at sampling time
-        prompt = prompt_ids(self.tokenizer, question)
+        prompt = self.tokenizer.prompt_ids(question)
         answer = task.target_ids(row, self.tokenizer, start, window) + [self.tokenizer.eos_id]
         return {
             "audio": torch.zeros(0),
+            "samples": 0,
             "seconds": 0.0,  # of audio: none
             "input_ids": prompt + answer,
             "labels": [IGNORE_INDEX] * len(prompt) + answer,
-            "ctc_labels": [],
-            "frame_notes": None,
+            "targets": {},
         }
 
 
-def collate(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad a list of examples into the model's batch (see docs/DESIGN.md). Text-only examples
-    have 0-sample audio: ``audio_lengths`` 0, which the model reads as zero audio tokens."""
-    audio, audio_lengths = pad_batch([e["audio"] for e in examples])
+def collate(examples: list[dict], pad_id: int) -> dict[str, Any]:
+    """Pad a list of examples into the model's batch (see docs/DESIGN.md): waveforms (or a
+    frozen encoder's cached states), tokens and labels, and every auxiliary head's targets.
+    Text-only examples have no audio: length 0, which the model reads as zero audio tokens."""
     lengths = torch.tensor([len(e["input_ids"]) for e in examples], dtype=torch.long)
     L = int(lengths.max())
     input_ids = torch.full((len(examples), L), pad_id, dtype=torch.long)
@@ -165,33 +159,42 @@ def collate(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
         n = len(e["input_ids"])
         input_ids[i, :n] = torch.tensor(e["input_ids"])
         labels[i, :n] = torch.tensor(e["labels"])
-    # Transcript targets for the auxiliary CTC loss; length 0 = the row has none.
-    ctc_lists = [e.get("ctc_labels", []) for e in examples]
-    ctc_lengths = torch.tensor([len(c) for c in ctc_lists], dtype=torch.long)
-    ctc_labels = torch.full((len(examples), max(1, int(ctc_lengths.max()))), pad_id, dtype=torch.long)
-    for i, c in enumerate(ctc_lists):
-        if c:
-            ctc_labels[i, : len(c)] = torch.tensor(c)
-    # Note-activity targets: (start_s, end_s, pitch) per note; count -1 = the row has none.
-    frame_lists = [e.get("frame_notes") for e in examples]
-    frame_note_counts = torch.tensor([-1 if f is None else len(f) for f in frame_lists], dtype=torch.long)
-    frame_notes = torch.zeros(len(examples), max(1, int(frame_note_counts.max())), 3)
-    for i, f in enumerate(frame_lists):
-        if f:
-            frame_notes[i, : len(f)] = torch.tensor(f, dtype=torch.float32)
-    speaker_ids = torch.tensor([e.get("speaker_id", -1) for e in examples], dtype=torch.long)  # -1: none
-    return {
-        "audio": audio,
-        "audio_lengths": audio_lengths,
+    batch: dict[str, Any] = {
         "input_ids": input_ids,
         "text_lengths": lengths,
         "labels": labels,
-        "ctc_labels": ctc_labels,
-        "ctc_lengths": ctc_lengths,
-        "frame_notes": frame_notes,
-        "frame_note_counts": frame_note_counts,
-        "speaker_ids": speaker_ids,
+        "targets": collate_targets([e.get("targets", {}) for e in examples]),
     }
+    if any("encoder_states" in e for e in examples):
+        states = [e.get("encoder_states") for e in examples]
+        shape = next(s for s in states if s is not None).shape[1:]  # (K, D)
+        states = [s if s is not None else torch.zeros(0, *shape) for s in states]  # text-only rows: no frames
+        frames = torch.tensor([s.shape[0] for s in states], dtype=torch.long)
+        padded = torch.zeros(len(states), int(frames.max()), *shape)
+        for i, s in enumerate(states):
+            padded[i, : s.shape[0]] = s
+        batch.update(audio=None, encoder_states=padded, encoder_lengths=frames,
+                     audio_lengths=torch.tensor([e["samples"] for e in examples], dtype=torch.long))
+    else:
+        batch["audio"], batch["audio_lengths"] = pad_batch([e["audio"] for e in examples])
+    return batch
+
+
+def to_device(batch: Mapping[str, Any], device: torch.device | str) -> dict[str, Any]:
+    """A batch (tensors, nested target dicts, None) moved to ``device``."""
+    def move(v):
+        if isinstance(v, torch.Tensor):
+            return v.to(device)
+        if isinstance(v, Mapping):
+            return {k: move(x) for k, x in v.items()}
+        return v
+
+    return {k: move(v) for k, v in batch.items()}
+
+
+def audio_length(example: dict) -> int:
+    """An example's audio in samples (after augmentation), or its cached states' clip length."""
+    return int(example["audio"].shape[0]) if "audio" in example else int(example["samples"])
 
 
 def length_groups(examples: list[dict], n_groups: int) -> list[list[dict]]:
@@ -203,7 +206,7 @@ def length_groups(examples: list[dict], n_groups: int) -> list[list[dict]]:
     """
     if n_groups <= 1 or len(examples) <= 1:
         return [examples]
-    order = sorted(examples, key=lambda e: (int(e["audio"].shape[0]), len(e["input_ids"])))
+    order = sorted(examples, key=lambda e: (audio_length(e), len(e["input_ids"])))
     n = min(n_groups, len(order))
     bounds = [round(i * len(order) / n) for i in range(n + 1)]
     return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
@@ -315,8 +318,9 @@ class GroupedSampler:
 
 
 def make_sampler(rows: list[dict], data_config, seed: int):
-    """The training draw order a config asks for: label-grouped runs (``data.group_by``) or the
-    per-task mixture (``data.task_weights``)."""
-    if data_config.group_by:
-        return GroupedSampler(rows, data_config.group_by, data_config.group_size, seed=seed)
-    return MixtureSampler(rows, data_config.task_weights, seed=seed)
+    """The training draw order a config asks for: label-grouped runs (``data.contrastive.group_by``)
+    or the per-task mixture (the tasks' weights under ``data.tasks``)."""
+    grouping = data_config.contrastive
+    if grouping.group_by:
+        return GroupedSampler(rows, grouping.group_by, grouping.group_size, seed=seed)
+    return MixtureSampler(rows, data_config.task_weights(), seed=seed)

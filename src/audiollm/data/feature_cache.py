@@ -33,9 +33,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import torch
+from tqdm.auto import tqdm
 
 from audiollm.audio import SAMPLE_RATE, audio_info, load_audio, pad_batch
 from audiollm.errors import AudioLLMError, ConfigError
+from audiollm.models.hub import resolve_device, resolve_dtype
+from audiollm.models.registry import get_entry
 
 INDEX_NAME = "features.json"
 FORMAT_VERSION = 1
@@ -57,8 +60,6 @@ def cache_signature(model_config) -> dict[str, Any]:
 
 def check_cacheable(model_config) -> None:
     """A cache only makes sense for a frozen pretrained encoder: ours trains with the model."""
-    from audiollm.models.registry import get_entry
-
     module_cls = get_entry("audio_encoder", model_config.audio_encoder).module_cls
     if not callable(getattr(module_cls, "cacheable_states", None)):
         raise ConfigError(f"feature cache: audio encoder {model_config.audio_encoder!r} is trained with the model; "
@@ -201,23 +202,23 @@ def build_feature_cache(
     out_dir: str | os.PathLike,
     *,
     batch_size: int = 8,
-    dtype: str = "float16",
+    storage: str = "float16",
     device: str = "cpu",
+    dtype: str | None = None,
     progress: bool = True,
 ) -> CacheReport:
-    """Encode every listed clip not yet cached with the model's (frozen) encoder."""
-    from tqdm.auto import tqdm
-
-    from audiollm.models.registry import get_entry
-
+    """Encode every listed clip not yet cached with the model's (frozen) encoder on ``device``
+    (computing in ``dtype``, default float32), storing the states as ``storage``."""
     check_cacheable(model_config)
-    if dtype not in DTYPES:
-        raise ConfigError(f"--dtype {dtype!r}; allowed: {', '.join(DTYPES)}")
+    if storage not in DTYPES:
+        raise ConfigError(f"storage dtype {storage!r}; allowed: {', '.join(DTYPES)}")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     module_cls = get_entry("audio_encoder", model_config.audio_encoder).module_cls
-    encoder = module_cls(model_config.audio_encoder_config).to(device).eval()
-    cache = FeatureCache.create(out_dir, cache_signature(model_config), dtype, bool(module_cls.frames_follow_time))
+    encoder = module_cls(model_config.audio_encoder_config).to(resolve_device(device)).eval()
+    if dtype is not None:
+        encoder = encoder.to(resolve_dtype(dtype))
+    cache = FeatureCache.create(out_dir, cache_signature(model_config), storage, bool(module_cls.frames_follow_time))
 
     report = CacheReport()
     todo: list[tuple[float, str]] = []
@@ -236,7 +237,8 @@ def build_feature_cache(
             paths = [p for _, p in todo[start : start + batch_size]]
             wavs = [load_audio(p, SAMPLE_RATE) for p in paths]
             audio, lengths = pad_batch(wavs)
-            states, frames = encoder.cacheable_states(audio.to(device), lengths.to(device))  # (B, F', K, D)
+            dev = next(encoder.parameters()).device
+            states, frames = encoder.cacheable_states(audio.to(dev), lengths.to(dev))  # (B, F', K, D)
             for i, p in enumerate(paths):
                 cache.save(p, states[i, : int(frames[i])].cpu(), wavs[i].shape[0] / SAMPLE_RATE)
                 report.audio_seconds += wavs[i].shape[0] / SAMPLE_RATE

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable
 
-from audiollm.errors import ManifestError
+from audiollm.errors import ConfigError, ManifestError
+from audiollm.files import atomic_write_text
+from audiollm.tasks import TASKS, get_task
 
 REQUIRED_KEYS = ("task",)
 PATH_KEYS = ("audio", "midi")  # file paths, resolved against the manifest's folder
@@ -23,16 +24,12 @@ PATH_KEYS = ("audio", "midi")  # file paths, resolved against the manifest's fol
 def _needs_answer(row: dict) -> bool:
     """Text tasks need an ``answer``; a registered task whose target comes from other keys
     (transcription: ``notes`` or ``midi``) says so by leaving it out of ``required_keys``."""
-    from audiollm.tasks import TASKS
-
     task = TASKS.get(row.get("task")) if isinstance(row.get("task"), str) else None
     return task is None or "answer" in task.required_keys
 
 
 def _needs_audio(row: dict) -> bool:
     """Every row has audio except those of a registered text-only task (text_to_midi)."""
-    from audiollm.tasks import TASKS
-
     task = TASKS.get(row.get("task")) if isinstance(row.get("task"), str) else None
     return task is None or task.takes_audio
 
@@ -74,16 +71,33 @@ def read_manifest(path: str | os.PathLike, *, require_answer: bool = True) -> li
 
 def write_manifest(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     """Write rows as JSON Lines atomically (temp file + rename). Private keys (``_*``) are dropped."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                clean = {k: v for k, v in row.items() if not k.startswith("_")}
-                f.write(json.dumps(clean, ensure_ascii=False) + "\n")
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
+    lines = [json.dumps({k: v for k, v in row.items() if not k.startswith("_")}, ensure_ascii=False) + "\n"
+             for row in rows]
+    return atomic_write_text(path, "".join(lines))
+
+
+def load_rows(path: str, split: str = "", tasks: Sequence[str] = ()) -> list[dict]:
+    """A manifest's usable rows, optionally only those of ``split`` and of ``tasks``."""
+    rows = read_manifest(path)
+    if split:
+        rows = [r for r in rows if r.get("split") == split]
+        if not rows:
+            raise ConfigError(f"{path}: no rows with split={split!r}")
+    if tasks:
+        wanted = set(tasks)
+        unknown = sorted(wanted - set(TASKS))
+        if unknown:
+            raise ConfigError(f"unknown task {unknown[0]!r}; registered tasks: {', '.join(sorted(TASKS))}")
+        rows = [r for r in rows if r.get("task") in wanted]
+        if not rows:
+            raise ConfigError(f"{path}: no rows of task(s) {', '.join(sorted(wanted))}")
+    unknown = sorted({r["task"] for r in rows} - set(TASKS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown task {unknown[0]!r}; registered tasks: {', '.join(sorted(TASKS))}")
+    # Each task may drop rows it cannot use (e.g. transcription rows with a corrupt MIDI file).
+    kept = {id(r) for name in sorted({r["task"] for r in rows})
+            for r in get_task(name).prepare_rows([r for r in rows if r["task"] == name], path)}
+    rows = [r for r in rows if id(r) in kept]
+    if not rows:
+        raise ConfigError(f"{path}: no usable rows left")
+    return rows

@@ -1,6 +1,6 @@
 """Evaluate a model on manifest rows: generate answers, score them per task, report.
 
-``evaluate(model, tokenizer, rows)`` = ``predict`` (greedy answers, deterministic questions)
+``evaluate(model, rows)`` = ``predict`` (greedy answers, deterministic questions)
 + ``score_predictions`` (each task's metrics over its rows) + the evaluation protocols the
 rows call for (:mod:`audiollm.protocols`: published benchmark scoring, e.g. MU-LLaMA's
 MusicQA metrics or LibriSpeech WER per subset). ``format_table`` prints the results;
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +20,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from audiollm.audio import audio_info, load_audio
-from audiollm.config import CTC_DECODE_WEIGHT
-from audiollm.decoding.options import DecodingOptions
+from audiollm.audio import audio_info
+from audiollm.decoding.options import CTC_DECODE_WEIGHT, DecodingOptions
 from audiollm.errors import AudioError, AudioLLMError, ManifestError
-from audiollm.inference.answer import generate_answers
+from audiollm.evaluation.protocols import ProtocolContext, run_protocols, select
+from audiollm.data.manifest import load_rows
+from audiollm.files import atomic_write_text
 from audiollm.tasks import Task, get_task, row_label
+
 
 
 @dataclass
@@ -45,6 +46,27 @@ def _task_of(row: Mapping[str, Any], index: int) -> Task:
     task = get_task(row["task"])
     task.validate(row, index)
     return task
+
+
+def rows_to_evaluate(manifest: str | os.PathLike, model, *, split: str = "", tasks: str = "",
+                     limit: int = 0) -> tuple[list[dict], str]:
+    """The usable rows of ``manifest`` for ``model`` (of ``split``, of the comma-separated
+    ``tasks``, the first ``limit``), and a note when some were left out: rows answered in MIDI
+    events when the model has no MIDI vocabulary (a corpus holds text_to_midi rows next to the
+    text tasks)."""
+    rows = load_rows(str(manifest), split, [t for t in tasks.split(",") if t] if tasks else ())
+    note = ""
+    if not model.writes_midi:
+        events = sorted({r["task"] for r in rows if get_task(r["task"]).answers_are_events})
+        if events:
+            n = len(rows)
+            rows = [r for r in rows if r["task"] not in events]
+            note = f"skipped {n - len(rows)} row(s) of {', '.join(events)}: the model has no MIDI vocabulary"
+    if limit:
+        rows = rows[:limit]
+    if not rows:
+        raise AudioLLMError(f"{manifest}: no rows left to evaluate")
+    return rows, note
 
 
 def questions_for(rows: Sequence[Mapping[str, Any]], question_seed: int = 0) -> list[str]:
@@ -72,7 +94,6 @@ def score_predictions(
 
 def predict(
     model,
-    tokenizer,
     rows: Sequence[Mapping[str, Any]],
     *,
     batch_size: int = 16,
@@ -80,101 +101,114 @@ def predict(
     question_seed: int = 0,
     max_audio_seconds: float | None = None,
     progress: bool = True,
-    load: Callable[[Mapping[str, Any]], torch.Tensor] | None = None,
+    load: Callable[[Mapping[str, Any]], Any] | None = None,
     ctc_weight: float = CTC_DECODE_WEIGHT,
 ) -> list[str]:
-    """Greedy answers for ``rows``, returned in input order.
+    """Each row's prediction from ``model`` (an `inference.api.AudioLanguageModel`), in input order.
 
-    Rows are batched by task, then by audio duration (read from file headers) so each batch
-    pads little (text tasks share batches; a windowed task's rows go to its ``generate``); questions come from
-    :func:`questions_for`, so the prediction for a row does not depend on the batch size or
-    the other rows. ``max_audio_seconds`` refuses (before any work) a manifest with longer
-    clips, naming the first one: scoring a silently truncated clip would misreport the model.
-    ``None`` feeds whole clips. Tasks that cut audio into windows (transcription) take clips
-    of any length. ``load(row)`` replaces reading the row's audio file for untiled tasks
-    (training validation passes cached encoder states this way). Text-only tasks
-    (text_to_midi) read no audio: their task's ``generate_from_text`` answers the questions.
-    Rows of transcript tasks (``aligned_answer``) are decoded jointly with the model's CTC head
-    when it has one, with weight ``ctc_weight`` (0 = the LM alone; :mod:`audiollm.ctc_prefix`).
+    Each row is answered by the pipeline its task names (``Task.pipeline``): ``ask`` rows of
+    every task share batches, sorted by audio duration (read from file headers) so each batch
+    pads little, decoded greedily; ``transcribe`` rows are cut into their task's windows and
+    stitched; ``compose`` rows (text only, no audio) are sampled with their task's
+    ``eval_options``. Questions come from :func:`questions_for`, so the prediction for a row
+    does not depend on the batch size or the other rows (sampled ones, on the batch size). A
+    manifest with an ``ask`` clip longer than ``max_audio_seconds`` is refused before any work,
+    naming the first: scoring a silently truncated clip would misreport the model (``None``:
+    whole clips). ``load(row)`` replaces reading the audio of ``ask`` rows (training
+    validation passes cached encoder states this way). Transcript rows (``aligned_answer``)
+    are decoded jointly with the model's CTC head when it has one, with weight ``ctc_weight``.
     """
     if batch_size < 1:
         raise AudioLLMError(f"batch_size must be at least 1, got {batch_size}")
     questions = questions_for(rows, question_seed)  # also validates every row up front
-    text_only = [not get_task(row["task"]).takes_audio for row in rows]
-    durations = [0.0 if t else audio_info(row["audio"]).duration for t, row in zip(text_only, rows)]
+    tasks = [get_task(row["task"]) for row in rows]
+    durations = [audio_info(row["audio"]).duration if t.takes_audio else 0.0 for t, row in zip(tasks, rows)]
     if max_audio_seconds is not None:
-        too_long = [i for i, d in enumerate(durations)
-                    if d > max_audio_seconds + 1e-6 and get_task(rows[i]["task"]).window_seconds is None]
+        too_long = [i for i, d in enumerate(durations) if d > max_audio_seconds + 1e-6 and tasks[i].pipeline == "ask"]
         if too_long:
             first = too_long[0]
             raise AudioError(
                 f"{rows[first]['audio']}: audio is {durations[first]:.1f} s long; the limit is "
                 f"{max_audio_seconds:.1f} s ({len(too_long)} row(s) over it; raise --max-seconds or cut the clips)"
             )
-    # Text answers of all tasks share batches; a windowed task's rows are batched apart and
-    # answered by its own ``generate`` (window, transcribe, stitch).
-    groups = [rows[i]["task"] if get_task(rows[i]["task"]).window_seconds is not None or text_only[i] else ""
-              for i in range(len(rows))]
+    # Text answers of every task share batches; the other pipelines batch each task's rows apart.
+    groups = ["" if t.pipeline == "ask" else t.name for t in tasks]
     order = sorted(range(len(rows)), key=lambda i: (groups[i], durations[i]))
     predictions: list[str | None] = [None] * len(rows)
-
-    was_training = getattr(model, "training", False)
-    if hasattr(model, "eval"):
-        model.eval()
+    net = model.model
+    was_training = net.training
+    net.eval()
+    options = DecodingOptions(max_new_tokens=max_new_tokens, ctc_weight=ctc_weight)
     try:
-        with torch.inference_mode(), tqdm(
-            total=len(rows), desc="evaluate", unit="ex", disable=not progress
-        ) as bar:
+        with torch.inference_mode(), tqdm(total=len(rows), desc="evaluate", unit="ex", disable=not progress) as bar:
             start = 0
             while start < len(order):
                 group = groups[order[start]]
                 idx = [i for i in order[start : start + batch_size] if groups[i] == group]
                 start += len(idx)
-                batch_questions = [questions[i] for i in idx]
-                if text_only[idx[0]]:  # no audio: the task answers from the question alone
-                    outputs = get_task(group).generate_from_text(model, tokenizer, [rows[i] for i in idx],
-                                                                 batch_questions, max_new_tokens=max_new_tokens,
-                                                                 batch_size=batch_size)
-                    for i, pred in zip(idx, outputs):
-                        predictions[i] = pred
-                    bar.update(len(idx))
-                    continue
-                wavs = [load(rows[i]) if load is not None and not group else load_audio(rows[i]["audio"])
-                        for i in idx]
-                if group:
-                    outputs = get_task(group).generate(model, tokenizer, wavs, batch_questions,
-                                                       max_new_tokens=max_new_tokens, batch_size=batch_size)
+                task = tasks[idx[0]]
+                qs = [questions[i] for i in idx]
+                if task.pipeline == "compose":
+                    results = compose_notes(model, task, [rows[i] for i in idx], qs, max_new_tokens=max_new_tokens,
+                                            batch_size=batch_size)
+                elif task.pipeline == "transcribe":
+                    results = [t.notes for t in model.transcribe_many(
+                        [rows[i]["audio"] for i in idx], qs, window_seconds=task.window_seconds,
+                        batch_size=batch_size, max_new_tokens=max(max_new_tokens, task.max_new_tokens))]
                 else:
-                    options = DecodingOptions(max_new_tokens=max_new_tokens, ctc_weight=ctc_weight)
-                    texts = generate_answers(model, tokenizer, wavs, batch_questions, options,
-                                             ctc_rows=[get_task(rows[i]["task"]).aligned_answer for i in idx])
-                    outputs = [get_task(rows[i]["task"]).postprocess(t) for i, t in zip(idx, texts)]
-                for i, pred in zip(idx, outputs):
-                    predictions[i] = pred
+                    clips = [load(rows[i]) if load is not None else rows[i]["audio"] for i in idx]
+                    results = model.ask_many(clips, qs, options=options, batch_size=len(idx),
+                                             transcripts=[tasks[i].aligned_answer for i in idx])
+                for i, result in zip(idx, results):
+                    predictions[i] = tasks[i].prediction(result)
                 bar.update(len(idx))
     finally:
-        if was_training and hasattr(model, "train"):
-            model.train()
+        net.train(was_training)
     return [p if p is not None else "" for p in predictions]
 
 
-def evaluate(model, tokenizer, rows: Sequence[Mapping[str, Any]], *, protocol: str = "auto",
-             protocol_options: Mapping[str, Any] | None = None, **kw) -> EvalResult:
-    """Predict every row (keyword arguments go to :func:`predict`), score per task, then
-    apply the evaluation protocols selected by ``protocol`` (``auto``, ``default`` or names,
-    see :mod:`audiollm.protocols`); ``protocol_options`` fill
-    :class:`~audiollm.protocols.ProtocolContext` (e.g. ``bertscore_model``, ``tag_scores``).
-    """
-    from audiollm.evaluation.protocols import ProtocolContext, run_protocols, select
+def compose_notes(model, task: Task, rows: Sequence[Mapping[str, Any]], questions: Sequence[str], *,
+                  max_new_tokens: int = 64, batch_size: int = 16, follow_caption: bool = True) -> list[list]:
+    """Sampled notes for text-only rows (one evaluation batch), each piece as long as its row
+    (at most the task's window), with the task's ``eval_options`` (seeded: repeatable for the
+    same rows and batch size); ``follow_caption=False`` lets a model with attribute tokens
+    write its own tempo/key plan."""
+    if not model.writes_midi:
+        raise AudioLLMError(f"{task.name} rows need a model whose tokenizer has a MIDI vocabulary; "
+                            "leave them out (evaluate --tasks) for a text-only model")
+    options = task.eval_options.replace(max_new_tokens=max(max_new_tokens, task.eval_options.max_new_tokens))
+    generator = torch.Generator().manual_seed(options.seed)
+    time_step = model.tokenizer.midi.time_step
+    out: list[list] = [[] for _ in rows]
+    by_len: dict[float, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_len.setdefault(round(task.generation_seconds(row, time_step), 6), []).append(i)
+    for seconds, idx in sorted(by_len.items()):
+        for start in range(0, len(idx), batch_size):
+            part = idx[start : start + batch_size]
+            notes = model.compose_notes([questions[i] for i in part], seconds=seconds, options=options,
+                                        generator=generator, follow_caption=follow_caption)
+            for i, n in zip(part, notes):
+                out[i] = n
+    return out
 
+
+def evaluate(model, rows: Sequence[Mapping[str, Any]], *, protocol: str = "auto",
+             protocol_options: Mapping[str, Any] | None = None, **kw) -> EvalResult:
+    """Predict every row with ``model`` (an `inference.api.AudioLanguageModel`; keyword
+    arguments go to :func:`predict`), score per task, then apply the evaluation protocols
+    selected by ``protocol`` (``auto``, ``default`` or names, see
+    :mod:`audiollm.evaluation.protocols`); ``protocol_options`` fill
+    :class:`~audiollm.evaluation.protocols.ProtocolContext` (e.g. ``bertscore_model``, ``tag_scores``).
+    """
     select(rows, protocol)  # a bad protocol name fails before any generation
     ctx = ProtocolContext(**dict(protocol_options or {}))
     if ctx.bertscore_model and not (Path(ctx.bertscore_model).expanduser() / "config.json").is_file():
         raise AudioLLMError(f"BERTScore model {ctx.bertscore_model}: not a transformers model folder (no config.json)")
-    predictions = predict(model, tokenizer, rows, **kw)
+    predictions = predict(model, rows, **kw)
     questions = questions_for(rows, kw.get("question_seed", 0))
     results = score_predictions(rows, predictions)
-    ctx.model, ctx.tokenizer, ctx.questions = model, tokenizer, questions
+    ctx.model, ctx.questions = model, questions
     ctx.batch_size = kw.get("batch_size", ctx.batch_size)
     ctx.progress = kw.get("progress", ctx.progress)
     extra = run_protocols(rows, predictions, protocol, ctx)
@@ -259,16 +293,5 @@ def write_json(
         **({"notes": list(notes)} if notes else {}),
         "examples": examples,
     }
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2, ensure_ascii=False, allow_nan=False)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
+    text = json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"  # NaN: an error, no file
+    return atomic_write_text(path, text)

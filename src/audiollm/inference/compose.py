@@ -1,5 +1,6 @@
-"""Text → MIDI: sample event tokens for captions, with classifier-free guidance and the
-MIDI grammar mask, and decode them into notes.
+"""Compose: text → MIDI → audio. Sample event tokens for a caption with classifier-free
+guidance and the MIDI grammar mask, decode them into notes, play them at the requested tempo,
+render them through a soundfont and (MusicLM's trick) rerank the samples by MuLaN.
 
 Guidance runs the conditional prompts and the unconditional (empty) prompt as one batch of
 2·B rows sharing one KV cache in the one decoding loop; each step the next-token
@@ -16,8 +17,12 @@ nothing else there), then the ``<|tie|>``, then the events.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from audiollm.decoding.loop import generate as decode
@@ -26,10 +31,14 @@ from audiollm.decoding.processors import ClassifierFreeGuidance, LogProbabilitie
 from audiollm.errors import AudioLLMError
 from audiollm.music.grammar import MidiGrammar, plan_choices
 from audiollm.music.prompt import check_request, parse_request
+from audiollm.music.render import render_notes, write_piece
+from audiollm.music.tempo_fit import MAX_STRETCH, TempoFit, fit_tempo
+from audiollm.tasks.text_to_midi import TextToMidiTask
 from audiollm.tokenizers.midi import TIE
 from audiollm.music.notes import Note
 
 UNCONDITIONAL = ""  # the prompt text condition dropout trains on
+TEXT_TO_MIDI_WINDOW = TextToMidiTask.window_seconds  # longest piece the task trains on
 
 
 @torch.no_grad()
@@ -102,17 +111,93 @@ def check_generation(tokenizer, text: str, seconds: float, window_seconds: float
     a model trained on 4 s windows has never seen a piece longer than that, so longer
     requests are refused rather than continued window by window.
     """
-    from audiollm.music.prompt import check_request
-
     vocab = getattr(tokenizer, "midi", None)
     if vocab is None:
         raise AudioLLMError("the model's tokenizer has no MIDI vocabulary: it was not trained on text_to_midi")
     if not text.strip():
-        raise AudioLLMError("--text is empty: describe the music (e.g. \"a cello in D minor at 72 bpm\")")
+        raise AudioLLMError("the text is empty: describe the music (e.g. \"a cello in D minor at 72 bpm\")")
     check_request(text, vocab.programs)
     if not seconds > 0:
-        raise AudioLLMError(f"--seconds must be > 0, got {seconds:g}")
+        raise AudioLLMError(f"seconds must be > 0, got {seconds:g}")
     if seconds > window_seconds + 1e-9:
-        raise AudioLLMError(f"--seconds {seconds:g} is beyond the {window_seconds:g} s window text_to_midi is trained "
+        raise AudioLLMError(f"{seconds:g} s is beyond the {window_seconds:g} s window text_to_midi is trained "
                             f"on; ask for at most {window_seconds:g} s")
     return max(1, round(seconds / vocab.time_step)) * vocab.time_step
+
+
+#: How `audiollm generate` and `AudioLanguageModel.compose` sample by default (MusicGen's recipe:
+#: guidance 3 on a model trained with condition dropout; nucleus sampling at temperature 1).
+COMPOSE_OPTIONS = DecodingOptions(max_new_tokens=1024, temperature=1.0, top_p=0.95, guidance=3.0)
+
+
+@dataclass
+class Piece:
+    """One composed piece: its notes (seconds), the audio they render to (16 kHz mono), how
+    the tempo was fitted, and its MuLaN similarity to the text when the samples were reranked."""
+
+    notes: list[Note]
+    seconds: float
+    audio: np.ndarray | None = None
+    tempo: TempoFit | None = None
+    similarity: float | None = None
+    sample: int = 0  # which of the drawn samples this is
+
+    def save(self, wav_path: str | os.PathLike, soundfont: str | os.PathLike | None = None) -> tuple[Path, Path]:
+        """Write the WAV and, beside it, the MIDI (``.mid``), each atomically."""
+        return write_piece(self.notes, wav_path, self.seconds, soundfont=soundfont, rendered=self.audio)
+
+    def tempo_note(self) -> str:
+        """One phrase on what tempo fitting did ("" when nothing was asked or changed)."""
+        f = self.tempo
+        if f is None or (f.factor == 1.0 and f.fits):
+            return ""
+        if f.factor != 1.0:
+            return f"tempo {f.before:.1f} → {f.after:.1f} bpm (times × {f.factor:.3f})"
+        return (f"tempo kept as sampled (no rescaling within ×{1 / MAX_STRETCH:g}-×{MAX_STRETCH:g} gives the "
+                "requested tempo)")
+
+
+def compose(
+    model,
+    tokenizer,
+    text: str,
+    *,
+    seconds: float = 4.0,
+    num_samples: int = 1,
+    options: DecodingOptions = COMPOSE_OPTIONS,
+    tempo_fit: bool = True,
+    render: bool = True,
+    soundfont: str | os.PathLike | None = None,
+    rerank: Callable[[str, list[torch.Tensor]], list[tuple[int, float]]] | None = None,
+    keep: int | None = None,
+) -> list[Piece]:
+    """``num_samples`` pieces for ``text``: sampled, tempo-fitted to what the text asks
+    (``tempo_fit``), rendered through ``soundfont`` (``render``), and — with ``rerank``
+    (text, waveforms) → [(index, similarity), …] best first — the ``keep`` best, best first."""
+    if num_samples < 1:
+        raise AudioLLMError(f"num_samples must be at least 1, got {num_samples}")
+    keep = num_samples if keep is None else keep
+    if not 1 <= keep <= num_samples:
+        raise AudioLLMError(f"keep must be between 1 and num_samples ({num_samples}), got {keep}")
+    if keep < num_samples and rerank is None:
+        raise AudioLLMError("keeping fewer samples than drawn needs a reranker (a MuLaN model) to choose them")
+    seconds = check_generation(tokenizer, text, seconds, TEXT_TO_MIDI_WINDOW)
+    pieces = [Piece(notes, seconds, sample=i)
+              for i, notes in enumerate(generate_midi(model, tokenizer, [text] * num_samples, seconds=seconds,
+                                                      options=options))]
+    if tempo_fit:
+        request = parse_request(text)
+        for p in pieces:
+            p.tempo = fit_tempo(p.notes, request, seconds)
+            p.notes = p.tempo.notes
+    if render or rerank is not None:
+        for p in pieces:
+            p.audio = render_notes(p.notes, seconds, soundfont)
+    if rerank is None:
+        return pieces
+    chosen = rerank(text, [torch.from_numpy(p.audio).float() for p in pieces])[:keep]
+    out = []
+    for i, similarity in chosen:
+        pieces[i].similarity = similarity
+        out.append(pieces[i])
+    return out

@@ -1,5 +1,4 @@
-"""Using a MuLaN model: model directories, embedding audio and text, zero-shot tagging,
-scoring, reranking, and retrieval metrics.
+"""Using a MuLaN model: embedding audio and text, zero-shot tagging, scoring and reranking.
 
 All embeddings are L2-normalised, so a dot product is a cosine similarity. Input problems are
 one-line `AudioLLMError`s: empty text, audio shorter than one patch; text longer than the
@@ -10,69 +9,18 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from audiollm.audio import SAMPLE_RATE, load_audio, pad_batch
 from audiollm.errors import AudioLLMError
-from audiollm.models.hub import card_training_lines, write_model_dir
-from audiollm.models.mulan import MuLaN, read_mulan_config
-from audiollm.models.registry import get_entry
+from audiollm.models.mulan import MuLaN
 
 
 class TextTruncatedWarning(UserWarning):
     """A text was longer than the text tower's context and was cut."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Model directories
-# ---------------------------------------------------------------------------------------------
-
-
-def save_mulan_dir(directory: str | os.PathLike, model: MuLaN, tokenizer, *, card: dict[str, Any] | None = None,
-                   config=None) -> Path:
-    """config.json + model.safetensors + tokenizer + README card, replaced only once complete."""
-    return write_model_dir(directory, model, tokenizer, model_card(model, card or {}), config)
-
-
-def load_mulan_dir(directory: str | os.PathLike, map_location: str = "cpu") -> tuple[MuLaN, Any]:
-    """(model in eval mode, its tokenizer); ModelDirError names what is missing or wrong."""
-    d = Path(directory)
-    config = read_mulan_config(d)
-    tokenizer = get_entry("text_tower", config.text_tower).module_cls.load_tokenizer(config.text_tower_config, d)
-    model = MuLaN.from_pretrained(d, map_location=map_location)
-    return model, tokenizer
-
-
-def model_card(model: MuLaN, card: dict[str, Any]) -> str:
-    c = model.config
-    lines = [
-        "# audiollm MuLaN embedding model",
-        "",
-        f"Joint music–text embeddings ({c.embed_dim}-d, L2-normalised): an `{c.audio_tower}` audio tower on "
-        f"{c.frontend.n_mels}-band log-mel patches and a `{c.text_tower}` text tower, trained with the "
-        f"`{c.loss}` contrastive loss. Parameters: {model.num_parameters():,}.",
-        "",
-        *card_training_lines(card, " (caption rows: audio ↔ caption pairs)"),
-    ]
-    if c.quantizer is not None:
-        q = c.quantizer
-        lines += ["", f"Quantizer: {q.num_quantizers} residual levels × {q.codebook_size} codes; "
-                      f"conditioning tables {dict(zip(q.namespaces, q.conditioning_dims))}."]
-    lines += [
-        "", "## Use", "", "```",
-        "audiollm embed THIS_DIR clip.wav --out emb.npy",
-        "audiollm index THIS_DIR music/ --out music.index",
-        "audiollm search music.index \"warm jazz trumpet\" -k 10",
-        "audiollm tag THIS_DIR clip.wav --labels piano,organ,guitar",
-        "```", "", "## Limits", "",
-        "Trained from scratch on the data above only: it knows that data's instruments and caption",
-        "vocabulary, nothing else. Similarities for unlike audio or words are not meaningful.", "",
-    ]
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------

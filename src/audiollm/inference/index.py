@@ -20,13 +20,16 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from audiollm.audio import load_audio
 from audiollm.errors import AudioLLMError
+from audiollm.files import atomic_write_bytes
+from audiollm.inference.embedding import embed_files, embed_texts, embed_waveforms, embeddings_to_numpy
+from audiollm.models.hub import load, load_model
 
 FORMAT = "audiollm-embedding-index"
 VERSION = 1
@@ -81,22 +84,14 @@ def save_index(path: str | os.PathLike, meta: dict[str, Any], embeddings: np.nda
     buf = io.BytesIO()
     np.savez(buf, embeddings=embeddings.astype(np.float32),
              meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8))
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
+    return atomic_write_bytes(p, buf.getvalue())
 
 
 def build_index(model_dir: str | os.PathLike, audio_dir: str | os.PathLike, out: str | os.PathLike, *,
-                batch_size: int = 16, max_seconds: float = 30.0, progress: bool = True) -> dict[str, int]:
-    """Create or update ``out`` for every audio file under ``audio_dir``. Returns counts."""
-    from audiollm.inference.embedding import embed_files, embeddings_to_numpy, load_mulan_dir
-
+                batch_size: int = 16, max_seconds: float = 30.0, progress: bool = True,
+                device: str = "cpu") -> dict[str, int]:
+    """Create or update ``out`` for every audio file under ``audio_dir`` with the MuLaN model
+    saved in ``model_dir`` (loaded only when there is something to embed). Returns counts."""
     model_dir, root = Path(model_dir).resolve(), Path(audio_dir).resolve()
     sha = model_fingerprint(model_dir)
     old_meta, old_emb = ({}, None)
@@ -128,7 +123,7 @@ def build_index(model_dir: str | os.PathLike, audio_dir: str | os.PathLike, out:
         entries.append(entry)
     dim = None
     if todo:
-        model, _ = load_mulan_dir(model_dir)
+        model = load_model(model_dir, device=device, model_type="mulan")
         new = embeddings_to_numpy(embed_files(model, [root / entries[i]["path"] for i in todo], batch_size=batch_size,
                                               max_seconds=max_seconds, progress=progress))
         for i, e in zip(todo, new):
@@ -143,10 +138,8 @@ def build_index(model_dir: str | os.PathLike, audio_dir: str | os.PathLike, out:
 
 
 def search_index(index: str | os.PathLike, *, text: str | None = None, audio: str | os.PathLike | None = None,
-                 k: int = 10) -> list[tuple[str, float]]:
+                 k: int = 10, device: str = "cpu") -> list[tuple[str, float]]:
     """The ``k`` indexed files most similar to ``text`` or to the clip ``audio``: (path, cosine)."""
-    from audiollm.audio import load_audio
-    from audiollm.inference.embedding import embed_texts, embed_waveforms, load_mulan_dir
 
     if (text is None) == (audio is None):
         raise AudioLLMError("give a text query or --audio FILE (one of them)")
@@ -158,7 +151,7 @@ def search_index(index: str | os.PathLike, *, text: str | None = None, audio: st
         raise AudioLLMError(f"{index}: its model {model_dir} is gone; rebuild the index with `audiollm index`")
     if model_fingerprint(model_dir) != meta["model_sha256"]:
         raise AudioLLMError(f"{index}: model {model_dir} changed since the index was built; rebuild the index")
-    model, tokenizer = load_mulan_dir(model_dir)
+    model, tokenizer = load(model_dir, device=device, model_type="mulan")
     if text is not None:
         q = embed_texts(model, tokenizer, [text])
     else:

@@ -6,7 +6,7 @@ before; :meth:`MidiVocab.decode_windows` joins those into single notes, so a not
 boundary comes out once, with the onset and velocity of the window it started in.
 
 Where the onsets come from (``onsets``): ``"lm"`` — the decoder writes every token itself,
-greedily; ``"ctc"`` — a model trained with ``model.ctc_weight > 0`` has a CTC head on its
+greedily; ``"ctc"`` — a model trained with a CTC head (``model.heads: {ctc: …}``) has it on its
 encoder that emits each note-on at the frame it sounds (:func:`ctc_onsets`); those become
 anchors of the decoding (:class:`audiollm.midi_grammar.AnchoredGrammar`): each note starts
 exactly there, and the decoder writes the rest of the answer around them (held notes,
@@ -17,7 +17,7 @@ alone. This is the hybrid CTC/attention decoding of speech recognition, applied 
 of an event answer that is aligned with the audio.
 
 Where note ends come from (``offsets``): ``"lm"`` — the decoder's note-offs; ``"frames"`` — a
-model trained with ``model.frame_weight > 0`` has a note-activity head on its encoder (per
+model trained with a note-activity head (``model.heads: {note_activity: …}``) has it on its encoder (per
 frame, which pitches sound); each note then lasts while its pitch stays active from its onset
 frame on (:func:`frame_offsets`), the decoder's note-off kept where the head does not hear the
 note at its onset. ``"auto"`` picks ``"frames"`` when the model has the head.
@@ -96,7 +96,7 @@ def ctc_onsets(model, tokenizer: TextTokenizer, frames: torch.Tensor, frame_leng
     """
     vocab = tokenizer.midi
     pitch_of = {i: p for p, i in enumerate(EventIds.of(tokenizer).on.tolist())}
-    best = model.ctc_head(frames).argmax(dim=-1).tolist()  # (B, F)
+    best = model.heads["ctc"](frames).argmax(dim=-1).tolist()  # (B, F)
     out = []
     for row, n_frames, n_samples in zip(best, frame_lengths.tolist(), sample_lengths.tolist()):
         spf = seconds_per_frame(n_samples, n_frames)
@@ -147,7 +147,7 @@ def frame_offsets(notes: Sequence[Note], windows: Sequence[WindowActivity], wind
 def note_activity(model, frames: torch.Tensor, frame_lengths: torch.Tensor,
                   sample_lengths: torch.Tensor) -> list[WindowActivity]:
     """Each window's note-activity probabilities from the model's head, on the CPU."""
-    probs = torch.sigmoid(model.frame_head(frames).float()).cpu()  # (B, F, 128)
+    probs = model.heads["note_activity"].probabilities(frames).cpu()  # (B, F, 128)
     return [WindowActivity(p[: int(n)], seconds_per_frame(s, n))
             for p, n, s in zip(probs, frame_lengths.tolist(), sample_lengths.tolist())]
 
@@ -184,9 +184,9 @@ def resolve_offsets(model, offsets: str) -> str:
     for ``frames`` without one."""
     if offsets not in OFFSET_SOURCES:
         raise AudioLLMError(f"offsets must be one of {', '.join(OFFSET_SOURCES)}, got {offsets!r}")
-    has_head = getattr(model, "frame_head", None) is not None
+    has_head = "note_activity" in model.heads
     if offsets == "frames" and not has_head:
-        raise AudioLLMError("offsets 'frames' needs a model trained with model.frame_weight > 0; "
+        raise AudioLLMError("offsets 'frames' needs a model trained with a note_activity head (model.heads); "
                             "this one has no note-activity head")
     if offsets == "auto":
         return "frames" if has_head else "lm"
@@ -198,13 +198,13 @@ def resolve_onsets(model, onsets: str) -> str:
     with the CTC head alone, else ``lm``; a clear error when a named source's head is missing."""
     if onsets not in ONSET_SOURCES:
         raise AudioLLMError(f"onsets must be one of {', '.join(ONSET_SOURCES)}, got {onsets!r}")
-    has_ctc = getattr(model, "ctc_head", None) is not None
-    has_frames = getattr(model, "frame_head", None) is not None
+    has_ctc = "ctc" in model.heads
+    has_frames = "note_activity" in model.heads
     if onsets in ("ctc", "ctc+frames") and not has_ctc:
-        raise AudioLLMError(f"onsets {onsets!r} needs a model trained with model.ctc_weight > 0; "
+        raise AudioLLMError(f"onsets {onsets!r} needs a model trained with a ctc head (model.heads); "
                             "this one has no CTC head")
     if onsets == "ctc+frames" and not has_frames:
-        raise AudioLLMError("onsets 'ctc+frames' needs a model trained with model.frame_weight > 0; "
+        raise AudioLLMError("onsets 'ctc+frames' needs a model trained with a note_activity head (model.heads); "
                             "this one has no note-activity head")
     if onsets == "auto":
         return ("ctc+frames" if has_frames else "ctc") if has_ctc else "lm"

@@ -4,12 +4,6 @@ Whisper-like front end (Conv1d + GELU, twice, each halving the frame rate: 100 �
 with the default 10 ms hop), then bidirectional `TransformerBlock`s (the same block as the
 LM, ``causal=False``, RoPE positions) with a key-padding mask, then a final RMSNorm.
 
-``subsample="conv2d"`` replaces the two Conv1d layers (which treat every mel band as its own
-channel) with two stride-2 Conv2d layers over (mel, time), as in Conformer/ESPnet subsampling:
-their filters slide along the mel axis too, so a formant pattern moved up or down a few bands
-(another speaker's vocal tract) excites the same filters. A linear layer then maps the
-(channels × mel/4) features of each frame to ``d_model``.
-
 Variable length: frames past each clip's length are zeroed before and after every conv
 (which is exactly what the conv's own zero padding does at a clip's end when it is alone)
 and masked as attention keys, so a clip's real outputs do not depend on batch padding.
@@ -26,19 +20,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from audiollm.data.augment import spec_augment
 from audiollm.errors import ConfigError
 from audiollm.models.lm import RMSNorm, RotaryEmbedding, TransformerBlock, init_weights, make_attention_mask
 from audiollm.models.registry import register_audio_encoder
-
-
-SUBSAMPLERS = ("conv1d", "conv2d")
 
 
 @dataclass
 class AudioEncoderConfig:
     n_mels: int = 64  # input mel bands (must equal frontend.n_mels)
     conv_channels: int = 256  # channels of the two stride-2 conv layers
-    subsample: str = "conv1d"  # "conv1d": mel bands as channels; "conv2d": 3×3 convs over (mel, time)
     d_model: int = 256  # transformer width (= output_dim handed to the projector)
     n_layers: int = 4  # bidirectional transformer blocks
     n_heads: int = 4  # attention heads; d_model // n_heads must be even (RoPE)
@@ -57,8 +48,6 @@ class AudioEncoderConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"audio_encoder_config.{name} must be a positive integer, got {value!r}")
-        if self.subsample not in SUBSAMPLERS:
-            raise ConfigError(f"audio_encoder_config.subsample={self.subsample!r}; allowed: {', '.join(SUBSAMPLERS)}")
         if self.d_model % self.n_heads != 0 or (self.d_model // self.n_heads) % 2 != 0:
             raise ConfigError(
                 f"audio_encoder_config.d_model ({self.d_model}) / n_heads ({self.n_heads}) must be an even integer"
@@ -88,28 +77,6 @@ def _zero_past(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x * valid[:, None, :].to(x.dtype)
 
 
-def spec_augment(features: torch.Tensor, lengths: torch.Tensor, config: AudioEncoderConfig) -> torch.Tensor:
-    """Mask random mel bands and time spans (within each clip's real frames) with 0."""
-    B, n_mels, n_frames = features.shape
-    device = features.device
-    mel_idx = torch.arange(n_mels, device=device)[None, :]  # (1, n_mels)
-    frame_idx = torch.arange(n_frames, device=device)[None, :]  # (1, F)
-    drop_mel = torch.zeros(B, n_mels, dtype=torch.bool, device=device)
-    drop_frame = torch.zeros(B, n_frames, dtype=torch.bool, device=device)
-    for _ in range(config.freq_masks):
-        width = torch.randint(0, config.freq_mask_width + 1, (B, 1), device=device)
-        start = (torch.rand(B, 1, device=device) * (n_mels - width + 1)).long()
-        drop_mel |= (mel_idx >= start) & (mel_idx < start + width)
-    for _ in range(config.time_masks):
-        width = torch.minimum(
-            torch.randint(0, config.time_mask_width + 1, (B, 1), device=device), lengths[:, None]
-        )
-        start = (torch.rand(B, 1, device=device) * (lengths[:, None] - width + 1)).long()
-        drop_frame |= (frame_idx >= start) & (frame_idx < start + width)
-    drop = drop_mel[:, :, None] | drop_frame[:, None, :]  # (B, n_mels, F)
-    return features.masked_fill(drop, 0.0)
-
-
 @register_audio_encoder("conv_transformer", AudioEncoderConfig)
 class AudioEncoder(nn.Module):
     """(B, n_mels, F) log-mel + frame lengths → (B, ceil(ceil(F/2)/2), d_model) + lengths."""
@@ -118,15 +85,8 @@ class AudioEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.output_dim = config.d_model
-        if config.subsample == "conv2d":
-            c = config.conv_channels
-            self.conv1 = nn.Conv2d(1, c, kernel_size=3, stride=2, padding=1)
-            self.conv2 = nn.Conv2d(c, c, kernel_size=3, stride=2, padding=1)
-            mels_out = conv_out_lengths(conv_out_lengths(torch.tensor(config.n_mels))).item()
-            self.conv_proj = nn.Linear(c * mels_out, config.d_model)
-        else:
-            self.conv1 = nn.Conv1d(config.n_mels, config.conv_channels, kernel_size=3, stride=2, padding=1)
-            self.conv2 = nn.Conv1d(config.conv_channels, config.d_model, kernel_size=3, stride=2, padding=1)
+        self.conv1 = nn.Conv1d(config.n_mels, config.conv_channels, kernel_size=3, stride=2, padding=1)
+        self.conv2 = nn.Conv1d(config.conv_channels, config.d_model, kernel_size=3, stride=2, padding=1)
         self.blocks = nn.ModuleList(
             TransformerBlock(
                 config.d_model,
@@ -154,18 +114,13 @@ class AudioEncoder(nn.Module):
         frame_lengths = frame_lengths.to(features.device).long()
         x = _zero_past(features.to(self.conv1.weight.dtype), frame_lengths)  # (B, n_mels, F)
         if self.training and self.config.spec_augment:
-            x = spec_augment(x, frame_lengths, self.config)
+            c = self.config
+            x = spec_augment(x, frame_lengths, c.freq_masks, c.freq_mask_width, c.time_masks, c.time_mask_width)
         len1 = conv_out_lengths(frame_lengths)
         lengths = conv_out_lengths(len1)
-        if self.config.subsample == "conv2d":
-            x = x[:, None]  # (B, 1, n_mels, F)
-            x = _zero_past(F.gelu(self.conv1(x)).flatten(1, 2), len1).unflatten(1, (-1, (x.shape[2] + 1) // 2))
-            x = _zero_past(F.gelu(self.conv2(x)).flatten(1, 2), lengths)  # (B, C · n_mels/4, F/4)
-            x = self.conv_proj(x.transpose(1, 2))  # (B, F/4, d_model)
-        else:
-            x = _zero_past(F.gelu(self.conv1(x)), len1)  # (B, conv_channels, F/2)
-            x = _zero_past(F.gelu(self.conv2(x)), lengths)  # (B, d_model, F/4)
-            x = x.transpose(1, 2)  # (B, F/4, d_model)
+        x = _zero_past(F.gelu(self.conv1(x)), len1)  # (B, conv_channels, F/2)
+        x = _zero_past(F.gelu(self.conv2(x)), lengths)  # (B, d_model, F/4)
+        x = x.transpose(1, 2)  # (B, F/4, d_model)
 
         B, T, _ = x.shape
         key_valid = torch.arange(T, device=x.device)[None, :] < lengths[:, None]  # (B, T)

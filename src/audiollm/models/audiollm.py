@@ -1,4 +1,4 @@
-"""The audio-language model: log-mel → audio encoder → projector → causal LM.
+"""The audio-language model: log-mel → audio encoder → projector → causal LM, plus auxiliary heads.
 
 Each example becomes one CONTIGUOUS sequence ``[audio tokens (A_i)][text tokens (t_i)]``:
 right-padded for training (`forward`), left-padded for generation (`generate`, so every
@@ -6,59 +6,37 @@ row's last real token sits in the last column). The merge is one vectorised gath
 ``cat([audio, text])``; padding is masked as attention keys and is never a loss target.
 
 Components are looked up by name in `registry` (AUDIO_ENCODERS / PROJECTORS /
-LANGUAGE_MODELS); nothing here branches on a component's name.
-
-Model directory (Hub-style): ``config.json`` (`AudioLLMConfig.to_dict`) and
-``model.safetensors``; `save_pretrained` writes both atomically, `from_pretrained` raises
-`ModelDirError` naming the missing/broken file.
+LANGUAGE_MODELS); auxiliary objectives on the encoder frames come from `heads.HEADS` by the
+names in ``heads``. Nothing here branches on a component's or a head's name. A model
+directory is written and read by `hub` (``model_type: audiollm``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-import shutil
-import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from audiollm import __version__
-from audiollm.audio import SAMPLE_RATE
-from audiollm.decoding.ctc_prefix import CTCPrefixScorer
+from audiollm.config import choice, from_dict, resolve_choices
 from audiollm.decoding.loop import generate as decode
 from audiollm.decoding.options import DecodingOptions
 from audiollm.decoding.processors import LogitsProcessor
 from audiollm.errors import ConfigError, ModelDirError
 from audiollm.models.frontend import LogMel, LogMelConfig
 from audiollm.models.lm import fuse_split_projections
-from audiollm.models.registry import get_entry
+from audiollm.models.heads import HEADS, Stats, check_heads
+from audiollm.models.registry import AUDIO_ENCODERS, LANGUAGE_MODELS, PROJECTORS, get_entry, register_model
 from audiollm.models.token_loss import linear_cross_entropy_sum
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-_META_KEYS = ("model_type", "audiollm_version")  # written to config.json, ignored when read back
-
+from audiollm.tokenizers.hf import load_tokenizer
 
 # ---------------------------------------------------------------------------------------------
 # Config
 # ---------------------------------------------------------------------------------------------
-
-
-def _config_from_dict(config_cls: type, values: dict, where: str):
-    """Build ``config_cls(**values)``, naming ``where.key`` and the valid keys on a bad key."""
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where} must be a mapping, got {type(values).__name__}")
-    allowed = [f.name for f in dataclasses.fields(config_cls)]
-    for key in values:
-        if key not in allowed:
-            raise ConfigError(f"unknown key {where}.{key}; allowed: {', '.join(allowed)}")
-    return config_cls(**values)
 
 
 @dataclass
@@ -66,128 +44,53 @@ class AudioLLMConfig:
     frontend: LogMelConfig = field(default_factory=LogMelConfig)  # waveform → log-mel settings (unused
     #   by encoders with input_kind "waveform": pretrained checkpoints make their own features)
     audio_encoder: str = "conv_transformer"  # name in registry.AUDIO_ENCODERS
-    audio_encoder_config: Any = None  # that encoder's config (dataclass or dict; None = its defaults)
+    audio_encoder_config: Any = choice(AUDIO_ENCODERS, by="audio_encoder")  # that encoder's config
     projector: str = "mlp"  # name in registry.PROJECTORS
-    projector_config: Any = None  # that projector's config (dataclass or dict; None = defaults)
+    projector_config: Any = choice(PROJECTORS, by="projector")  # that projector's config
     lm: str = "llama"  # name in registry.LANGUAGE_MODELS
-    lm_config: Any = None  # that LM's config (dataclass or dict; None = defaults)
-    ctc_weight: float = 0.0  # > 0 adds a CTC head on the encoder, trained on transcript-like
-    #   answers (tasks with aligned_answer) with this weight next to the LM loss (hybrid
-    #   CTC/attention training: the encoder learns to align sound and tokens much sooner)
-    frame_weight: float = 0.0  # > 0 adds a note-activity head on the encoder: per frame, which of
-    #   the 128 MIDI pitches sound (a piano roll), trained with binary cross-entropy on the notes
-    #   of tasks that give them (transcription); decoding reads note ends from it
-    speaker_weight: float = 0.0  # > 0 trains a speaker-invariant encoder (adversarial training): a
-    #   speaker classifier reads the pooled encoder states through a gradient-reversal layer
-    #   that scales the gradient by -speaker_weight, so the encoder unlearns who is speaking
-    speakers: list[str] = field(default_factory=list)  # the speakers that classifier tells apart; training
-    #   fills it from the training rows' "speaker" field when speaker_weight > 0
+    lm_config: Any = choice(LANGUAGE_MODELS, by="lm")  # that LM's config
+    heads: dict[str, float] = field(default_factory=dict)  # auxiliary objectives on the encoder frames
+    #   and their loss weights, e.g. {ctc: 1.0, note_activity: 0.3} (models.heads.HEADS)
+
+    @classmethod
+    def prepare_config(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """An encoder with mel bands follows the frontend's ``n_mels`` unless set explicitly."""
+        encoder = get_entry("audio_encoder", raw.get("audio_encoder", cls.audio_encoder))
+        sub = raw.get("audio_encoder_config")
+        if (sub is None or isinstance(sub, dict)) and "n_mels" in encoder.config_cls.__dataclass_fields__:
+            sub = dict(sub or {})
+            frontend = raw.get("frontend") or {}
+            sub.setdefault("n_mels", frontend.n_mels if isinstance(frontend, LogMelConfig)
+                           else frontend.get("n_mels", LogMelConfig.n_mels))
+            raw = {**raw, "audio_encoder_config": sub}
+        return raw
 
     def __post_init__(self) -> None:
-        for key in ("ctc_weight", "frame_weight", "speaker_weight"):
-            value = getattr(self, key)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"{key} must be a number >= 0, got {value!r}")
-        if not isinstance(self.speakers, list) or not all(isinstance(x, str) for x in self.speakers):
-            raise ConfigError(f"speakers must be a list of speaker names, got {self.speakers!r}")
-        if self.speaker_weight > 0 and self.speakers and len(self.speakers) < 2:
-            raise ConfigError(f"speaker_weight > 0 needs at least 2 speakers to tell apart, got {self.speakers!r}")
         if isinstance(self.frontend, dict):
-            self.frontend = _config_from_dict(LogMelConfig, self.frontend, "frontend")
-        elif not isinstance(self.frontend, LogMelConfig):
-            raise ConfigError(f"frontend must be a LogMelConfig or mapping, got {type(self.frontend).__name__}")
-        for kind in ("audio_encoder", "projector", "lm"):
-            entry = get_entry(kind, getattr(self, kind))
-            sub = getattr(self, f"{kind}_config")
-            if sub is None:
-                sub = {}
-            if isinstance(sub, dict):
-                sub = dict(sub)
-                names = {f.name for f in dataclasses.fields(entry.config_cls)}
-                if kind == "audio_encoder" and "n_mels" in names and "n_mels" not in sub:
-                    sub["n_mels"] = self.frontend.n_mels  # follow the frontend unless set explicitly
-                sub = _config_from_dict(entry.config_cls, sub, f"{kind}_config")
-            elif not isinstance(sub, entry.config_cls):
-                raise ConfigError(
-                    f"{kind}_config must be a {entry.config_cls.__name__} or mapping for {kind} "
-                    f"{getattr(self, kind)!r}, got {type(sub).__name__}"
-                )
-            setattr(self, f"{kind}_config", sub)
+            self.frontend = from_dict(LogMelConfig, self.frontend, "frontend")
+        resolve_choices(self)
+        self.heads = check_heads(self.heads)
         enc_mels = getattr(self.audio_encoder_config, "n_mels", None)
         if enc_mels is not None and enc_mels != self.frontend.n_mels:
             raise ConfigError(
                 f"audio_encoder_config.n_mels ({enc_mels}) must equal frontend.n_mels ({self.frontend.n_mels})"
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (what config.json holds, minus metadata)."""
-        return {
-            "frontend": dataclasses.asdict(self.frontend),
-            "audio_encoder": self.audio_encoder,
-            "audio_encoder_config": dataclasses.asdict(self.audio_encoder_config),
-            "projector": self.projector,
-            "projector_config": dataclasses.asdict(self.projector_config),
-            "lm": self.lm,
-            "lm_config": dataclasses.asdict(self.lm_config),
-            "ctc_weight": self.ctc_weight,
-            "frame_weight": self.frame_weight,
-            "speaker_weight": self.speaker_weight,
-            "speakers": list(self.speakers),
-        }
-
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "AudioLLMConfig":
-        """Inverse of `to_dict`; missing keys take defaults, unknown keys raise ConfigError."""
-        if not isinstance(values, dict):
-            raise ConfigError(f"model config must be a mapping, got {type(values).__name__}")
-        values = {k: v for k, v in values.items() if k not in _META_KEYS}
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        for key in values:
-            if key not in allowed:
-                raise ConfigError(f"unknown model config key {key!r}; allowed: {', '.join(allowed)}")
-        return cls(**values)
-
-    @classmethod
-    def tiny(
-        cls, audio_encoder: str = "conv_transformer", projector: str = "mlp", lm: str = "llama"
-    ) -> "AudioLLMConfig":
+    def tiny(cls, audio_encoder: str = "conv_transformer", projector: str = "mlp", lm: str = "llama",
+             **heads: float) -> "AudioLLMConfig":
         """Every component at its registered tiny size (the frontend follows the encoder's n_mels)."""
         enc = get_entry("audio_encoder", audio_encoder).config_cls.tiny()
-        n_mels = getattr(enc, "n_mels", LogMelConfig.tiny().n_mels)
         return cls(
-            frontend=LogMelConfig(n_mels=n_mels),
+            frontend=LogMelConfig(n_mels=getattr(enc, "n_mels", LogMelConfig.tiny().n_mels)),
             audio_encoder=audio_encoder,
             audio_encoder_config=enc,
             projector=projector,
             projector_config=get_entry("projector", projector).config_cls.tiny(),
             lm=lm,
             lm_config=get_entry("lm", lm).config_cls.tiny(),
+            heads=heads,
         )
-
-
-N_PITCHES = 128  # MIDI pitches the note-activity head scores
-
-
-def frame_seconds(audio_lengths: torch.Tensor, enc_lengths: torch.Tensor) -> torch.Tensor:
-    """(B,) seconds per encoder frame of each row: its audio's length over its frame count."""
-    return audio_lengths.float() / SAMPLE_RATE / enc_lengths.clamp(min=1).float()
-
-
-def piano_roll(notes: torch.Tensor, counts: torch.Tensor, audio_lengths: torch.Tensor,
-               enc_lengths: torch.Tensor, n_frames: int) -> torch.Tensor:
-    """(B, n_frames, 128) float targets: 1 where a pitch sounds at a frame's centre.
-
-    ``notes`` (B, N, 3) holds each row's ``(start_s, end_s, pitch)`` relative to its window, the
-    first ``counts[i]`` real (a negative count: none). Frame f of row i is centred at
-    ``(f + 0.5) · frame_seconds``; a note covers the frames whose centre is in ``[start, end)``.
-    """
-    B, N, _ = notes.shape
-    centres = (torch.arange(n_frames, device=notes.device).float()[None, :] + 0.5) \
-        * frame_seconds(audio_lengths, enc_lengths)[:, None]  # (B, F)
-    real = torch.arange(N, device=notes.device)[None, :] < counts[:, None]  # (B, N)
-    on = (notes[:, None, :, 0] <= centres[..., None]) & (centres[..., None] < notes[:, None, :, 1]) & real[:, None, :]
-    pitch = F.one_hot(notes[..., 2].long().clamp(0, N_PITCHES - 1), N_PITCHES).float()  # (B, N, 128)
-    return (on.float() @ pitch).clamp(max=1.0)  # (B, F, 128)
 
 
 @dataclass
@@ -199,11 +102,8 @@ class AudioLLMOutput:
     loss: torch.Tensor | None = None  # mean CE over real target tokens (None without labels)
     loss_sum: torch.Tensor | None = None  # summed CE, for exact averaging across batches/processes
     n_targets: torch.Tensor | None = None  # number of real target tokens (long scalar)
-    aux_loss_sum: torch.Tensor | None = None  # ctc_weight × summed CTC loss + frame_weight × summed
-    #   note-activity loss (each 0 without rows that have such targets) + the speaker adversary's loss
-    aux_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # for the
-    #   training log, name → (sum, count) over this batch, unweighted: "ctc_loss" per transcript row,
-    #   "speaker_loss" and "speaker_accuracy" of the adversary per row with a known speaker
+    aux_loss_sum: torch.Tensor | None = None  # the heads' losses, each times its weight (None without heads)
+    aux_stats: Stats = field(default_factory=dict)  # the heads' unweighted figures for the training log
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,27 +147,9 @@ def merge_audio_text(
 # ---------------------------------------------------------------------------------------------
 
 
-def masked_mean(h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """(B, T, D) states → (B, D) mean over each row's first ``lengths`` positions."""
-    w = (torch.arange(h.shape[1], device=h.device)[None, :] < lengths[:, None]).to(h.dtype)[:, :, None]  # (B, T, 1)
-    return (h * w).sum(1) / w.sum(1).clamp(min=1)
-
-
-class GradientReversal(torch.autograd.Function):
-    """Identity forward; backward multiplies the gradient by ``-scale``."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:
-        ctx.scale = scale
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return -ctx.scale * grad, None
-
-
+@register_model("audiollm", AudioLLMConfig)
 class AudioLLM(nn.Module):
-    """Audio in, text out. See the module docstring and docs/DESIGN.md (Model API)."""
+    """Audio in, text (or MIDI event tokens) out. See the module docstring and docs/DESIGN.md."""
 
     def __init__(self, config: AudioLLMConfig):
         super().__init__()
@@ -281,56 +163,55 @@ class AudioLLM(nn.Module):
         self.projector = get_entry("projector", config.projector).module_cls(
             config.projector_config, in_dim=self.audio_encoder.output_dim, out_dim=self.lm.d_model
         )
-        # CTC over the LM's vocabulary plus one blank (the last index).
-        vocab = config.lm_config.vocab_size
-        self.ctc_head = nn.Linear(self.audio_encoder.output_dim, vocab + 1) if config.ctc_weight > 0 else None
-        # Note activity: one logit per MIDI pitch per encoder frame.
-        self.frame_head = nn.Linear(self.audio_encoder.output_dim, N_PITCHES) if config.frame_weight > 0 else None
-        # Speaker adversary: pooled encoder states → which training speaker (see speaker_loss_sum).
-        self.speaker_head = None
-        if config.speaker_weight > 0 and config.speakers:
-            d = self.audio_encoder.output_dim
-            self.speaker_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, len(config.speakers)))
+        d_enc, vocab = self.audio_encoder.output_dim, config.lm_config.vocab_size
+        self.heads = nn.ModuleDict({name: HEADS[name](d_enc, vocab, w) for name, w in config.heads.items()})
 
-    # -- pieces ---------------------------------------------------------------------------------
+    # -- audio → frames → tokens ----------------------------------------------------------------
 
-    def encode_frames(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, S) waveforms + sample lengths → encoder frames (B, F', d_enc) + frame counts (B,).
+    def encode_frames(
+        self,
+        audio: torch.Tensor | None,
+        audio_lengths: torch.Tensor,
+        encoder_states: torch.Tensor | None = None,
+        encoder_lengths: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Waveforms (B, S) + sample lengths → encoder frames (B, F', d_enc) + frame counts (B,).
 
-        ``audio`` may instead be a frozen pretrained encoder's cached states (B, F', K, D) with
-        frame counts (`audiollm features`, :mod:`audiollm.data.feature_cache`): the encoder
-        then only combines them (layer choice or learned weighting) instead of recomputing.
-
-        A row with ``audio_lengths == 0`` has no audio (a text-only task such as text_to_midi):
-        it gets zero frames, so zero audio tokens, and the encoder never sees it — a 0-sample
-        STFT has no frames, and feeding silence instead would add tokens the task never had.
+        A frozen pretrained encoder's cached states (`audiollm features`,
+        :mod:`audiollm.data.feature_cache`) may come instead as ``encoder_states`` (B, F', K, D)
+        with ``encoder_lengths`` frames: the encoder then only combines them (layer choice or
+        learned weighting) instead of recomputing. A row with no audio (length 0: a text-only
+        task such as text_to_midi) gets zero frames, so zero audio tokens, and the encoder
+        never sees it — feeding silence instead would add tokens the task never had.
         """
-        audio_lengths = audio_lengths.to(audio.device).long()
-        has_audio = audio_lengths > 0
+        cached = encoder_states is not None
+        x = encoder_states if cached else audio
+        lengths = (encoder_lengths if cached else audio_lengths).to(x.device).long()
+        has_audio = lengths > 0
         if bool(has_audio.all()):
-            return self._encode_rows(audio, audio_lengths)
-        B = audio.shape[0]
-        dtype = next(self.audio_encoder.parameters()).dtype
+            return self._encode_rows(x, lengths, cached)
+        B = x.shape[0]
         if not bool(has_audio.any()):  # a batch of text-only rows: skip the encoder entirely
-            return audio.new_zeros(B, 0, self.audio_encoder.output_dim, dtype=dtype), torch.zeros_like(audio_lengths)
+            dtype = next(self.audio_encoder.parameters()).dtype
+            return x.new_zeros(B, 0, self.audio_encoder.output_dim, dtype=dtype), torch.zeros_like(lengths)
         rows = has_audio.nonzero().squeeze(-1)  # (B_a,)
-        longest = int(audio_lengths[rows].max())
-        hidden, lengths = self._encode_rows(audio[rows, :longest], audio_lengths[rows])  # (B_a, F', d_enc)
-        out = hidden.new_zeros(B, *hidden.shape[1:])  # (B, F', d_enc): zero rows for text-only rows
-        out[rows] = hidden
-        out_lengths = torch.zeros_like(audio_lengths)
-        out_lengths[rows] = lengths.to(out_lengths.dtype)
-        return out, out_lengths
+        longest = int(lengths[rows].max())
+        hidden, out = self._encode_rows(x[rows, :longest], lengths[rows], cached)  # (B_a, F', d_enc)
+        frames = hidden.new_zeros(B, *hidden.shape[1:])  # zero rows for the text-only rows
+        frames[rows] = hidden
+        frame_lengths = torch.zeros_like(lengths)
+        frame_lengths[rows] = out.to(frame_lengths.dtype)
+        return frames, frame_lengths
 
-    def _encode_rows(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if audio.dim() == 4:
+    def _encode_rows(self, x: torch.Tensor, lengths: torch.Tensor, cached: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        if cached:
             if not callable(getattr(self.audio_encoder, "from_states", None)):
                 raise ConfigError(f"cached encoder states were given, but audio encoder "
                                   f"{self.config.audio_encoder!r} computes its own features (no feature cache)")
-            return self.audio_encoder.from_states(audio, audio_lengths)
+            return self.audio_encoder.from_states(x, lengths)
         if self.frontend is None:
-            return self.audio_encoder(audio, audio_lengths)  # (B, F', d_enc), (B,)
-        features, frame_lengths = self.frontend(audio, audio_lengths)  # (B, n_mels, F)
+            return self.audio_encoder(x, lengths)  # (B, F', d_enc), (B,)
+        features, frame_lengths = self.frontend(x, lengths)  # (B, n_mels, F)
         return self.audio_encoder(features, frame_lengths)  # (B, F', d_enc), (B,)
 
     def encode_audio(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -355,98 +236,18 @@ class AudioLLM(nn.Module):
         )
         return embeds, valid
 
-    def ctc_loss_sum(
-        self, hidden: torch.Tensor, enc_lengths: torch.Tensor, ctc_labels: torch.Tensor, ctc_lengths: torch.Tensor
-    ) -> torch.Tensor:
-        """Summed CTC loss of the rows with ``ctc_lengths > 0`` (a 0-d zero when there are none).
-
-        Rows without a transcript still contribute a zero-weighted term, so every process
-        runs the head and DDP sees a gradient for it on every step.
-        """
-        rows = ctc_lengths.to(hidden.device) > 0
-        logits = self.ctc_head(hidden).float()  # (B, F', V + 1)
-        if not bool(rows.any()):
-            return logits.sum() * 0.0
-        log_probs = F.log_softmax(logits[rows], dim=-1).transpose(0, 1)  # (F', B_ctc, V + 1)
-        loss = F.ctc_loss(
-            log_probs,
-            ctc_labels[rows].to(hidden.device),
-            enc_lengths[rows],
-            ctc_lengths.to(hidden.device)[rows],
-            blank=logits.shape[-1] - 1,
-            reduction="sum",
-            zero_infinity=True,  # a transcript longer than its audio contributes nothing, not inf
-        )
-        return loss + logits.sum() * 0.0
-
-    def frame_loss_sum(self, hidden: torch.Tensor, enc_lengths: torch.Tensor, audio_lengths: torch.Tensor,
-                       frame_notes: torch.Tensor, frame_note_counts: torch.Tensor) -> torch.Tensor:
-        """Summed binary cross-entropy of the note-activity head against each row's piano roll
-        (:func:`piano_roll`), over the row's real frames and all 128 pitches. Rows with
-        ``frame_note_counts < 0`` have no such targets and are left out (a row with 0 notes is a
-        silent window: every pitch off); as with CTC every process still runs the head."""
-        logits = self.frame_head(hidden).float()  # (B, F', 128)
-        roll = piano_roll(frame_notes.to(hidden.device), frame_note_counts.to(hidden.device),
-                          audio_lengths.to(hidden.device), enc_lengths, logits.shape[1])
-        keep = (torch.arange(logits.shape[1], device=hidden.device)[None, :] < enc_lengths[:, None]) \
-            & (frame_note_counts.to(hidden.device) >= 0)[:, None]  # (B, F')
-        bce = F.binary_cross_entropy_with_logits(logits, roll, reduction="none").sum(-1)  # (B, F')
-        return (bce * keep).sum() + logits.sum() * 0.0
-
-    def speaker_loss_sum(
-        self, hidden: torch.Tensor, enc_lengths: torch.Tensor, speaker_ids: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Summed cross-entropy of the speaker adversary over rows with ``speaker_ids >= 0``,
-        how many of those rows it names right, and how many there are.
-
-        The head sees each row's mean encoder state over its real frames through a
-        gradient-reversal layer: the head learns to name the speaker, while the encoder gets
-        that gradient times ``-speaker_weight`` and so learns features the head cannot use
-        (domain-adversarial training, Ganin & Lempitsky 2015; Meng et al. 2018 for speakers).
-        """
-        pooled = masked_mean(hidden, enc_lengths)  # (B, d_enc)
-        logits = self.speaker_head(GradientReversal.apply(pooled, self.config.speaker_weight)).float()  # (B, n_spk)
-        ids = speaker_ids.to(hidden.device)
-        rows = ids >= 0
-        n = rows.sum()
-        if not bool(rows.any()):
-            return logits.sum() * 0.0, n, n
-        correct = (logits[rows].detach().argmax(-1) == ids[rows]).sum()
-        return F.cross_entropy(logits[rows], ids[rows], reduction="sum") + logits.sum() * 0.0, correct, n
-
-    def state_to_save(self) -> dict[str, torch.Tensor]:
-        """The tensors a model directory stores.
-
-        A component built from a pretrained checkpoint (it defines ``trainable_state_keys``)
-        contributes only what training can change (LoRA adapters, layer weights, a tuned
-        encoder); the rest is reloaded from the checkpoint its config points at.
-        """
-        state = self.state_dict()
-        for name, child in self.named_children():
-            keys = getattr(child, "trainable_state_keys", None)
-            if keys is None:
-                continue
-            kept = {f"{name}.{k}" for k in keys()}
-            state = {k: v for k, v in state.items() if not k.startswith(f"{name}.") or k in kept}
-        return state
-
-    def num_parameters(self, trainable_only: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
-
     # -- training forward -----------------------------------------------------------------------
 
     def forward(
         self,
-        audio: torch.Tensor,
+        audio: torch.Tensor | None,
         audio_lengths: torch.Tensor,
         input_ids: torch.Tensor,
         text_lengths: torch.Tensor,
         labels: torch.Tensor | None = None,
-        ctc_labels: torch.Tensor | None = None,
-        ctc_lengths: torch.Tensor | None = None,
-        frame_notes: torch.Tensor | None = None,
-        frame_note_counts: torch.Tensor | None = None,
-        speaker_ids: torch.Tensor | None = None,
+        targets: dict[str, dict[str, torch.Tensor]] | None = None,
+        encoder_states: torch.Tensor | None = None,
+        encoder_lengths: torch.Tensor | None = None,
         return_logits: bool | None = None,
     ) -> AudioLLMOutput:
         """Logits over ``[audio][text]`` per row (right-padded); CE loss where labels != -100.
@@ -457,12 +258,11 @@ class AudioLLM(nn.Module):
 
         labels (B, L) are aligned with input_ids and the model shifts: merged position p
         predicts the label at merged position p + 1 (so the last audio token predicts the
-        first text label). Labels past text_lengths are ignored. With a CTC head, rows with
-        ``ctc_lengths > 0`` also get the CTC loss on ``ctc_labels``, and with a note-activity
-        head rows with ``frame_note_counts >= 0`` the frame loss on ``frame_notes`` (both in
-        ``aux_loss_sum``), and with a speaker adversary rows with ``speaker_ids >= 0`` its loss.
+        first text label). Labels past text_lengths are ignored. ``targets`` (from
+        `heads.collate_targets`) feed the auxiliary heads the model has; their weighted losses
+        come back in ``aux_loss_sum``.
         """
-        hidden, enc_lengths = self.encode_frames(audio, audio_lengths)
+        hidden, enc_lengths = self.encode_frames(audio, audio_lengths, encoder_states, encoder_lengths)
         audio_emb, audio_tok_lengths = self.projector(hidden, enc_lengths)
         text_lengths = text_lengths.to(input_ids.device).long()
         text_emb = self.lm.embed_tokens(input_ids)  # (B, L, d_lm)
@@ -481,10 +281,10 @@ class AudioLLM(nn.Module):
                              audio_token_lengths=audio_tok_lengths)
         if labels is None:
             return out
-        targets = torch.gather(labels.long(), 1, text_index.clamp(min=0))  # (B, T): label at each merged position
-        targets = torch.where(text_index >= 0, targets, torch.full_like(targets, -100))
+        targets_at = torch.gather(labels.long(), 1, text_index.clamp(min=0))  # (B, T): label at each position
+        targets_at = torch.where(text_index >= 0, targets_at, torch.full_like(targets_at, -100))
         # Shift the targets, not the logits (no copy of the big tensor): position p predicts p + 1.
-        shifted = F.pad(targets[:, 1:], (0, 1), value=-100)  # (B, T)
+        shifted = F.pad(targets_at[:, 1:], (0, 1), value=-100)  # (B, T)
         if hidden_states is not None:
             loss_sum = linear_cross_entropy_sum(hidden_states, head, shifted)
         else:
@@ -492,25 +292,14 @@ class AudioLLM(nn.Module):
                 logits.float().view(-1, logits.shape[-1]), shifted.view(-1), ignore_index=-100, reduction="sum"
             )
         n_targets = (shifted != -100).sum()
-        out.loss_sum = loss_sum
-        out.n_targets = n_targets
-        out.loss = loss_sum / n_targets.clamp(min=1)
+        out.loss_sum, out.n_targets, out.loss = loss_sum, n_targets, loss_sum / n_targets.clamp(min=1)
         aux = []
-        if self.ctc_head is not None and ctc_labels is not None and ctc_lengths is not None:
-            ctc = self.ctc_loss_sum(hidden, enc_lengths, ctc_labels, ctc_lengths)
-            aux.append(self.config.ctc_weight * ctc)
-            out.aux_stats["ctc_loss"] = (ctc.detach(), (ctc_lengths > 0).sum())
-        if self.frame_head is not None and frame_notes is not None and frame_note_counts is not None:
-            if audio.dim() == 4:
-                raise ConfigError("the note-activity head (model.frame_weight > 0) needs waveforms to time its "
-                                  "frames, not cached encoder states")
-            aux.append(self.config.frame_weight * self.frame_loss_sum(hidden, enc_lengths, audio_lengths,
-                                                                      frame_notes, frame_note_counts))
-        if self.speaker_head is not None and speaker_ids is not None:
-            speaker_loss, correct, rows = self.speaker_loss_sum(hidden, enc_lengths, speaker_ids)
-            aux.append(speaker_loss)
-            out.aux_stats["speaker_loss"] = (speaker_loss.detach(), rows)
-            out.aux_stats["speaker_accuracy"] = (correct, rows)
+        for name, module in self.heads.items():
+            if targets is None or name not in targets:
+                continue
+            loss, stats = module.loss_sum(hidden, enc_lengths, audio_lengths, **targets[name])
+            aux.append(module.weight * loss)
+            out.aux_stats.update(stats)
         if aux:
             out.aux_loss_sum = sum(aux[1:], aux[0])
         return out
@@ -530,24 +319,26 @@ class AudioLLM(nn.Module):
         generator: torch.Generator | None = None,
         ctc_rows: Sequence[bool] | None = None,
         return_logits: bool = False,
+        encoder_states: torch.Tensor | None = None,
+        encoder_lengths: torch.Tensor | None = None,
     ) -> list[list[int]] | tuple[list[list[int]], list[torch.Tensor]]:
         """Answer tokens per row (eos excluded) for prefixes ``[audio_i][prompt_i]``, decoded by
         the one loop (`audiollm.decoding.loop.generate`) with ``options`` and ``processors``.
 
         ``options.ctc_weight`` > 0 on a model with a CTC head also decodes the rows marked in
         ``ctc_rows`` (all rows when None; meant for transcripts) jointly with that head
-        (`audiollm.decoding.ctc_prefix`).
+        (`audiollm.decoding.ctc_prefix`). Cached encoder states may replace the audio, as in
+        `encode_frames`.
         """
-        if len(prompt_ids) != audio.shape[0]:
-            raise ValueError(f"got {len(prompt_ids)} prompts for a batch of {audio.shape[0]} clips")
-        hidden, enc_lengths = self.encode_frames(audio, audio_lengths)
+        rows = (encoder_states if audio is None else audio).shape[0]
+        if len(prompt_ids) != rows:
+            raise ValueError(f"got {len(prompt_ids)} prompts for a batch of {rows} clips")
+        frames, frame_lengths = self.encode_frames(audio, audio_lengths, encoder_states, encoder_lengths)
         processors = list(processors)
-        if options.ctc_weight > 0 and self.ctc_head is not None and (ctc_rows is None or any(ctc_rows)):
-            active = None if ctc_rows is None else torch.tensor([bool(r) for r in ctc_rows])
-            log_probs = F.log_softmax(self.ctc_head(hidden).float(), dim=-1)  # (B, F', V + 1)
-            processors.append(CTCPrefixScorer(log_probs, enc_lengths, weight=options.ctc_weight, eos_id=eos_id,
-                                              active=active))
-        embeds, valid = self.prompt_embeds(*self.projector(hidden, enc_lengths), prompt_ids)
+        if options.ctc_weight > 0 and "ctc" in self.heads and (ctc_rows is None or any(ctc_rows)):
+            processors.append(self.heads["ctc"].prefix_scorer(frames, frame_lengths, weight=options.ctc_weight,
+                                                              eos_id=eos_id, rows=ctc_rows))
+        embeds, valid = self.prompt_embeds(*self.projector(frames, frame_lengths), prompt_ids)
         return decode(self.lm, embeds, valid, options=options, eos_id=eos_id, processors=processors,
                       generator=generator, return_logits=return_logits)
 
@@ -601,85 +392,76 @@ class AudioLLM(nn.Module):
             out.append(scores)
         return out
 
-    # -- save / load ----------------------------------------------------------------------------
+    # -- what a model directory stores (models.hub) -----------------------------------------------
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write config.json + model.safetensors into ``directory`` atomically.
+    CARD_TITLE = "audiollm audio-language model"
+    CARD_USE = ('print(model.ask("clip.wav", "Which instrument family is playing?"))',)
 
-        Both files are written into a temporary sibling directory first; a new directory is
-        then renamed into place in one step, an existing one (e.g. already holding the
-        tokenizer) gets each file via `os.replace`. A crash never leaves a half-written file.
-        """
-        from safetensors.torch import save_file
+    def card_summary(self) -> str:
+        heads = f", with auxiliary heads {', '.join(self.heads)}" if len(self.heads) else ""
+        front = "" if self.takes_waveform else "log-mel frontend → "
+        return (f"Audio in, text out: {front}`{self.config.audio_encoder}` audio encoder → `{self.config.projector}` "
+                f"projector → `{self.config.lm}` causal language model{heads}.")
 
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-        try:
-            config = {"model_type": "audiollm", "audiollm_version": __version__, **self.config.to_dict()}
-            (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-            state, seen = {}, set()
-            for k, v in self.state_to_save().items():
-                v = v.detach().to("cpu").contiguous()
-                if v.data_ptr() in seen:  # a tied tensor (e.g. a tuned HF LM's head): store a copy
-                    v = v.clone()
-                seen.add(v.data_ptr())
-                state[k] = v
-            save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-            if not directory.exists():
-                os.replace(tmp, directory)
-            else:
-                for name in (WEIGHTS_NAME, CONFIG_NAME):
-                    os.replace(tmp / name, directory / name)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        return directory
+    @staticmethod
+    def load_tokenizer(config: AudioLLMConfig, directory: Path):
+        return load_tokenizer(directory)
 
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> "AudioLLM":
-        """Load a `save_pretrained` directory; ModelDirError names what is missing or wrong."""
-        from safetensors.torch import load_file
+    @staticmethod
+    def upgrade_saved_config(values: dict[str, Any], where: Path) -> dict[str, Any]:
+        """config.json of a directory written before auxiliary heads were plug-ins (audiollm
+        0.1.0): ``ctc_weight`` / ``frame_weight`` become ``heads``. Options that left the code
+        (a speaker adversary, a band-mean or warped frontend, Conv2d subsampling) are refused
+        by name; their training-only settings at 0 are dropped."""
+        values = dict(values)
+        heads = dict(values.pop("heads", {}) or {})
+        for old, new in (("ctc_weight", "ctc"), ("frame_weight", "note_activity")):
+            weight = values.pop(old, 0.0)
+            if weight:
+                heads[new] = weight
+        values["heads"] = heads
+        if values.pop("speaker_weight", 0.0):
+            raise ModelDirError(f"{where}: trained with the speaker adversary (speaker_weight), which audiollm no "
+                                "longer has (see docs/experiments); retrain without it")
+        values.pop("speakers", None)
+        frontend = dict(values.get("frontend") or {})
+        for key in ("vtlp", "eq_db"):  # training-time augmentation: no effect on a saved model
+            frontend.pop(key, None)
+        if frontend.get("level") == "band_mean":
+            raise ModelDirError(f"{where}: uses frontend.level band_mean, which audiollm no longer has; retrain")
+        values["frontend"] = frontend
+        encoder = dict(values.get("audio_encoder_config") or {})
+        if encoder.pop("subsample", "conv1d") != "conv1d":
+            raise ModelDirError(f"{where}: uses Conv2d subsampling, which audiollm no longer has; retrain")
+        values["audio_encoder_config"] = encoder
+        return values
 
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise ModelDirError(f"model directory not found: {directory}")
-        config_path = directory / CONFIG_NAME
-        if not config_path.is_file():
-            raise ModelDirError(f"{config_path}: missing {CONFIG_NAME} (not a saved audiollm model directory?)")
-        try:
-            raw = json.loads(config_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ModelDirError(f"{config_path}: cannot read {CONFIG_NAME}: {e}") from e
-        try:
-            config = AudioLLMConfig.from_dict(raw)
-        except ConfigError as e:
-            raise ModelDirError(f"{config_path}: {e}") from e
-        weights_path = directory / WEIGHTS_NAME
-        if not weights_path.is_file():
-            raise ModelDirError(f"{weights_path}: missing {WEIGHTS_NAME}")
-        try:
-            state = load_file(str(weights_path), device=str(map_location))
-        except Exception as e:  # safetensors raises its own error types for corrupt headers/data
-            raise ModelDirError(f"{weights_path}: cannot read {WEIGHTS_NAME}: {e}") from e
-
-        model = cls(config)  # pretrained components load their checkpoints here
-        expected = model.state_to_save()
-        state = fuse_split_projections(state, set(expected))  # directories saved before q/k/v, gate/up were fused
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        if missing or unexpected:
-            parts = []
-            if missing:
-                parts.append(f"missing {len(missing)} key(s) e.g. {', '.join(missing[:3])}")
-            if unexpected:
-                parts.append(f"unexpected {len(unexpected)} key(s) e.g. {', '.join(unexpected[:3])}")
-            raise ModelDirError(f"{weights_path}: weights do not match {CONFIG_NAME}: {'; '.join(parts)}")
+    @staticmethod
+    def upgrade_saved_state(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
+        """Weights saved before heads were plug-ins or projections were fused keep loading."""
+        renamed = {}
         for key, value in state.items():
-            if value.shape != expected[key].shape:
-                raise ModelDirError(
-                    f"{weights_path}: {key} has shape {tuple(value.shape)}, {CONFIG_NAME} implies "
-                    f"{tuple(expected[key].shape)}"
-                )
-        model.load_state_dict(state, strict=False)  # exactly state_to_save's keys, checked above
-        return model.to(map_location).eval()
+            for old, new in (("ctc_head.", "heads.ctc.proj."), ("frame_head.", "heads.note_activity.proj.")):
+                if key.startswith(old):
+                    key = new + key[len(old):]
+            renamed[key] = value
+        return fuse_split_projections(renamed, expected)
+
+    def state_to_save(self) -> dict[str, torch.Tensor]:
+        """The tensors a model directory stores.
+
+        A component built from a pretrained checkpoint (it defines ``trainable_state_keys``)
+        contributes only what training can change (LoRA adapters, layer weights, a tuned
+        encoder); the rest is reloaded from the checkpoint its config points at.
+        """
+        state = self.state_dict()
+        for name, child in self.named_children():
+            keys = getattr(child, "trainable_state_keys", None)
+            if keys is None:
+                continue
+            kept = {f"{name}.{k}" for k in keys()}
+            state = {k: v for k, v in state.items() if not k.startswith(f"{name}.") or k in kept}
+        return state
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

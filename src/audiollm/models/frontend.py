@@ -6,13 +6,6 @@ with Slaney area normalisation; the librosa/Whisper default), log10 of the mel e
 clamped at 1e-10, then a per-example normalisation (``level``; Whisper's is
 ``(max(x, x.max() - 8) + 4) / 4``) where the max is taken over that example's real frames only.
 
-Optional vocal-tract-length perturbation (``vtlp``, training mode only): each clip's filterbank
-is evaluated on a randomly warped frequency axis (Jaitly & Hinton, 2013), so its formants land
-up to ±``vtlp`` higher or lower on the mel axis, as they would for a longer or shorter vocal
-tract. Unlike speed perturbation it leaves the tempo alone. Optional random equalisation
-(``eq_db``, training mode only) adds a smooth random gain curve over the mel bands (three
-cosines, up to ±``eq_db`` dB in all), imitating another microphone's or room's response.
-
 Variable length: samples past ``lengths`` are zeroed before the STFT, so the frames of a
 clip are the same whether it is alone or zero/garbage-padded in a batch, and the per-clip
 max ignores padded frames. Padded output frames are set to 0.
@@ -29,7 +22,7 @@ import torch.nn as nn
 from audiollm.errors import ConfigError
 
 
-LEVELS = ("peak", "band_mean", "absolute")
+LEVELS = ("peak", "absolute")
 
 
 @dataclass
@@ -41,11 +34,8 @@ class LogMelConfig:
     f_min: float = 0.0  # lowest filter edge in Hz
     f_max: float = 8000.0  # highest filter edge in Hz (≤ sample_rate / 2)
     level: str = "peak"  # "peak": log-mel relative to the clip's loudest bin (gain-invariant);
-    #   "band_mean": each band minus its mean over the clip (cepstral mean normalisation: also
-    #   removes a microphone's fixed frequency response); "absolute": Whisper's, keeps the level
+    #   "absolute": Whisper's, keeps the level
     top_db: float = 80.0  # dynamic range kept below the clip's peak; quieter bins are clamped to it
-    vtlp: float = 0.0  # training only: max relative frequency warp per clip (0.1 → ×0.9…×1.1; 0 disables)
-    eq_db: float = 0.0  # training only: max gain (dB) of a random smooth EQ curve over the mel bands (0 disables)
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "n_fft", "hop_length", "n_mels"):
@@ -56,10 +46,6 @@ class LogMelConfig:
             raise ConfigError(f"frontend.level={self.level!r}; allowed: {', '.join(LEVELS)}")
         if not self.top_db > 0:
             raise ConfigError(f"frontend.top_db must be > 0, got {self.top_db}")
-        if not 0.0 <= self.vtlp < 0.5:
-            raise ConfigError(f"frontend.vtlp must be in [0, 0.5), got {self.vtlp}")
-        if not 0.0 <= self.eq_db <= 40.0:
-            raise ConfigError(f"frontend.eq_db must be in [0, 40], got {self.eq_db}")
         if not 0.0 <= self.f_min < self.f_max:
             raise ConfigError(f"frontend.f_min ({self.f_min}) must be >= 0 and < frontend.f_max ({self.f_max})")
         if self.f_max > self.sample_rate / 2:
@@ -111,39 +97,6 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_ma
     return _triangles(fft_freqs, _mel_edges(n_mels, f_min, f_max)).float().contiguous()
 
 
-def vtlp_warp(freqs: torch.Tensor, alpha: torch.Tensor, f_high: float, nyquist: float) -> torch.Tensor:
-    """Piecewise-linear VTLP warp of ``freqs`` (n,) by factors ``alpha`` (B,) → (B, n).
-
-    ``f → α·f`` up to a boundary ``f_high·min(α, 1)/α``, then a straight line to the Nyquist
-    frequency, so the warp is continuous, monotonic and maps [0, nyquist] onto itself.
-    """
-    alpha = alpha.to(freqs.dtype)[:, None]  # (B, 1)
-    f = freqs[None, :]  # (1, n)
-    knee = f_high * alpha.clamp(max=1.0) / alpha  # (B, 1): where the linear part ends
-    top = nyquist - (nyquist - f_high * alpha.clamp(max=1.0)) / (nyquist - knee) * (nyquist - f)
-    return torch.where(f <= knee, alpha * f, top)
-
-
-def warped_mel_filterbank(config: "LogMelConfig", alpha: torch.Tensor) -> torch.Tensor:
-    """(B, n_fft // 2 + 1, n_mels) filterbanks on frequency axes warped by ``alpha`` (B,)."""
-    c = config
-    nyquist = c.sample_rate / 2
-    fft_freqs = torch.linspace(0.0, nyquist, c.n_fft // 2 + 1, dtype=torch.float64, device=alpha.device)
-    warped = vtlp_warp(fft_freqs, alpha.double(), 0.8 * c.f_max, nyquist)  # (B, n_freqs)
-    hz_pts = _mel_edges(c.n_mels, c.f_min, c.f_max).to(alpha.device)
-    return _triangles(warped, hz_pts).float()
-
-
-def random_eq(batch: int, n_mels: int, max_db: float, device: torch.device | None = None) -> torch.Tensor:
-    """(B, n_mels) smooth random gain curves in log10 units: three cosines over the bands,
-    amplitudes uniform with ``|sum| ≤ max_db`` dB."""
-    k = torch.arange(1, 4, device=device, dtype=torch.float32)  # 1..3 half-periods over the axis
-    m = torch.linspace(0.0, 1.0, n_mels, device=device)
-    basis = torch.cos(torch.pi * k[:, None] * m[None, :])  # (3, n_mels)
-    amps = (2.0 * torch.rand(batch, 3, device=device) - 1.0) * (max_db / 3.0)  # (B, 3) in dB
-    return (amps @ basis) / 10.0  # dB → log10 units
-
-
 class LogMel(nn.Module):
     """(B, S) waveforms + lengths → (B, n_mels, F) normalised log-mel + frame lengths (B,)."""
 
@@ -187,15 +140,8 @@ class LogMel(nn.Module):
                 return_complex=True,
             )  # (B, n_fft // 2 + 1, F)
             power = spec.real.square() + spec.imag.square()
-            if self.training and c.vtlp > 0:
-                alpha = 1.0 + (2.0 * torch.rand(B, device=audio.device) - 1.0) * c.vtlp  # (B,)
-                fb = warped_mel_filterbank(c, alpha)  # (B, n_freqs, n_mels)
-                mel = torch.matmul(fb.transpose(1, 2), power)  # (B, n_mels, F)
-            else:
-                mel = torch.matmul(self.mel_fb.T, power)  # (B, n_mels, F)
+            mel = torch.matmul(self.mel_fb.T, power)  # (B, n_mels, F)
             logmel = torch.log10(mel.clamp(min=1e-10))
-            if self.training and c.eq_db > 0:
-                logmel = logmel + random_eq(B, c.n_mels, c.eq_db, audio.device)[:, :, None]
 
             frame_lengths = self.frame_lengths(lengths)
             frame_valid = torch.arange(logmel.shape[-1], device=audio.device)[None, :] < frame_lengths[:, None]
@@ -207,10 +153,6 @@ class LogMel(nn.Module):
             floor = torch.maximum(logmel, peak - c.top_db / 10.0)
             if c.level == "peak":
                 logmel = (floor - peak) / 4.0 + 1.0  # loudest bin → 1, 80 dB below it → -1
-            elif c.level == "band_mean":
-                n = frame_lengths.clamp(min=1)[:, None, None].to(floor.dtype)
-                mean = (floor * frame_valid).sum(dim=-1, keepdim=True) / n  # (B, n_mels, 1)
-                logmel = (floor - mean) / 4.0
             else:
                 logmel = (floor + 4.0) / 4.0  # Whisper
             logmel = logmel.masked_fill(~frame_valid, 0.0)

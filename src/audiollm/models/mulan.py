@@ -18,12 +18,8 @@ encoder's tokenizer and `transformers` config), and a README model card.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
-import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,14 +28,21 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from audiollm import __version__
 from audiollm.errors import AudioLLMError, ConfigError, ModelDirError
-from audiollm.models.audiollm import CONFIG_NAME, WEIGHTS_NAME, _config_from_dict, masked_mean
+from audiollm.config import choice, from_dict, resolve_choices
+from audiollm.data.augment import apply_spec_masks
 from audiollm.models.contrastive import CONTRASTIVE_LOSSES, LossConfig, all_gather_with_grad
 from audiollm.models.frontend import LogMel, LogMelConfig
 from audiollm.models.lm import RMSNorm, TransformerBlock, init_weights, make_attention_mask, RotaryEmbedding
 from audiollm.models.quantizer import MuLaNEmbedQuantizer, QuantizerConfig
-from audiollm.models.registry import get_entry, register_audio_tower, register_text_tower
+from audiollm.models.registry import (
+    AUDIO_TOWERS,
+    TEXT_TOWERS,
+    get_entry,
+    register_audio_tower,
+    register_model,
+    register_text_tower,
+)
 
 TEXT_TOWER_DIR = "text_tower"  # pretrained text tower: its transformers config + tokenizer
 
@@ -125,69 +128,51 @@ class PretrainedTextConfig:
 class MuLaNConfig:
     frontend: LogMelConfig = field(default_factory=LogMelConfig)  # waveform → log-mel
     audio_tower: str = "ast"  # name in registry.AUDIO_TOWERS
-    audio_tower_config: Any = None  # its config (dataclass or mapping; None = defaults)
+    audio_tower_config: Any = choice(AUDIO_TOWERS, by="audio_tower")  # its config
     text_tower: str = "transformer"  # name in registry.TEXT_TOWERS: transformer | pretrained
-    text_tower_config: Any = None  # its config
+    text_tower_config: Any = choice(TEXT_TOWERS, by="text_tower")  # its config
     embed_dim: int = 128  # joint embedding width (both projections end here; L2-normalised)
     loss: str = "softmax"  # softmax (CLIP) | decoupled (DCL) | sigmoid (SigLIP)
-    loss_config: Any = None  # contrastive.LossConfig: temperature / scale / bias initialisation
+    loss_config: LossConfig = field(default_factory=LossConfig)  # temperature / scale / bias initialisation
     freeze_audio: bool = False  # keep the audio tower's weights fixed (projection still trains)
     freeze_text: bool = False  # keep the text tower's weights fixed (e.g. a pretrained encoder)
-    quantizer: Any = None  # QuantizerConfig mapping → a MuLaNEmbedQuantizer learned by EMA; None = none
+    quantizer: Any = None  # a QuantizerConfig mapping → a MuLaNEmbedQuantizer learned by EMA; None = none
+
+    @classmethod
+    def prepare_config(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """The audio tower's mel bands follow the frontend's unless set explicitly."""
+        sub = raw.get("audio_tower_config")
+        if sub is None or isinstance(sub, dict):
+            frontend = raw.get("frontend") or {}
+            n_mels = frontend.n_mels if isinstance(frontend, LogMelConfig) else frontend.get("n_mels", LogMelConfig.n_mels)
+            raw = {**raw, "audio_tower_config": {"n_mels": n_mels, **(sub or {})}}
+        return raw
 
     def __post_init__(self) -> None:
         if isinstance(self.frontend, dict):
-            self.frontend = _config_from_dict(LogMelConfig, self.frontend, "frontend")
-        for kind in ("audio_tower", "text_tower"):
-            entry = get_entry(kind, getattr(self, kind))
-            sub = getattr(self, f"{kind}_config") or {}
-            if isinstance(sub, dict):
-                sub = dict(sub)
-                if kind == "audio_tower" and "n_mels" not in sub:
-                    sub["n_mels"] = self.frontend.n_mels
-                sub = _config_from_dict(entry.config_cls, sub, f"{kind}_config")
-            elif not isinstance(sub, entry.config_cls):
-                raise ConfigError(f"{kind}_config must be a {entry.config_cls.__name__} or mapping")
-            setattr(self, f"{kind}_config", sub)
+            self.frontend = from_dict(LogMelConfig, self.frontend, "frontend")
+        resolve_choices(self)
         if getattr(self.audio_tower_config, "n_mels", self.frontend.n_mels) != self.frontend.n_mels:
             raise ConfigError(f"audio_tower_config.n_mels must equal frontend.n_mels ({self.frontend.n_mels})")
         if self.loss not in CONTRASTIVE_LOSSES:
             raise ConfigError(f"loss={self.loss!r}; allowed: {', '.join(CONTRASTIVE_LOSSES)}")
-        if isinstance(self.loss_config, dict) or self.loss_config is None:
-            self.loss_config = _config_from_dict(LossConfig, self.loss_config or {}, "loss_config")
+        if isinstance(self.loss_config, dict):
+            self.loss_config = from_dict(LossConfig, self.loss_config, "loss_config")
         if isinstance(self.quantizer, dict):
-            self.quantizer = _config_from_dict(QuantizerConfig, self.quantizer, "quantizer")
+            self.quantizer = from_dict(QuantizerConfig, self.quantizer, "quantizer")
         if not isinstance(self.embed_dim, int) or self.embed_dim < 1:
             raise ConfigError(f"embed_dim must be a positive integer, got {self.embed_dim!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "frontend": dataclasses.asdict(self.frontend),
-            "audio_tower": self.audio_tower,
-            "audio_tower_config": dataclasses.asdict(self.audio_tower_config),
-            "text_tower": self.text_tower,
-            "text_tower_config": dataclasses.asdict(self.text_tower_config),
-            "embed_dim": self.embed_dim,
-            "loss": self.loss,
-            "loss_config": dataclasses.asdict(self.loss_config),
-            "freeze_audio": self.freeze_audio,
-            "freeze_text": self.freeze_text,
-            "quantizer": None if self.quantizer is None else dataclasses.asdict(self.quantizer),
-        }
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "MuLaNConfig":
-        values = {k: v for k, v in values.items() if k not in ("model_type", "audiollm_version", "kind")}
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        for key in values:
-            if key not in allowed:
-                raise ConfigError(f"unknown MuLaN config key {key!r}; allowed: {', '.join(allowed)}")
-        return cls(**values)
 
     @classmethod
     def tiny(cls, text_tower: str = "transformer", **kw) -> "MuLaNConfig":
         return cls(frontend=LogMelConfig(n_mels=16), audio_tower_config=ASTConfig.tiny(), text_tower=text_tower,
                    text_tower_config=get_entry("text_tower", text_tower).config_cls.tiny(), embed_dim=16, **kw)
+
+
+def masked_mean(h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(B, T, D) states → (B, D) mean over each row's first ``lengths`` positions."""
+    w = (torch.arange(h.shape[1], device=h.device)[None, :] < lengths[:, None]).to(h.dtype)[:, :, None]  # (B, T, 1)
+    return (h * w).sum(1) / w.sum(1).clamp(min=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,6 +391,11 @@ class PretrainedTextTower(nn.Module):
     def save_files(self, directory: Path) -> None:
         self.model.config.save_pretrained(str(directory / TEXT_TOWER_DIR))
 
+    @property
+    def pretrained_source(self) -> str:
+        """The checkpoint the text tower started from (the model card names it)."""
+        return self.config.path
+
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         mask = (torch.arange(input_ids.shape[1], device=input_ids.device)[None, :] < lengths[:, None]).long()
         h = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state  # (B, T, hidden)
@@ -426,6 +416,7 @@ class MuLaNOutput(NamedTuple):
     aux_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # the loop's log of them (none here; never mutated)
 
 
+@register_model("mulan", MuLaNConfig)
 class MuLaN(nn.Module):
     """Audio tower + text tower, each projected to one L2-normalised space, trained contrastively."""
 
@@ -501,86 +492,33 @@ class MuLaN(nn.Module):
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
-    # -- save / load ----------------------------------------------------------------------------
+    # -- what a model directory stores (models.hub) ---------------------------------------------
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """config.json + model.safetensors (+ text_tower/config.json for a pretrained tower),
-        written into a temp sibling and moved into place file by file."""
-        from safetensors.torch import save_file
+    CARD_TITLE = "audiollm MuLaN embedding model"
+    CARD_USE = ('audio = model.embed_audio(["clip.wav"])', 'print(model.tag("clip.wav", ["piano", "organ", "guitar"]))')
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-        try:
-            config = {"model_type": "mulan", "audiollm_version": __version__, **self.config.to_dict()}
-            (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-            state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
-            save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-            names = [WEIGHTS_NAME, CONFIG_NAME]
-            if hasattr(self.text, "save_files"):
-                self.text.save_files(tmp)
-                (directory / TEXT_TOWER_DIR).mkdir(exist_ok=True)
-                names += [f"{TEXT_TOWER_DIR}/{p.name}" for p in (tmp / TEXT_TOWER_DIR).iterdir()]
-            for name in names:
-                os.replace(tmp / name, directory / name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return directory
+    def card_summary(self) -> str:
+        c = self.config
+        return (f"Joint music–text embeddings ({c.embed_dim}-d, L2-normalised): an `{c.audio_tower}` audio tower on "
+                f"{c.frontend.n_mels}-band log-mel patches and a `{c.text_tower}` text tower, trained with the "
+                f"`{c.loss}` contrastive loss on audio ↔ caption pairs.")
+
+    def state_to_save(self) -> dict[str, torch.Tensor]:
+        """Every tensor: both towers (a pretrained text tower included), projections, the loss's
+        temperature and the quantizer's codebooks and tables."""
+        return self.state_dict()
+
+    def save_files(self, directory: Path) -> None:
+        """A pretrained text tower's transformers config, so the directory rebuilds it alone."""
+        if hasattr(self.text, "save_files"):
+            self.text.save_files(directory)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> "MuLaN":
-        from safetensors.torch import load_file
+    def for_loading(cls, config: MuLaNConfig, directory: Path) -> "MuLaN":
+        """The architecture a saved directory describes (its weights are loaded after)."""
+        source = directory / TEXT_TOWER_DIR
+        return cls(config, text_source=source if (source / "config.json").is_file() else None)
 
-        directory = Path(directory)
-        config = read_mulan_config(directory)
-        weights = directory / WEIGHTS_NAME
-        if not weights.is_file():
-            raise ModelDirError(f"{weights}: missing {WEIGHTS_NAME}")
-        try:
-            state = load_file(str(weights), device=str(map_location))
-        except Exception as e:  # safetensors has its own error types for corrupt files
-            raise ModelDirError(f"{weights}: cannot read {WEIGHTS_NAME}: {str(e)[:160]}") from None
-        source = directory / TEXT_TOWER_DIR if (directory / TEXT_TOWER_DIR / CONFIG_NAME).is_file() else None
-        model = cls(config, text_source=source)
-        expected = model.state_dict()
-        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise ModelDirError(f"{weights}: weights do not match {CONFIG_NAME} (missing {missing[:3]}, unexpected {unexpected[:3]})")
-        for k, v in state.items():
-            if v.shape != expected[k].shape:
-                raise ModelDirError(f"{weights}: {k} has shape {tuple(v.shape)}, {CONFIG_NAME} implies {tuple(expected[k].shape)}")
-        model.load_state_dict(state, strict=True)
-        return model.to(map_location).eval()
-
-
-def read_mulan_config(directory: Path) -> MuLaNConfig:
-    path = directory / CONFIG_NAME
-    if not directory.is_dir():
-        raise ModelDirError(f"{directory}: no such model directory")
-    if not path.is_file():
-        raise ModelDirError(f"{path}: missing {CONFIG_NAME} (not a saved model directory?)")
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelDirError(f"{path}: cannot read {CONFIG_NAME}: {e}") from None
-    if raw.get("model_type") != "mulan":
-        raise ModelDirError(f"{directory}: is a {raw.get('model_type', 'unknown')!r} model, not a MuLaN embedding model")
-    try:
-        return MuLaNConfig.from_dict(raw)
-    except ConfigError as e:
-        raise ModelDirError(f"{path}: {e}") from None
-
-
-def apply_spec_masks(features: torch.Tensor, freq_masks: torch.Tensor | None, time_masks: torch.Tensor | None) -> torch.Tensor:
-    """Set mel bands / frames in [start, start + width) to 0 (the normalised log-mel's neutral
-    value). Masks are (B, K, 2) integer [start, width]; width 0 masks nothing."""
-    B, n_mels, n_frames = features.shape
-    drop = torch.zeros_like(features, dtype=torch.bool)
-    for masks, size, dim in ((freq_masks, n_mels, 1), (time_masks, n_frames, 2)):
-        if masks is None or masks.numel() == 0:
-            continue
-        masks = masks.to(features.device)
-        idx = torch.arange(size, device=features.device)[None, None, :]  # (1, 1, size)
-        hit = ((idx >= masks[..., :1]) & (idx < masks[..., :1] + masks[..., 1:])).any(1)  # (B, size)
-        drop |= hit[:, :, None] if dim == 1 else hit[:, None, :]
-    return features.masked_fill(drop, 0.0)
+    @staticmethod
+    def load_tokenizer(config: MuLaNConfig, directory: Path):
+        return get_entry("text_tower", config.text_tower).module_cls.load_tokenizer(config.text_tower_config, directory)

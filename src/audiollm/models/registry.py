@@ -1,5 +1,6 @@
 """Component registries: one visible dict per kind, filled by a decorator on the module class.
 
+    MODELS["audiollm"]                  -> Entry(AudioLLMConfig, AudioLLM)
     AUDIO_ENCODERS["conv_transformer"]  -> Entry(AudioEncoderConfig, AudioEncoder)
     PROJECTORS["mlp"]                   -> Entry(ProjectorConfig, Projector)
     LANGUAGE_MODELS["llama"]            -> Entry(DecoderConfig, Decoder)
@@ -16,9 +17,11 @@ Constructor protocol the composite relies on:
   audio tower:    cls(config); forward(features, frame_lengths, ...) -> (B, output_dim).
   text tower:     cls(config); forward(input_ids, lengths) -> (B, output_dim); classmethods
                   make_tokenizer(config, texts, ...) and load_tokenizer(model_dir).
-  language model: cls(config); ``d_model``, ``embed_tokens(ids)``,
-                  forward(inputs_embeds=, attention_mask=, position_ids=, cache=, logits_to_keep=)
-                  and generate(inputs_embeds=, attention_mask=, ...) like `lm.Decoder`.
+  language model: cls(config); ``d_model``, ``max_seq_len``, ``embed_tokens(ids)``,
+                  forward(inputs_embeds=, attention_mask=, position_ids=, cache=, logits_to_keep=),
+                  ``new_cache(batch, max_len, dtype, device)`` like `lm.Decoder`; decoding is
+                  `audiollm.decoding.loop` for every LM.
+  model:          a whole model type (`AudioLLM`, `MuLaN`); `models.hub` saves and loads it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ PROJECTORS: dict[str, Entry] = {}
 LANGUAGE_MODELS: dict[str, Entry] = {}
 AUDIO_TOWERS: dict[str, Entry] = {}  # MuLaN: audio → pooled vector (models/mulan.py)
 TEXT_TOWERS: dict[str, Entry] = {}  # MuLaN: token ids → pooled vector
+MODELS: dict[str, Entry] = {}  # whole models by type: "audiollm", "mulan" (a model directory's model_type)
 
 REGISTRIES: dict[str, dict[str, Entry]] = {
     "audio_encoder": AUDIO_ENCODERS,
@@ -45,6 +49,7 @@ REGISTRIES: dict[str, dict[str, Entry]] = {
     "lm": LANGUAGE_MODELS,
     "audio_tower": AUDIO_TOWERS,
     "text_tower": TEXT_TOWERS,
+    "model": MODELS,
 }
 
 T = TypeVar("T", bound=type)
@@ -85,6 +90,12 @@ def register_audio_tower(name: str, config_cls: type) -> Callable[[T], T]:
 def register_text_tower(name: str, config_cls: type) -> Callable[[T], T]:
     """Class decorator: ``@register_text_tower("transformer", TextTransformerConfig)``."""
     return _register(TEXT_TOWERS, "text_tower", name, config_cls)
+
+
+def register_model(name: str, config_cls: type) -> Callable[[T], T]:
+    """Class decorator: ``@register_model("audiollm", AudioLLMConfig)`` — a model type, what
+    ``model.type`` in a config and ``model_type`` in a model directory's config.json name."""
+    return _register(MODELS, "model", name, config_cls)
 
 
 def get_entry(kind: str, name: str) -> Entry:

@@ -1,9 +1,11 @@
 """The Task interface and the task registry.
 
-A task turns a manifest row into the (question, answer) text pair the model trains on,
-cleans decoded model text into a prediction, and scores predictions with
-:mod:`audiollm.metrics`. One small class per task; ``@register_task("name")`` puts one
-instance in :data:`TASKS`, and ``row["task"]`` picks it.
+A task turns a manifest row into the (question, answer) pair the model trains on and the
+targets of the model's auxiliary heads, names the pipeline of a loaded model that answers it
+(``pipeline``), turns that pipeline's result into a prediction, and scores predictions with
+:mod:`audiollm.metrics`. It never calls a model. One small class per task;
+``@register_task("name")`` puts one instance in :data:`TASKS`, and ``row["task"]`` picks it.
+A config's ``data.tasks.NAME`` section is the task's `options_class`.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from audiollm.errors import AudioLLMError, ManifestError
+from audiollm.errors import AudioLLMError, ConfigError, ManifestError
 
 Row = Mapping[str, Any]
 
@@ -30,6 +33,19 @@ def row_label(row: Row, index: int | None = None) -> str:
     return f"audio={row['audio']}" if row.get("audio") else "row"
 
 
+@dataclass
+class TaskOptions:
+    """A task's section of a training config (``data.tasks.NAME``)."""
+
+    weight: float | None = None  # share of training draws, relative to the other tasks' weights;
+    #   None: when no task sets one, draws follow row counts (a task left unset gets 1.0 otherwise)
+
+    def __post_init__(self) -> None:
+        w = self.weight
+        if w is not None and (isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0):
+            raise ConfigError(f"a task's weight must be a number ≥ 0, got {w!r}")
+
+
 class Task(ABC):
     """Base class: subclasses set ``questions`` (and ``required_keys``) and implement ``score``."""
 
@@ -39,24 +55,25 @@ class Task(ABC):
     #: Keys every manifest row of this task must have.
     required_keys: tuple[str, ...] = ("audio", "answer")
     #: True when the answer is the clip's content in temporal order (a transcript): such
-    #: answers also supervise the audio encoder through an auxiliary CTC loss when the model
-    #: has one (``model.ctc_weight > 0``), which teaches it to align sounds with tokens fast.
-    #: ``aligned_ids`` says which of the answer's tokens the CTC head is trained on.
+    #: answers also supervise the audio encoder through the CTC head when the model has one
+    #: (``model.heads: {ctc: …}``; `head_targets` says on which tokens), and evaluation decodes
+    #: them jointly with it.
     aligned_answer: bool = False
     #: True when answers are MIDI event tokens rather than text: the tokenizer then needs a
     #: MIDI vocabulary (``TextTokenizer.with_midi``) and the answer is not BPE training text.
     answers_are_events: bool = False
-    #: False for a text-only task (text_to_midi): its rows have no ``audio``, the model sees
-    #: zero audio tokens, and evaluation calls the task's ``generate`` with no waveforms.
+    #: False for a text-only task (text_to_midi): its rows have no ``audio`` and the model sees
+    #: zero audio tokens.
     takes_audio: bool = True
-    #: True when sampling may use classifier-free guidance: training then replaces the
-    #: question with the empty (unconditional) prompt with probability ``data.cond_dropout``,
-    #: so one model learns p(answer) next to p(answer | question). Other tasks keep their
-    #: questions (dropping an ASR question would only teach noise).
-    supports_guidance: bool = False
     #: Audio window (seconds) the task is trained and run on; long clips are cut into windows
     #: of this length. None: the whole clip (training crops it to ``data.max_audio_seconds``).
     window_seconds: float | None = None
+    #: The pipeline of a loaded model that answers this task's rows in evaluation:
+    #: ``ask`` (text answers; rows of every such task share batches), ``transcribe`` (audio →
+    #: notes, window by window) or ``compose`` (a text → notes). See `prediction`.
+    pipeline: str = "ask"
+    #: The options class of this task's section in a training config.
+    options_class: type[TaskOptions] = TaskOptions
 
     def validate(self, row: Row, index: int | None = None) -> None:
         """Raise ManifestError naming the row and the first missing or empty required key."""
@@ -113,27 +130,17 @@ class Task(ABC):
         row's clip. Text answers describe the whole clip, so the window is ignored here."""
         return tokenizer.encode(self.answer(row))
 
-    def aligned_ids(self, target: Sequence[int], tokenizer: Any) -> list[int]:
-        """The CTC labels of a window whose answer is ``target`` (no eos): the whole answer of
-        an ``aligned_answer`` task, none otherwise."""
-        return list(target) if self.aligned_answer else []
+    def head_targets(self, row: Row, answer_ids: Sequence[int], tokenizer: Any, start: float,
+                     duration: float) -> dict[str, Any]:
+        """Targets for the model's auxiliary heads (`audiollm.models.heads`), by head name, for
+        the window ``[start, start + duration)`` whose answer is ``answer_ids`` (no eos). A
+        transcript (``aligned_answer``) trains the CTC head on its answer; other tasks give none."""
+        return {"ctc": list(answer_ids)} if self.aligned_answer else {}
 
-    def frame_notes(self, row: Row, start: float, duration: float) -> list[tuple[float, float, int]] | None:
-        """Note-activity targets of the audio window ``[start, start + duration)`` seconds: each
-        note sounding in it as ``(start, end, pitch)`` relative to the window, clipped to it.
-        None for a task without notes (the model's note-activity head then skips the row)."""
-        return None
-
-    def generate(self, model: Any, tokenizer: Any, wavs: Sequence[Any], questions: Sequence[str], *,
-                 max_new_tokens: int = 64, batch_size: int = 16) -> list[str]:
-        """Greedy predictions (already postprocessed) for one batch of this task's waveforms.
-        Evaluation calls it for tasks with ``window_seconds`` (whose clips it must cut into
-        windows); text tasks share batches there and are answered the same way as here."""
-        from audiollm.decoding.options import DecodingOptions
-        from audiollm.inference.answer import generate_answers
-
-        texts = generate_answers(model, tokenizer, list(wavs), list(questions), DecodingOptions(max_new_tokens=max_new_tokens))
-        return [self.postprocess(t) for t in texts]
+    def prediction(self, result: Any) -> str:
+        """The pipeline's result for one row (its decoded text, for ``ask``) → the prediction
+        `score` reads."""
+        return self.postprocess(result)
 
     @abstractmethod
     def score(self, predictions: Sequence[str], rows: Sequence[Row]) -> dict[str, float]:

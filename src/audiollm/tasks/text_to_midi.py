@@ -8,14 +8,15 @@ A row is a music clip's labels and notes, without audio::
 
 The embedded corpus writes one per music clip (``audiollm data synth``), and
 ``audiollm data text-to-midi`` derives them from an older corpus's caption rows. A row
-without ``question`` gets a caption drawn from its labels (:func:`audiollm.music_prompt.caption`).
+without ``question`` gets a caption drawn from its labels (:func:`audiollm.music.prompt.caption`).
 The answer is built exactly as transcription's (same :class:`MidiVocab`, held section,
 ``<|tie|>``, events) for a window of at most ``window_seconds`` of the clip; training draws
-the caption away with probability ``data.cond_dropout`` (classifier-free guidance).
+the caption away with probability ``data.tasks.text_to_midi.cond_dropout`` (classifier-free
+guidance) and trains on label-consistent variants with probability ``…variants``.
 
-Predictions are sampled with guidance and the grammar mask (:mod:`audiollm.midi_generate`)
-and scored on the MIDI itself (:func:`audiollm.metrics.attribute_adherence`): valid MIDI,
-and whether instrument, tempo and key are what the caption asked for.
+Evaluation samples with guidance and the grammar mask (the ``compose`` pipeline,
+:attr:`eval_options`) and scores the MIDI itself (:func:`audiollm.metrics.notes.attribute_adherence`):
+valid MIDI, and whether instrument, tempo and key are what the caption asked for.
 """
 
 from __future__ import annotations
@@ -24,18 +25,20 @@ import json
 import math
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from audiollm.metrics.notes import attribute_adherence, midi_round_trip, tempo_adherence
 from audiollm.music.analysis import analyse_key, estimate_tempo
 from audiollm.decoding.options import DecodingOptions
-from audiollm.errors import AudioLLMError, ManifestError
+from audiollm.errors import AudioLLMError, ConfigError, ManifestError
 from audiollm.music.prompt import MusicRequest, caption, parse_request
-from audiollm.tasks.base import Row, register_task, row_label
-from audiollm.tasks.transcription import TranscriptionTask, notes_to_json, parse_notes
+from audiollm.music.tempo_fit import fit_tempo
+from audiollm.music.theory import BY_PROGRAM, TEMPO_RANGES, key_name, octave_for, tempo_class
+from audiollm.tasks.base import Row, TaskOptions, register_task, row_label
+from audiollm.tasks.transcription import TranscriptionTask, parse_notes
 
 LABEL_KEYS = ("program", "tempo_bpm", "tempo_class", "key")
 #: A variant's tempo change: the notes' durations are multiplied by a factor in this range
@@ -53,12 +56,31 @@ def request_of(row: Row) -> MusicRequest:
     return MusicRequest(int(row["program"]), req.bpm, None, req.tonic, req.mode)
 
 
+@dataclass
+class TextToMidiOptions(TaskOptions):
+    """text_to_midi's section of a training config (``data.tasks.text_to_midi``)."""
+
+    cond_dropout: float = 0.0  # probability of training on the empty prompt instead of the caption: the
+    #   unconditional model classifier-free guidance needs (0.1-0.2)
+    variants: float = 0.0  # probability that an example is a label-consistent variant of its row
+    #   (`TextToMidiTask.variant`: another tempo, key and instrument, captioned to match), so every
+    #   attribute is seen with many pieces
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ConfigError(f"data.tasks.text_to_midi.cond_dropout must be in [0, 1), got {self.cond_dropout}")
+        if not 0.0 <= self.variants <= 1.0:
+            raise ConfigError(f"data.tasks.text_to_midi.variants must be in [0, 1], got {self.variants}")
+
+
 @register_task("text_to_midi")
 class TextToMidiTask(TranscriptionTask):
     questions = ()  # captions come from the row's labels (see question)
     required_keys = ("notes",)
     takes_audio = False
-    supports_guidance = True
+    pipeline = "compose"
+    options_class = TextToMidiOptions
     #: The trained window: clips longer than this train on random windows of it, and
     #: generation refuses longer pieces (the corpus's clips are 4 s).
     window_seconds = 4.0
@@ -86,8 +108,6 @@ class TextToMidiTask(TranscriptionTask):
         beat rate scaled exactly as the notes are, and the key label is the old one moved by
         the transposition, so every label stays exact. A row without the labels is returned as is.
         """
-        from audiollm.music.theory import BY_PROGRAM, key_name, octave_for
-        from audiollm.music.theory import TEMPO_RANGES, tempo_class
 
         if any(row.get(k) is None for k in LABEL_KEYS) or tokenizer.midi is None:
             return row
@@ -154,31 +174,10 @@ class TextToMidiTask(TranscriptionTask):
             return float(row["duration"])
         return max(n.end for n in self.notes(row))
 
-    def generate_from_text(self, model: Any, tokenizer: Any, rows: Sequence[Row], questions: Sequence[str], *,
-                           max_new_tokens: int = 64, batch_size: int = 16, follow_caption: bool = True) -> list[str]:
-        """Sampled notes (JSON) per caption, for a window as long as the row's (at most
-        ``window_seconds``), with :attr:`eval_options`; ``follow_caption=False`` lets a model with
-        attribute tokens write its own plan (see :func:`audiollm.midi_generate.sample_events`)."""
-        from audiollm.inference.compose import generate_midi
-
-        if getattr(tokenizer, "midi", None) is None:
-            raise AudioLLMError("text_to_midi rows need a model whose tokenizer has a MIDI vocabulary; "
-                                "leave them out (evaluate --tasks) for a text-only model")
-        options = self.eval_options.replace(max_new_tokens=max(max_new_tokens, self.eval_options.max_new_tokens))
-        generator = torch.Generator().manual_seed(options.seed)
-        out: list[str] = [""] * len(rows)
-        by_len: dict[float, list[int]] = {}
-        for i, row in enumerate(rows):
-            seconds = round(min(self.duration(row), self.window_seconds) / tokenizer.midi.time_step) * tokenizer.midi.time_step
-            by_len.setdefault(round(seconds, 6), []).append(i)
-        for seconds, idx in sorted(by_len.items()):
-            for start in range(0, len(idx), batch_size):
-                part = idx[start : start + batch_size]
-                notes = generate_midi(model, tokenizer, [questions[i] for i in part], seconds=seconds,
-                                      options=options, generator=generator, follow_caption=follow_caption)
-                for i, n in zip(part, notes):
-                    out[i] = notes_to_json(n)
-        return out
+    def generation_seconds(self, row: Row, time_step: float) -> float:
+        """How long a piece evaluation asks for: the row's duration, at most the trained window,
+        on the tokenizer's time grid."""
+        return round(min(self.duration(row), self.window_seconds) / time_step) * time_step
 
     def score(self, predictions: Sequence[str], rows: Sequence[Row]) -> dict[str, float]:
         """``valid_rate`` (notes that survive a MIDI file round trip), and the share of pieces
@@ -187,8 +186,6 @@ class TextToMidiTask(TranscriptionTask):
         are also given for the pieces as ``audiollm generate`` writes them by default, played
         at the requested tempo (:func:`audiollm.tempo_fit.fit_tempo`): ``tempo_adherence_fitted``,
         ``tempo_bpm_adherence_fitted``, ``tempo_class_adherence_fitted``."""
-        from audiollm.music.tempo_fit import fit_tempo
-
         self._check_pairs(predictions, rows)
         if not rows:
             return {"n": 0}

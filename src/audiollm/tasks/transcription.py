@@ -78,10 +78,11 @@ class TranscriptionTask(Task):
     questions = TRANSCRIPTION_QUESTIONS
     required_keys = ("audio",)
     answers_are_events = True
-    #: The window's onsets follow the audio in time: with ``model.ctc_weight > 0`` the encoder
-    #: also learns to emit each note-on as it sounds (see ``aligned_ids``).
+    #: The window's onsets follow the audio in time: with a CTC head the encoder also learns to
+    #: emit each note-on as it sounds (see ``head_targets``).
     aligned_answer = True
     window_seconds = 5.0
+    pipeline = "transcribe"
     #: Answer budget per window; a CLI's smaller text budget does not apply to event answers.
     max_new_tokens = 1024
 
@@ -136,30 +137,28 @@ class TranscriptionTask(Task):
         tokens = vocab.encode_window(vocab.quantize(self.notes(row)), vocab.steps(start), length)
         return tokenizer.encode_events(tokens)
 
-    def aligned_ids(self, target: Sequence[int], tokenizer: Any) -> list[int]:
-        """The CTC labels of a window: its note-on tokens after ``<|tie|>``, in onset order
-        (a chord's notes by pitch, as the codec writes them). Time shifts, velocities, programs,
-        note-offs and held notes carry no new sound event of their own, so the encoder is not
-        asked to place them; pitch onsets are what it must hear."""
-        tokens = tokenizer.decode_events(target)
-        if len(tokens) != len(target) or TIE not in tokens:
+    def head_targets(self, row: Row, answer_ids: Sequence[int], tokenizer: Any, start: float,
+                     duration: float) -> dict[str, Any]:
+        """The window's targets for the auxiliary heads.
+
+        ``ctc``: its note-on tokens after ``<|tie|>``, in onset order (a chord's notes by pitch,
+        as the codec writes them). Time shifts, velocities, programs, note-offs and held notes
+        carry no new sound event of their own, so the encoder is not asked to place them;
+        pitch onsets are what it must hear. ``note_activity``: each note sounding in the window
+        as ``(start, end, pitch)`` relative to it, clipped to it."""
+        tokens = tokenizer.decode_events(answer_ids)
+        if len(tokens) != len(answer_ids) or TIE not in tokens:
             raise AudioLLMError("a transcription target must be event tokens with a <|tie|>")
         tie = tokens.index(TIE)
-        return [i for i, t in zip(target[tie + 1:], tokens[tie + 1:]) if t.startswith("<|on_")]
-
-    def frame_notes(self, row: Row, start: float, duration: float) -> list[tuple[float, float, int]]:
+        onsets = [i for i, t in zip(answer_ids[tie + 1:], tokens[tie + 1:]) if t.startswith("<|on_")]
         end = start + duration
-        return [(max(n.start, start) - start, min(n.end, end) - start, n.pitch)
-                for n in self.notes(row) if n.start < end and n.end > start]
+        sounding = [(max(n.start, start) - start, min(n.end, end) - start, n.pitch)
+                    for n in self.notes(row) if n.start < end and n.end > start]
+        return {"ctc": onsets, "note_activity": sounding}
 
-    def generate(self, model: Any, tokenizer: Any, wavs: Sequence[Any], questions: Sequence[str], *,
-                 max_new_tokens: int = 64, batch_size: int = 16) -> list[str]:
-        """Whole clips, windowed and stitched (see :mod:`audiollm.transcribe`), as note JSON."""
-        from audiollm.inference.transcribe import transcribe
-
-        notes = transcribe(model, tokenizer, wavs, window_seconds=self.window_seconds, questions=questions,
-                           batch_size=batch_size, max_new_tokens=max(max_new_tokens, self.max_new_tokens))
-        return [notes_to_json(n) for n in notes]
+    def prediction(self, result: Sequence[Note]) -> str:
+        """A clip's stitched notes → the JSON note list `score` reads."""
+        return notes_to_json(result)
 
     def score(self, predictions: Sequence[str], rows: Sequence[Row]) -> dict[str, float]:
         """mir_eval note scores averaged over clips: ``note_precision``, ``note_recall``,

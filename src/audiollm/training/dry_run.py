@@ -4,15 +4,14 @@ example and the first batch decoded (``audiollm train --dry-run``).
 
 from __future__ import annotations
 
-
 import torch
 from accelerate.utils import set_seed
 
-from audiollm.config import ExperimentConfig
 from audiollm.data.batching import make_sampler
-
+from audiollm.data.manifest import load_rows
+from audiollm.training.config import ExperimentConfig
+from audiollm.training.init_from import init_tokenizer
 from audiollm.training.kinds import get_kind
-from audiollm.training.loop import load_rows
 
 
 def dry_run(cfg: ExperimentConfig) -> dict:
@@ -22,13 +21,12 @@ def dry_run(cfg: ExperimentConfig) -> dict:
     The memory estimate is weights + gradients and AdamW state of the trainable parameters
     (fp32) + the activations autograd keeps for one micro-batch, measured by running that
     micro-batch's forward pass with a hook on every tensor saved for backward. Works for every
-    model kind (``model.kind``), through the same hooks the training loop uses.
+    model type (``model.type``), through the same hooks the training loop uses.
     """
     tc = cfg.train
     kind = get_kind(cfg)
-    rows = kind.prepare_rows(load_rows(cfg.data.train, cfg.data.split, cfg.data.tasks), cfg.data.train)
-    kind.configure(cfg, rows)
-    tokenizer = kind.make_tokenizer(rows, cfg)
+    rows = kind.prepare_rows(load_rows(cfg.data.train, cfg.data.split, list(cfg.data.tasks)), cfg.data.train)
+    tokenizer = init_tokenizer(tc.init_from, cfg.model_type) if tc.init_from else kind.make_tokenizer(rows, cfg)
     set_seed(tc.seed)
     model = kind.build(cfg, tokenizer)
     model.train()
@@ -65,7 +63,7 @@ def dry_run(cfg: ExperimentConfig) -> dict:
     per_example = [int(a) + len(e["input_ids"]) for e, a in zip(examples, audio_tokens)]
     gib = 2**30
     return {
-        "model_kind": kind.name,
+        "model_type": kind.name,
         "parameters": {"total": sum(p.numel() for p in params), "trainable": sum(p.numel() for p in trainable)},
         "memory_gib": {
             "weights": round(weight_bytes / gib, 4),

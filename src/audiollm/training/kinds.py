@@ -1,6 +1,7 @@
 """Model kinds: what differs between training a generative AudioLLM and a contrastive MuLaN
-(rows, tokenizer, example building, the loss normaliser's count, validation, saving), behind
-one interface the training loop calls. ``model.kind`` picks one from `MODEL_KINDS`.
+(rows, tokenizer, example building, the loss normaliser's count, validation), behind one
+interface the training loop calls. ``model.type`` picks one from `MODEL_KINDS`; saving is
+`models.hub` for both.
 
 For MuLaN a row is a caption row (audio ↔ its caption), the count is the number of pairs, and
 the model's contrastive loss gathers the whole global batch from every process with gradients
@@ -11,42 +12,44 @@ shrink the set of negatives to a micro-batch and change the loss, so a MuLaN run
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
+import dataclasses
 from typing import Any
 
 import torch
 
-from audiollm.config import ExperimentConfig
-from audiollm.data.augment import AudioAugment, PairAugment
+from audiollm.data.augment import AudioAugment
 from audiollm.data.batching import ExampleBuilder, collate
 from audiollm.data.contrastive import PairBuilder, collate_pairs
 from audiollm.data.feature_cache import FeatureCache, check_cacheable
 from audiollm.errors import ConfigError
-from audiollm.inference.embedding import save_mulan_dir, zero_shot_accuracy
+from audiollm.inference.api import AudioLanguageModel
+from audiollm.inference.embedding import zero_shot_accuracy
 from audiollm.metrics.retrieval import retrieval_metrics
-from audiollm.models.audiollm import AudioLLMConfig, _config_from_dict
-from audiollm.models.hub import build_model, save_model_dir
-from audiollm.models.mulan import MuLaN, MuLaNConfig
+from audiollm.models.audiollm import AudioLLM
+from audiollm.models.mulan import MuLaN
 from audiollm.models.registry import get_entry
-from audiollm.tokenizers.hf import HFTokenizer, load_tokenizer
+from audiollm.tokenizers.hf import HFTokenizer
 from audiollm.tokenizers.text import TextTokenizer
-
+from audiollm.training.config import ExperimentConfig
 from audiollm.training.tokenizer import make_tokenizer
 from audiollm.training.validation import validate_generation
-
 
 PAIR_TASKS = ("caption",)  # manifest tasks whose answer describes the whole clip
 
 
+def with_vocab(config: Any, section: str, vocab_size: int) -> Any:
+    """A copy of a model config whose ``section`` config has the tokenizer's vocabulary size."""
+    sub = getattr(config, section)
+    if not hasattr(sub, "vocab_size"):
+        return config
+    return dataclasses.replace(config, **{section: dataclasses.replace(sub, vocab_size=vocab_size)})
+
+
 class MuLaNKind:
-    """Model kind "mulan" (``model.kind: mulan`` in a config)."""
+    """Model type "mulan" (``model.type: mulan`` in a config): audio ↔ caption pairs, a
+    contrastive loss over the global batch."""
 
     name = "mulan"
-
-    @staticmethod
-    def model_config(section: dict[str, Any]) -> MuLaNConfig:
-        return MuLaNConfig.from_dict(copy.deepcopy(section))
 
     @classmethod
     def check(cls, cfg: ExperimentConfig) -> None:
@@ -54,8 +57,6 @@ class MuLaNKind:
             raise ConfigError("train.grad_accum must be 1 for a contrastive model: every pair needs the whole batch as negatives")
         if cfg.train.length_groups != 1:
             raise ConfigError("train.length_groups must be 1 for a contrastive model: every pair needs the whole batch as negatives")
-        cls.model_config(cfg.model)
-        cls.augment(cfg)
 
     @staticmethod
     def prepare_rows(rows: list[dict], path: str) -> list[dict]:
@@ -65,41 +66,23 @@ class MuLaNKind:
         return pairs
 
     @staticmethod
-    def configure(cfg: ExperimentConfig, rows: list[dict]) -> None:
-        """Nothing of a MuLaN run's settings comes from its rows."""
-
-    @classmethod
-    def make_tokenizer(cls, rows: list[dict], cfg: ExperimentConfig):
-        mc = cls.model_config(cfg.model)
+    def make_tokenizer(rows: list[dict], cfg: ExperimentConfig):
+        mc = cfg.model
         tower = get_entry("text_tower", mc.text_tower).module_cls
         return tower.make_tokenizer(mc.text_tower_config, [r["answer"] for r in rows],
                                     cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency)
 
-    @classmethod
-    def load_tokenizer(cls, directory: Path, cfg: ExperimentConfig):
-        mc = cls.model_config(cfg.model)
-        return get_entry("text_tower", mc.text_tower).module_cls.load_tokenizer(mc.text_tower_config, directory)
-
-    @classmethod
-    def build(cls, cfg: ExperimentConfig, tokenizer) -> MuLaN:
-        mc = cls.model_config(cfg.model)
-        if hasattr(mc.text_tower_config, "vocab_size"):
-            mc.text_tower_config.vocab_size = tokenizer.vocab_size
-        return MuLaN(mc)
+    @staticmethod
+    def build(cfg: ExperimentConfig, tokenizer) -> MuLaN:
+        return MuLaN(with_vocab(cfg.model, "text_tower_config", tokenizer.vocab_size))
 
     @staticmethod
-    def augment(cfg: ExperimentConfig) -> PairAugment | None:
-        if not cfg.data.augment:
-            return None
-        return _config_from_dict(PairAugment, dict(cfg.data.pair_augment), "data.pair_augment")
-
-    @classmethod
-    def example_builder(cls, rows: list[dict], tokenizer, cfg: ExperimentConfig, *, train: bool) -> PairBuilder:
-        mc = cls.model_config(cfg.model)
-        max_len = getattr(mc.text_tower_config, "max_len")
-        return PairBuilder(rows, tokenizer, max_text_tokens=max_len, n_mels=mc.frontend.n_mels,
+    def example_builder(rows: list[dict], tokenizer, cfg: ExperimentConfig, *, train: bool) -> PairBuilder:
+        mc = cfg.model
+        augment = cfg.data.contrastive.augment if train and cfg.data.augment else None
+        return PairBuilder(rows, tokenizer, max_text_tokens=mc.text_tower_config.max_len, n_mels=mc.frontend.n_mels,
                            hop_length=mc.frontend.hop_length, seed=cfg.train.seed,
-                           max_audio_seconds=cfg.data.max_audio_seconds, augment=cls.augment(cfg) if train else None)
+                           max_audio_seconds=cfg.data.max_audio_seconds, augment=augment)
 
     @staticmethod
     def collate(examples: list[dict], tokenizer) -> dict[str, torch.Tensor]:
@@ -118,9 +101,9 @@ class MuLaNKind:
         build = cls.example_builder(subset, tokenizer, cfg, train=False)
         audio_e, text_e = [], []
         bs = cfg.train.eval_batch_size
+        device = next(net.parameters()).device
         for start in range(0, len(subset), bs):
             batch = collate_pairs([build(i, i) for i in range(start, min(start + bs, len(subset)))], tokenizer.pad_id)
-            device = next(net.parameters()).device
             with autocast():
                 audio_e.append(net.embed_audio(batch["audio"].to(device), batch["audio_lengths"].to(device)).float())
                 text_e.append(net.embed_text(batch["input_ids"].to(device), batch["text_lengths"].to(device)).float())
@@ -132,13 +115,9 @@ class MuLaNKind:
             metrics["zeroshot/family_accuracy"] = zero_shot_accuracy(net, tokenizer, a.cpu(), families)
         return metrics
 
-    @staticmethod
-    def save(directory: Path, model: MuLaN, tokenizer, card: dict, config: ExperimentConfig) -> Path:
-        return save_mulan_dir(directory, model, tokenizer, card=card, config=config)
-
 
 class AudioLLMKind:
-    """Model kind "audiollm" (the default): audio → text generation, token-level loss."""
+    """Model type "audiollm" (the default): audio → text (or MIDI events), token-level loss."""
 
     name = "audiollm"
 
@@ -151,57 +130,36 @@ class AudioLLMKind:
         return rows
 
     @staticmethod
-    def configure(cfg: ExperimentConfig, rows: list[dict]) -> None:
-        """Settings that come from the training rows: the speaker adversary's speakers."""
-        weight = cfg.model.get("speaker_weight", 0)  # a wrong type is reported when the model is built
-        if isinstance(weight, (int, float)) and weight > 0 and not cfg.model.get("speakers"):
-            speakers = sorted({str(r["speaker"]) for r in rows if r.get("speaker") not in (None, "")})
-            if len(speakers) < 2:
-                raise ConfigError(f"model.speaker_weight > 0 needs training rows with a \"speaker\" field naming "
-                                  f"at least 2 speakers; {cfg.data.train} names {len(speakers)}")
-            cfg.model["speakers"] = speakers
-
-    @staticmethod
     def make_tokenizer(rows: list[dict], cfg: ExperimentConfig) -> TextTokenizer | HFTokenizer:
         return make_tokenizer(rows, cfg)
 
     @staticmethod
-    def load_tokenizer(directory: Path, cfg: ExperimentConfig) -> TextTokenizer | HFTokenizer:
-        return load_tokenizer(directory)
+    def build(cfg: ExperimentConfig, tokenizer) -> AudioLLM:
+        return AudioLLM(with_vocab(cfg.model, "lm_config", tokenizer.vocab_size))
 
     @staticmethod
-    def build(cfg: ExperimentConfig, tokenizer: TextTokenizer):
-        return build_model({k: v for k, v in cfg.model.items() if k != "kind"}, tokenizer.vocab_size)
-
-    @staticmethod
-    def example_builder(rows: list[dict], tokenizer: TextTokenizer, cfg: ExperimentConfig, *, train: bool) -> ExampleBuilder:
+    def example_builder(rows: list[dict], tokenizer, cfg: ExperimentConfig, *, train: bool) -> ExampleBuilder:
         augment = None
         if train and cfg.data.augment:
             augment = AudioAugment(speed_perturb=cfg.data.speed_perturb, tilt=cfg.data.tilt, noise_snr_db=cfg.data.noise_snr_db)
         return ExampleBuilder(rows, tokenizer, seed=cfg.train.seed, max_audio_seconds=cfg.data.max_audio_seconds,
                               augment=augment, cache_audio=cfg.data.cache_audio and train, features=feature_cache(cfg),
-                              cond_dropout=cfg.data.cond_dropout if train else 0.0,
-                              variants=cfg.data.variants if train else 0.0,
-                              speakers=cfg.model.get("speakers") if train else None)
+                              task_options=cfg.data.tasks if train else None)
 
     @staticmethod
-    def collate(examples: list[dict], tokenizer: TextTokenizer) -> dict[str, torch.Tensor]:
+    def collate(examples: list[dict], tokenizer) -> dict[str, Any]:
         return collate(examples, tokenizer.pad_id)
 
     @staticmethod
-    def count(batch: dict[str, torch.Tensor]) -> int:
+    def count(batch: dict[str, Any]) -> int:
         return int((batch["labels"] != -100).sum())
 
     @staticmethod
-    def validate(net, tokenizer: TextTokenizer, rows: list[dict], cfg: ExperimentConfig, autocast) -> dict[str, float]:
-        return validate_generation(net, tokenizer, rows, cfg, feature_cache(cfg), autocast)
-
-    @staticmethod
-    def save(directory: Path, model, tokenizer: TextTokenizer, card: dict, config: ExperimentConfig) -> Path:
-        return save_model_dir(directory, model, tokenizer, card=card, config=config)
+    def validate(net, tokenizer, rows: list[dict], cfg: ExperimentConfig, autocast) -> dict[str, float]:
+        return validate_generation(AudioLanguageModel(net, tokenizer), rows, cfg, feature_cache(cfg), autocast)
 
 
-# How the one loop builds, feeds, scores and saves each kind of model (``model.kind``).
+# How the one loop builds, feeds and scores each model type (``model.type``).
 MODEL_KINDS = {"audiollm": AudioLLMKind, "mulan": MuLaNKind}
 
 
@@ -209,18 +167,13 @@ def feature_cache(cfg: ExperimentConfig) -> FeatureCache | None:
     """The configured frozen-encoder feature cache, checked against the model's encoder."""
     if not cfg.data.feature_cache:
         return None
-    model_config = AudioLLMConfig.from_dict({k: v for k, v in cfg.model.items() if k != "kind"})
-    check_cacheable(model_config)
+    check_cacheable(cfg.model)
     cache = FeatureCache(cfg.data.feature_cache)
-    cache.check_matches(model_config)
+    cache.check_matches(cfg.model)
     return cache
 
 
 def get_kind(cfg: ExperimentConfig):
-    name = cfg.model.get("kind", "audiollm")
-    if name not in MODEL_KINDS:
-        raise ConfigError(f"model.kind={name!r}; allowed: {', '.join(MODEL_KINDS)}")
-    kind = MODEL_KINDS[name]
+    kind = MODEL_KINDS[cfg.model_type]
     kind.check(cfg)
     return kind
-

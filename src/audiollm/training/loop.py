@@ -5,9 +5,10 @@ Per optimizer step the GLOBAL batch is a fixed slice of the mixture stream (draw
 ``grad_accum`` micro-batches. The loss is summed over real target tokens and divided by
 the target count of the whole global batch (all-reduced), times ``W`` to undo DDP's mean,
 so gradients are identical for any (processes × accumulation) split of the same batch.
-What differs between kinds of model (a generative AudioLLM, a contrastive MuLaN) — rows,
-tokenizer, batch building, the loss normaliser's count, validation, saving — comes from the
-``MODEL_KINDS`` entry named by ``model.kind``; the loop itself is the same.
+What differs between model types (a generative AudioLLM, a contrastive MuLaN) — rows,
+tokenizer, batch building, the loss normaliser's count, validation — comes from the
+``MODEL_KINDS`` entry named by ``model.type``; the loop itself is the same. A run can start
+from a saved model's weights (``train.init_from``, `training.init_from`).
 
 Checkpoints carry model, optimizer, scheduler, RNG and the step (which fixes the data
 order), are written atomically, and one is saved on Ctrl-C.
@@ -29,14 +30,17 @@ from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from audiollm.training.kinds import get_kind
-from audiollm.training.checkpoint import checkpoint_dir, prune_checkpoints, read_state, resolve_resume, write_state
-from audiollm.files import commit_dir
-from audiollm.config import ExperimentConfig, save_config
-from audiollm.data.batching import length_groups, make_sampler
-from audiollm.data.manifest import read_manifest
+from audiollm.config import to_dict
+from audiollm.data.batching import length_groups, make_sampler, to_device
+from audiollm.data.manifest import load_rows
 from audiollm.errors import AudioLLMError, ConfigError
-from audiollm.tasks import TASKS, get_task
+from audiollm.files import commit_dir
+from audiollm.models.hub import save_model
+from audiollm.models.registry import MODELS
+from audiollm.training.checkpoint import checkpoint_dir, prune_checkpoints, read_state, resolve_resume, write_state
+from audiollm.training.config import ExperimentConfig, save_config
+from audiollm.training.init_from import init_tokenizer, init_weights
+from audiollm.training.kinds import get_kind
 
 LOWER_IS_BETTER = ("loss", "wer", "cer", "t2a_median_rank", "a2t_median_rank")
 
@@ -72,12 +76,14 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
     set_seed(tc.seed)
     main = accelerator.is_main_process
 
-    train_rows = kind.prepare_rows(load_rows(cfg.data.train, cfg.data.split, cfg.data.tasks), cfg.data.train)
-    valid_rows = kind.prepare_rows(load_rows(cfg.data.valid, cfg.data.valid_split, cfg.data.tasks), cfg.data.valid) if cfg.data.valid else []
-    kind.configure(cfg, train_rows)
+    tasks = list(cfg.data.tasks)
+    train_rows = kind.prepare_rows(load_rows(cfg.data.train, cfg.data.split, tasks), cfg.data.train)
+    valid_rows = kind.prepare_rows(load_rows(cfg.data.valid, cfg.data.valid_split, tasks), cfg.data.valid) if cfg.data.valid else []
     ckpt = resolve_resume(resume) if resume else None
     if ckpt is not None:
-        tokenizer = kind.load_tokenizer(run_dir_of(ckpt) / "tokenizer", cfg)
+        tokenizer = MODELS[cfg.model_type].module_cls.load_tokenizer(cfg.model, run_dir_of(ckpt) / "tokenizer")
+    elif tc.init_from:
+        tokenizer = init_tokenizer(tc.init_from, cfg.model_type)
     else:
         tokenizer = kind.make_tokenizer(train_rows, cfg)
     if main:  # the run folder documents itself, also when resuming into a new folder
@@ -86,6 +92,10 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
         save_config(cfg, run_dir / "config.yaml")
 
     model = kind.build(cfg, tokenizer)
+    if tc.init_from and ckpt is None:
+        parts = init_weights(model, tc.init_from, tc.init_parts, cfg.model_type)
+        if main:
+            print(f"initialised {', '.join(parts)} from {tc.init_from}")
     optimizer = torch.optim.AdamW(
         param_groups(model, tc.weight_decay), lr=tc.lr, betas=(tc.beta1, tc.beta2)
     )
@@ -95,7 +105,7 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
     # checkpointed as a registered object.
     accelerator.register_for_checkpointing(scheduler)
     if tc.log_with != "none":
-        accelerator.init_trackers(run_dir.name, config=_flat(cfg.to_dict()))
+        accelerator.init_trackers(run_dir.name, config=_flat(to_dict(cfg)))
 
     state = {"step": 0, "best_value": None, "best_step": None, "metric": tc.best_metric}
     if ckpt is not None:
@@ -131,7 +141,7 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
             loss_total = 0.0
             aux_totals: dict[str, torch.Tensor] = {}  # name → (sum, count) over this step's micro-batches
             for k, batch in enumerate(batches):
-                batch = {key: v.to(accelerator.device) for key, v in batch.items()}
+                batch = to_device(batch, accelerator.device)
                 sync = contextlib.nullcontext() if k == len(batches) - 1 else accelerator.no_sync(model)
                 with sync, accelerator.autocast():
                     out = model(**batch)
@@ -174,7 +184,7 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
                 _log(accelerator, log_path, {"step": step, **{f"valid/{k}": v for k, v in metrics.items()}})
                 if main:
                     bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if not k.endswith("/n")))
-                _update_best(accelerator, kind, model, tokenizer, cfg, state, metrics)
+                _update_best(accelerator, model, tokenizer, cfg, state, metrics)
             if (tc.save_every and step % tc.save_every == 0) or is_last:
                 save_checkpoint(accelerator, run_dir, state, tc.keep_checkpoints)
     except KeyboardInterrupt:
@@ -185,41 +195,13 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
 
     final = run_dir / "final"
     if main:
-        card = {"run": str(run_dir), "steps": step, "train": cfg.data.train, "best": state}
-        kind.save(final, accelerator.unwrap_model(model), tokenizer, card=card, config=cfg)
+        card = {"run": str(run_dir), "steps": step, "train": cfg.data.train, "best": state, "init_from": tc.init_from}
+        save_model(final, accelerator.unwrap_model(model), tokenizer, card=card, train_config=cfg)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()  # clean gloo teardown (no abort at exit)
     return final
-
-
-def load_rows(path: str, split: str = "", tasks: str = "") -> list[dict]:
-    """A manifest's usable rows, optionally only those of ``split`` and of the comma-separated
-    ``tasks``."""
-    rows = read_manifest(path)
-    if split:
-        rows = [r for r in rows if r.get("split") == split]
-        if not rows:
-            raise ConfigError(f"{path}: no rows with split={split!r}")
-    if tasks:
-        wanted = {t.strip() for t in tasks.split(",") if t.strip()}
-        unknown = sorted(wanted - set(TASKS))
-        if unknown:
-            raise ConfigError(f"data.tasks: unknown task {unknown[0]!r}; registered tasks: {', '.join(sorted(TASKS))}")
-        rows = [r for r in rows if r.get("task") in wanted]
-        if not rows:
-            raise ConfigError(f"{path}: no rows of task(s) {', '.join(sorted(wanted))}")
-    unknown = sorted({r["task"] for r in rows} - set(TASKS))
-    if unknown:
-        raise ConfigError(f"{path}: unknown task {unknown[0]!r}; registered tasks: {', '.join(sorted(TASKS))}")
-    # Each task may drop rows it cannot use (e.g. transcription rows with a corrupt MIDI file).
-    kept = {id(r) for name in sorted({r["task"] for r in rows})
-            for r in get_task(name).prepare_rows([r for r in rows if r["task"] == name], path)}
-    rows = [r for r in rows if id(r) in kept]
-    if not rows:
-        raise ConfigError(f"{path}: no usable rows left")
-    return rows
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -281,7 +263,7 @@ def run_dir_of(ckpt: Path) -> Path:
     return ckpt.parent.parent
 
 
-def _update_best(accelerator, kind, model, tokenizer, cfg, state: dict, metrics: dict[str, float]) -> None:
+def _update_best(accelerator, model, tokenizer, cfg, state: dict, metrics: dict[str, float]) -> None:
     name = cfg.train.best_metric
     if not accelerator.is_main_process:
         return
@@ -292,8 +274,10 @@ def _update_best(accelerator, kind, model, tokenizer, cfg, state: dict, metrics:
     best = state["best_value"]
     if best is None or (value < best if lower else value > best):
         state.update(best_value=value, best_step=state["step"])
-        card = {"run": cfg.output_dir, "steps": state["step"], "train": cfg.data.train, "valid_metrics": metrics}
-        kind.save(Path(cfg.output_dir) / "best", accelerator.unwrap_model(model), tokenizer, card=card, config=cfg)
+        card = {"run": cfg.output_dir, "steps": state["step"], "train": cfg.data.train, "valid_metrics": metrics,
+                "init_from": cfg.train.init_from}
+        save_model(Path(cfg.output_dir) / "best", accelerator.unwrap_model(model), tokenizer, card=card,
+                   train_config=cfg)
 
 
 def _log(accelerator: Accelerator, path: Path, record: dict) -> None:

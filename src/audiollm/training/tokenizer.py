@@ -5,14 +5,12 @@ answers in events.
 
 from __future__ import annotations
 
-
-
-from audiollm.config import ExperimentConfig
 from audiollm.errors import ConfigError
 from audiollm.models.registry import get_entry
 from audiollm.tasks import get_task
 from audiollm.tokenizers.hf import HFTokenizer
 from audiollm.tokenizers.text import TextTokenizer
+from audiollm.training.config import ExperimentConfig
 
 
 def pretrained_tokenizer_source(cfg: ExperimentConfig) -> str:
@@ -20,9 +18,11 @@ def pretrained_tokenizer_source(cfg: ExperimentConfig) -> str:
     brings one (``tokenizer_source``), else "" (train our BPE on the corpus)."""
     if cfg.tokenizer.pretrained:
         return cfg.tokenizer.pretrained
-    lm_cls = get_entry("lm", cfg.model.get("lm", "llama")).module_cls
-    source = getattr(lm_cls, "tokenizer_source", None)
-    return source(cfg.model.get("lm_config") or {}) if source else ""
+    lm = getattr(cfg.model, "lm", None)
+    if lm is None:  # not a model with a language model (MuLaN: its text tower brings its own)
+        return ""
+    source = getattr(get_entry("lm", lm).module_cls, "tokenizer_source", None)
+    return source(cfg.model.lm_config) if source else ""
 
 
 def make_tokenizer(rows: list[dict], cfg: ExperimentConfig):
@@ -47,5 +47,5 @@ def train_tokenizer(rows: list[dict], cfg: ExperimentConfig) -> TextTokenizer:
     for task in tasks:
         texts.extend(task.questions)
     tokenizer = TextTokenizer.train(texts, vocab_size=cfg.tokenizer.vocab_size, min_frequency=cfg.tokenizer.min_frequency)
-    return tokenizer.with_midi(cfg.tokenizer.midi_vocab()) if event_tasks else tokenizer
+    return tokenizer.with_midi(cfg.tokenizer.midi.vocab()) if event_tasks else tokenizer
 

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import contextlib
 
-
-from audiollm.config import ExperimentConfig
-from audiollm.data.batching import ExampleBuilder, collate
+from audiollm.data.batching import ExampleBuilder, collate, to_device
+from audiollm.data.feature_cache import FeatureCache
 from audiollm.evaluation.evaluate import predict, score_predictions
-from audiollm.tokenizers.text import TextTokenizer
+from audiollm.training.config import ExperimentConfig
 
 
-def validate_generation(net, tokenizer: TextTokenizer, rows: list[dict], cfg: ExperimentConfig, features,
+def validate_generation(model, rows: list[dict], cfg: ExperimentConfig, features: FeatureCache | None,
                         autocast=contextlib.nullcontext) -> dict[str, float]:
-    """Teacher-forced loss plus task metrics on a fixed, task-stratified validation subset."""
+    """Teacher-forced loss plus task metrics of ``model`` (an `inference.api.AudioLanguageModel`
+    over the network being trained) on a fixed, task-stratified validation subset; ``features``
+    stand in for the audio when the run trains from a feature cache."""
     metrics: dict[str, float] = {}
+    net, tokenizer = model.model, model.tokenizer
     device = next(net.parameters()).device
     subset = stratified(rows, cfg.train.eval_examples)
     build = ExampleBuilder(subset, tokenizer, seed=cfg.train.seed, max_audio_seconds=cfg.data.max_audio_seconds,
@@ -25,13 +27,13 @@ def validate_generation(net, tokenizer: TextTokenizer, rows: list[dict], cfg: Ex
     for start in range(0, len(subset), bs):
         batch = collate([build(i, i) for i in range(start, min(start + bs, len(subset)))], tokenizer.pad_id)
         with autocast():
-            out = net(**{k: v.to(device) for k, v in batch.items()})
+            out = net(**to_device(batch, device))
         loss_sum += float(out.loss_sum)
         n += int(out.n_targets)
     metrics["loss"] = loss_sum / max(n, 1)
-    preds = predict(net, tokenizer, subset, batch_size=bs, max_new_tokens=cfg.train.max_new_tokens,
+    preds = predict(model, subset, batch_size=bs, max_new_tokens=cfg.train.max_new_tokens,
                     question_seed=cfg.train.seed, progress=False, ctc_weight=cfg.train.ctc_decode_weight,
-                    load=(lambda row: features.load(row["audio"]).states) if features is not None else None)
+                    load=(lambda row: features.load(row["audio"])) if features is not None else None)
     for task, values in score_predictions(subset, preds).items():
         for name, value in values.items():
             metrics[f"{task}/{name}"] = float(value)

@@ -59,7 +59,7 @@ def build_manifest(format_name: str, root: str | os.PathLike, **options: Any) ->
 
 
 # Importing a module registers its format(s).
-from audiollm.data.formats import (
+from audiollm.data.formats import (  # noqa: E402,F401  (importing registers them)
     audiocaps,
     clotho,
     fsdd,

@@ -50,8 +50,7 @@ KNOWN_DATASETS = ("audiocaps", "clotho", "fsdd", "gtzan", "librispeech", "ljspee
 class ProtocolContext:
     """What a protocol may need beyond rows and predictions."""
 
-    model: Any = None
-    tokenizer: Any = None
+    model: Any = None  # the loaded model (inference.api.AudioLanguageModel), for protocols that score with it
     questions: Sequence[str] = ()  # the question asked for each row (same order as rows)
     bertscore_model: str | None = None  # encoder folder for BERTScore (None: skipped, with a note)
     bertscore_layer: int | None = None  # its hidden layer (None: the last)
@@ -163,8 +162,8 @@ def run_protocols(rows: Sequence[Row], predictions: Sequence[str], spec: str = "
 
 
 # Importing a module registers its protocol.
-from audiollm.evaluation.protocols import (
-    clotho,  # noqa: E402,F401
+from audiollm.evaluation.protocols import (  # noqa: E402,F401  (importing registers them)
+    clotho,
     librispeech,
     mtt,
     mullama,

@@ -14,7 +14,7 @@ A generative model gives no score per tag, so one is computed (``tag_scores``):
   that cannot score candidates. Ties make the AUCs coarse (a 0/1 score gives one point on
   the ROC curve), so ``likelihood`` numbers are the ones to compare with papers.
 
-``auto`` takes ``likelihood`` when the model has ``candidate_logprobs`` and a model is
+``auto`` takes ``likelihood`` when the model can score answers (``score_answers``) and a model is
 available, else ``presence``; a note names the choice. Tags that every clip has or no clip
 has have no AUC and are left out (``n_tags`` counts the tags scored).
 """
@@ -27,21 +27,22 @@ from tqdm.auto import tqdm
 
 from audiollm.metrics.labels import tag_auc
 from audiollm.errors import AudioLLMError
+import torch
+
 from audiollm.evaluation.protocols import Protocol, ProtocolContext, ProtocolResult, register_protocol
+from audiollm.tasks import get_task, split_labels
 
 MAX_PREFIXES = 8
 TAG_SCORES = ("auto", "likelihood", "presence")
 
 
-def likelihood_scores(model, tokenizer, rows, predictions, questions, vocab, batch_size: int = 8,
+def likelihood_scores(model, rows, predictions, questions, vocab, batch_size: int = 8,
                       progress: bool = False) -> list[list[float]]:
-    """(clips, tags) log-probabilities of generating each tag (see the module docstring)."""
-    from audiollm.audio import load_audio
-    from audiollm.inference.answer import candidate_logprobs
-    from audiollm.tasks import split_labels
-
-    was_training = getattr(model, "training", False)
-    model.eval()
+    """(clips, tags) log-probabilities of generating each tag (see the module docstring), from a
+    loaded model's ``score_answers``."""
+    net = model.model
+    was_training = net.training
+    net.eval()
     out: list[list[float]] = []
     try:
         for start in tqdm(range(0, len(rows), batch_size), desc="tag scores", unit="batch", disable=not progress):
@@ -52,13 +53,12 @@ def likelihood_scores(model, tokenizer, rows, predictions, questions, vocab, bat
                 prefixes = [", ".join(generated[:k]) + (", " if k else "") for k in range(len(generated) + 1)]
                 pairs.append([(p, tag) for p in prefixes for tag in vocab])
                 spans.append(len(prefixes))
-            scores = candidate_logprobs(model, tokenizer, [load_audio(rows[i]["audio"]) for i in idx],
-                                        [questions[i] for i in idx], pairs)
+            scores = model.score_answers([rows[i]["audio"] for i in idx], [questions[i] for i in idx], pairs)
             for flat, n_pre in zip(scores, spans):
                 out.append([max(flat[p * len(vocab) + t] for p in range(n_pre)) for t in range(len(vocab))])
     finally:
         if was_training:
-            model.train()
+            net.train()
     return out
 
 
@@ -68,10 +68,6 @@ class MagnaTagATuneProtocol(Protocol):
     datasets = ("magnatagatune",)
 
     def score(self, rows, predictions, questions, ctx: ProtocolContext) -> ProtocolResult:
-        import torch
-
-        from audiollm.tasks import get_task, split_labels
-
         if ctx.tag_scores not in TAG_SCORES:
             raise AudioLLMError(f"tag_scores {ctx.tag_scores!r}: choose one of {', '.join(TAG_SCORES)}")
         task = get_task("tagging")
@@ -79,14 +75,14 @@ class MagnaTagATuneProtocol(Protocol):
         counts = Counter(t for ls in labels for t in ls)
         vocab = sorted(counts, key=lambda t: (-counts[t], t))
         targets = [[int(t in set(ls)) for t in vocab] for ls in labels]
-        can_score = ctx.model is not None and hasattr(ctx.model, "candidate_logprobs")
+        can_score = ctx.model is not None and hasattr(ctx.model, "score_answers")
         mode = ("likelihood" if can_score else "presence") if ctx.tag_scores == "auto" else ctx.tag_scores
         if mode == "likelihood":
             if not can_score:
                 raise AudioLLMError("tag_scores=likelihood needs a model that scores candidate answers "
-                                    "(AudioLLM.candidate_logprobs)")
+                                    "(AudioLanguageModel.score_answers)")
             with torch.inference_mode():
-                scores = likelihood_scores(ctx.model, ctx.tokenizer, rows, predictions, questions, vocab,
+                scores = likelihood_scores(ctx.model, rows, predictions, questions, vocab,
                                            batch_size=max(1, ctx.batch_size), progress=ctx.progress)
             note = (f"tag scores: log-likelihood of generating each of {len(vocab)} tags "
                     f"(max over the greedy answer's prefixes)")

@@ -39,6 +39,7 @@ from audiollm.models.pretrained.hf_common import (
     load_pretrained,
     local_or_hub,
     trainable_state_keys,
+    resolve_checkpoint,
 )
 from audiollm.models.registry import register_audio_encoder
 from audiollm.models.pretrained.tiny_checkpoints import tiny_checkpoint
@@ -131,6 +132,11 @@ class HFAudioEncoder(nn.Module):
     def trainable_state_keys(self) -> set[str]:
         return trainable_state_keys(self)
 
+    @property
+    def pretrained_source(self) -> str:
+        """The checkpoint this encoder's weights come from (the model card names it)."""
+        return self.config.model
+
     # What a feature cache stores (`audiollm features`): the hidden states the rest of the
     # forward needs — all of them under layer weighting, else the chosen layer — so training
     # from the cache runs exactly `from_states` of what the encoder would have produced.
@@ -177,7 +183,7 @@ class HFAudioEncoder(nn.Module):
 
 def _preprocessor(path: str) -> dict:
     """The checkpoint's feature-extractor settings (preprocessor_config.json), {} when absent."""
-    p = Path(path) / "preprocessor_config.json"
+    p = Path(resolve_checkpoint(path, "audio_encoder_config")) / "preprocessor_config.json"
     if p.is_file():
         try:
             return json.loads(p.read_text())

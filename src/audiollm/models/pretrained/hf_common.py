@@ -12,6 +12,7 @@ transformers (and peft, for LoRA) are optional dependencies imported here lazily
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,16 @@ def import_transformers(where: str):
     return transformers
 
 
+CHECKPOINTS_ENV = "AUDIOLLM_CHECKPOINTS"
+DEFAULT_CHECKPOINTS = Path("~/.cache/audiollm/checkpoints")
+
+
+def checkpoints_folder() -> Path:
+    """Where pretrained checkpoints are looked up by name: ``$AUDIOLLM_CHECKPOINTS``, else
+    ``~/.cache/audiollm/checkpoints``."""
+    return Path(os.environ.get(CHECKPOINTS_ENV) or DEFAULT_CHECKPOINTS).expanduser()
+
+
 def local_or_hub(path: str) -> str:
     """A checkpoint pointer as it should be recorded: an existing local directory becomes its
     absolute path (so a saved model directory finds it from any working directory); anything
@@ -38,6 +49,24 @@ def local_or_hub(path: str) -> str:
     if isinstance(path, str) and path and Path(path).expanduser().exists():
         return str(Path(path).expanduser().resolve())
     return path
+
+
+def resolve_checkpoint(pointer: str, where: str) -> str:
+    """Where a recorded checkpoint is now: the path itself when it exists, else a folder of the
+    same name in the checkpoints folder (`checkpoints_folder`: a model directory copied to
+    another machine finds its pretrained parts there), else — for a hub id — the hub id. A
+    local path found nowhere is a one-line ConfigError saying where to put it."""
+    local = Path(pointer).expanduser()
+    if local.exists():
+        return str(local)
+    named = checkpoints_folder() / local.name
+    if local.name and named.is_dir():
+        return str(named)
+    looks_local = pointer.startswith(("/", ".", "~")) or pointer.count("/") > 1 or os.sep != "/" and os.sep in pointer
+    if looks_local:
+        raise ConfigError(f"{where}.model={pointer}: no such checkpoint here; put it at {named} (the checkpoints "
+                          f"folder, ${CHECKPOINTS_ENV}) or set {where}.model to where it is")
+    return pointer
 
 
 def load_pretrained(loader: Any, path: str, *, where: str, trust_remote_code: bool = False, **kwargs) -> Any:
@@ -48,6 +77,7 @@ def load_pretrained(loader: Any, path: str, *, where: str, trust_remote_code: bo
     """
     if not path:
         raise ConfigError(f"{where}.model is required: a local checkpoint directory or a hub id")
+    path = resolve_checkpoint(path, where)
     local = Path(path).expanduser()
     if local.exists():
         config_file = local / "config.json"

@@ -20,7 +20,6 @@ checkpoint has embedding rows is an error.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn as nn
@@ -29,6 +28,7 @@ from audiollm.errors import ConfigError
 from audiollm.models.pretrained.hf_common import (
     import_transformers,
     load_pretrained,
+    resolve_checkpoint,
     local_or_hub,
     trainable_state_keys,
 )
@@ -99,9 +99,9 @@ class HFCausalLM(nn.Module):
         self.model = model
 
     @staticmethod
-    def tokenizer_source(lm_config: dict) -> str:
+    def tokenizer_source(lm_config: HFCausalLMConfig) -> str:
         """Where this LM's tokenizer lives (its checkpoint): the trainer loads it from there."""
-        return str((lm_config or {}).get("model", ""))
+        return resolve_checkpoint(lm_config.model, "lm_config") if lm_config.model else ""
 
     def _add_lora(self, model: nn.Module, config: HFCausalLMConfig) -> nn.Module:
         try:
@@ -119,6 +119,17 @@ class HFCausalLM(nn.Module):
 
     def trainable_state_keys(self) -> set[str]:
         return trainable_state_keys(self)
+
+    @property
+    def pretrained_source(self) -> str:
+        """The checkpoint this LM's weights come from (the model card names it)."""
+        return self.config.model
+
+    @property
+    def adapter_summary(self) -> str:
+        """What training adds on top of the checkpoint, for the model card ("" = nothing)."""
+        c = self.config
+        return f"LoRA adapters (r={c.lora_r}, alpha={c.lora_alpha:g}, on {c.lora_targets})" if c.lora_r > 0 else ""
 
     def new_cache(self, batch_size: int, max_len: int, dtype=None, device=None):
         """The model's own dynamic KV cache, with ``select_rows`` as the decoding loop expects."""

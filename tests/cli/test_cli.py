@@ -13,9 +13,7 @@ import pytest
 import soundfile as sf
 
 from audiollm.cli.main import main
-
-from conftest import tone
-from test_train import write_config
+from helpers import tone, write_config
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import soundfile as sf
 from audiollm.data.formats import FORMATS, build_manifest, fsdd
 from audiollm.data.manifest import read_manifest, write_manifest
 from audiollm.errors import AudioLLMError
+from helpers import FSDD
 
-REAL_FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"
 SPEAKERS = ("alice", "bob", "carol")
 TAKES = range(7)
 
@@ -102,9 +102,9 @@ def test_fsdd_rows_round_trip_through_a_manifest(fsdd_root, tmp_path):
     assert [r["answer"] for r in back] == [r["answer"] for r in rows]
 
 
-@pytest.mark.skipif(not (REAL_FSDD / "recordings").is_dir(), reason="../shared/data/fsdd not present")
+@pytest.mark.shared_data
 def test_real_fsdd():
-    rows = build_manifest("fsdd", REAL_FSDD)
+    rows = build_manifest("fsdd", FSDD)
     assert len(rows) == 2500
     counts = {s: sum(r["split"] == s for r in rows) for s in ("train", "valid", "test")}
     assert counts == {"train": 1800, "valid": 200, "test": 500}

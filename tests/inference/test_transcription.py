@@ -22,8 +22,10 @@ from audiollm.music.midi_file import write_midi
 from audiollm.tokenizers.text import TextTokenizer
 from audiollm.training.loop import load_rows
 from audiollm.inference.transcribe import transcribe
+from audiollm.models import hub
+from audiollm.inference.api import AudioLanguageModel
 
-from conftest import tone
+from helpers import REPO, tone
 
 TASK = get_task("transcription")
 SR = 16000
@@ -87,11 +89,14 @@ def test_ctc_labels_are_the_windows_onsets_in_order(tmp_path, tok):
         answer = [t for t, l in zip(ex["input_ids"], ex["labels"]) if l != IGNORE_INDEX][:-1]
         events = tok.decode_events(answer)
         onsets = events[events.index("<|tie|>") + 1:]
-        assert tok.decode_events(ex["ctc_labels"]) == [t for t in onsets if t.startswith("<|on_")]
+        assert tok.decode_events(ex["targets"]["ctc"]) == [t for t in onsets if t.startswith("<|on_")]
     # the full window from 0 s: the onsets of 60 (0.2 s) and 64 (3.5 s), and 36 (4.9 s) in order
     target = TASK.target_ids(row, tok, 0.0, 5.0)
-    assert tok.decode_events(TASK.aligned_ids(target, tok)) == ["<|on_60|>", "<|on_64|>", "<|on_36|>"]
-    assert get_task("tagging").aligned_ids([5, 6], tok) == [] and get_task("asr").aligned_ids([5, 6], tok) == [5, 6]
+    ctc = TASK.head_targets(row, target, tok, 0.0, 5.0)["ctc"]
+    assert tok.decode_events(ctc) == ["<|on_60|>", "<|on_64|>", "<|on_36|>"]
+    text_row = {"audio": "x.wav", "answer": "one"}
+    assert get_task("tagging").head_targets(text_row, [5, 6], tok, 0.0, 1.0) == {}
+    assert get_task("asr").head_targets(text_row, [5, 6], tok, 0.0, 1.0) == {"ctc": [5, 6]}
 
 
 def test_unknown_instrument_lists_valid_programs(tmp_path):
@@ -145,6 +150,7 @@ class ScriptedModel(torch.nn.Module):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(1))
         self.tok, self.windows, self.lengths = tok, windows, []
+        self.heads = torch.nn.ModuleDict()  # no auxiliary heads: the decoder writes every token
         self.config = type("C", (), {"lm_config": type("L", (), {"max_seq_len": 4096})()})()
 
     def encode_audio(self, audio, lengths):
@@ -194,7 +200,7 @@ def test_evaluate_scores_long_clips_through_windows(tmp_path, tok):
     row = {"audio": audio, "task": "transcription", "id": "x",
            "notes": [[n.pitch, n.start, n.end, n.velocity, n.program] for n in NOTES]}
     model = ScriptedModel(tok, tok.midi.encode_windows(NOTES, 5.0, total_seconds=seconds))
-    result = evaluate(model, tok, [row], max_audio_seconds=10.0, progress=False)  # longer than the limit: windowed
+    result = evaluate(AudioLanguageModel(model, tok), [row], max_audio_seconds=10.0, progress=False)  # longer than the limit: windowed
     scores = result.results["transcription"]
     assert scores["n"] == 1 and scores["note_f1"] == 1.0 and scores["note_offset_f1"] == 1.0
     assert scores["note_offset_velocity_f1"] == 1.0
@@ -208,13 +214,12 @@ def test_evaluate_scores_long_clips_through_windows(tmp_path, tok):
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory, tok):
     """A tiny untrained model whose tokenizer holds the MIDI vocabulary, saved like a trained one."""
-    from audiollm.models.hub import save_model_dir
     from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
 
     cfg = AudioLLMConfig.tiny()
     cfg.lm_config.vocab_size = tok.vocab_size
     torch.manual_seed(0)
-    return save_model_dir(tmp_path_factory.mktemp("tiny") / "model", AudioLLM(cfg), tok)
+    return hub.save_model(tmp_path_factory.mktemp("tiny") / "model", AudioLLM(cfg), tok)
 
 
 @pytest.mark.parametrize("seconds", [1.5, 7.0])  # shorter than a window; two windows
@@ -234,7 +239,6 @@ def test_cli_transcribe_writes_a_midi_file_and_a_plot(tiny_model_dir, tmp_path, 
 
 def test_cli_transcribe_bad_input_is_one_line(tiny_model_dir, tmp_path, capsys):
     from audiollm.cli.main import main
-    from audiollm.models.hub import save_model_dir
 
     audio = write_wav(tmp_path / "in.wav", 1.0)
     cases = [
@@ -247,7 +251,7 @@ def test_cli_transcribe_bad_input_is_one_line(tiny_model_dir, tmp_path, capsys):
     text_only = TextTokenizer.train(["notes"] * 3, vocab_size=300)
     cfg = AudioLLMConfig.tiny()
     cfg.lm_config.vocab_size = text_only.vocab_size
-    text_dir = save_model_dir(tmp_path / "text_model", AudioLLM(cfg), text_only)
+    text_dir = hub.save_model(tmp_path / "text_model", AudioLLM(cfg), text_only)
     cases.append(([str(text_dir), audio, "--out", str(tmp_path / "x.mid")], "no MIDI vocabulary"))
     for argv, fragment in cases:
         code = main(["transcribe", *argv, "--no-progress"])
@@ -292,13 +296,12 @@ def test_transcription_benchmark_scores_a_model_dir_on_a_family(tiny_model_dir, 
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
     rows = [{"audio": write_wav(tmp_path / f"{i}.wav", 1.0), "task": "transcription", "family": fam,
              "notes": [[0.1, 0.6, 60 + i, 80]], "program": 0} for i, fam in enumerate(["piano", "organ", "piano"])]
     manifest = tmp_path / "test.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "transcription.py"
+    script = REPO / "benchmarks" / "transcription.py"
     proc = subprocess.run([sys.executable, str(script), str(tiny_model_dir), "--manifest", str(manifest), "--quick",
                            "--no-basic-pitch", "--max-new-tokens", "24"], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "CI": "1"})  # pyfluidsynth prints at import under $CI
@@ -367,7 +370,7 @@ def test_ctc_onsets_collapse_repeats_and_read_a_chord_run_at_its_first_frame(tok
     on = {p: tok.encode_events([f"<|on_{p}|>"])[0] for p in (60, 64, 67)}
     blank, text = tok.vocab_size, 5
     labels = [blank, on[60], on[64], on[67], blank, blank, on[60], on[60], blank, on[60], text, on[64], blank, on[67]]
-    model = SimpleNamespace(ctc_head=OneHotHead(labels, tok.vocab_size))
+    model = SimpleNamespace(heads={"ctc": OneHotHead(labels, tok.vocab_size)})
     frames = torch.zeros(1, len(labels), 4)
     n_frames = len(labels) - 1  # the last frame is padding: not read
     # 40 ms frames: frame t starts at step 4t of the 10 ms vocabulary.
@@ -379,17 +382,16 @@ def test_ctc_anchored_transcription_starts_every_note_at_a_ctc_onset(tok):
     from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
     from audiollm.inference.transcribe import ctc_onsets
 
-    cfg = AudioLLMConfig.tiny()
+    cfg = AudioLLMConfig.tiny(ctc=0.5)
     cfg.lm_config.vocab_size = tok.vocab_size
-    cfg.ctc_weight = 0.5
     torch.manual_seed(0)
     model = AudioLLM(cfg).eval()
     on_ids = tok.encode_events([f"<|on_{p}|>" for p in range(128)])
     with torch.no_grad():  # an untrained head that emits note-ons often, so there are anchors to follow
-        model.ctc_head.weight.mul_(50.0)
+        model.heads["ctc"].proj.weight.mul_(50.0)
         keep = torch.zeros(tok.vocab_size + 1, dtype=torch.bool)
         keep[on_ids + [tok.vocab_size]] = True
-        model.ctc_head.bias.masked_fill_(~keep, -1e4)
+        model.heads["ctc"].proj.bias.masked_fill_(~keep, -1e4)
     wav = torch.from_numpy(tone(3.0)) + 0.1 * torch.randn(3 * SR)
     with torch.no_grad():
         frames, n_frames = model.encode_frames(wav[None], torch.tensor([wav.shape[0]]))

@@ -9,11 +9,11 @@ import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers import REPO
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCH = REPO / "benchmarks"
 
 
 def run_quick(script: str) -> dict:
@@ -54,7 +54,7 @@ def test_mfu_quick():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="needs transformers")
-@pytest.mark.skipif(not (BENCH.parents[1] / "shared" / "data" / "fsdd").is_dir(), reason="needs ../shared/data/fsdd")
+@pytest.mark.shared_data
 def test_feature_cache_quick():
     out = run_quick("feature_cache.py")
     losses = out["first_step_loss"]

@@ -17,36 +17,19 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("transformers")
 
-from audiollm.audio import (
-    load_audio,  # noqa: E402
-    pad_batch,
-)
+from audiollm.audio import load_audio, pad_batch  # noqa: E402
 from audiollm.cli.main import main  # noqa: E402
-from audiollm.config import load_config  # noqa: E402
-from audiollm.data.batching import (
-    ExampleBuilder,  # noqa: E402
-    collate,
-)
-from audiollm.data.feature_cache import (
-    FeatureCache,  # noqa: E402
-    build_feature_cache,
-    frame_window,
-)
+from audiollm.training.config import load_config  # noqa: E402
+from audiollm.data.batching import ExampleBuilder, collate  # noqa: E402
+from audiollm.data.feature_cache import FeatureCache, build_feature_cache, frame_window  # noqa: E402
 from audiollm.data.manifest import read_manifest  # noqa: E402
-from audiollm.errors import (
-    AudioLLMError,  # noqa: E402
-    ConfigError,
-)
-from audiollm.models.hub import load_model_dir  # noqa: E402
-from audiollm.models import (
-    AudioLLM,  # noqa: E402
-    AudioLLMConfig,
-)
+from audiollm.errors import AudioLLMError, ConfigError  # noqa: E402
+from audiollm.models import hub  # noqa: E402
+from audiollm.models import AudioLLM, AudioLLMConfig  # noqa: E402
 from audiollm.tokenizers.text import TextTokenizer  # noqa: E402
 from audiollm.training.dry_run import dry_run  # noqa: E402
 from audiollm.training.loop import train
-from helpers import decode_ids, gen
-from test_backbones import model_section, write_config  # noqa: E402
+from helpers import gen, tiny_model_section, write_config
 
 
 def whisper_config(**options) -> AudioLLMConfig:
@@ -64,7 +47,7 @@ def clips(corpus: Path) -> list[str]:
 def test_cached_states_reproduce_the_encoder_output(tmp_path, toy_corpus_shared, options):
     cfg = whisper_config(**options)
     paths = clips(toy_corpus_shared)
-    report = build_feature_cache(cfg, paths, tmp_path / "cache", batch_size=3, dtype="float32", progress=False)
+    report = build_feature_cache(cfg, paths, tmp_path / "cache", batch_size=3, storage="float32", progress=False)
     assert (report.clips, report.computed, report.missing) == (len(paths), len(paths), 0)
     model = AudioLLM(cfg).eval()
     if options.get("layer_weighting"):  # non-uniform weights, so a wrong layer order would show
@@ -76,7 +59,7 @@ def test_cached_states_reproduce_the_encoder_output(tmp_path, toy_corpus_shared,
     assert states.shape[2] == (3 if options.get("layer_weighting") else 1)  # tiny whisper: 2 layers + embeddings
     with torch.no_grad():
         direct, direct_len = model.encode_audio(audio, lengths)
-        cached, cached_len = model.encode_audio(states, frames)
+        cached, cached_len = model.projector(*model.encode_frames(None, lengths, states, frames))
     assert torch.equal(direct_len, cached_len)
     for i, n in enumerate(direct_len.tolist()):
         torch.testing.assert_close(cached[i, :n], direct[i, :n], atol=1e-5, rtol=1e-5)
@@ -85,7 +68,7 @@ def test_cached_states_reproduce_the_encoder_output(tmp_path, toy_corpus_shared,
 def test_training_loss_from_the_cache_equals_recomputing(tmp_path, toy_corpus_shared):
     cfg = whisper_config()
     rows = read_manifest(toy_corpus_shared / "train.jsonl")
-    build_feature_cache(cfg, [r["audio"] for r in rows], tmp_path / "cache", dtype="float32", progress=False)
+    build_feature_cache(cfg, [r["audio"] for r in rows], tmp_path / "cache", storage="float32", progress=False)
     tokenizer = TextTokenizer.train([r["answer"] for r in rows], vocab_size=300)
     cfg.lm_config.vocab_size = tokenizer.vocab_size
     model = AudioLLM(cfg).eval()
@@ -117,7 +100,8 @@ def test_cropped_cached_example_keeps_targets_and_duration(tmp_path, toy_corpus_
     cropped = ExampleBuilder(rows, tokenizer, max_audio_seconds=0.3, features=cache)(0, 0)
     assert cropped["input_ids"] == full["input_ids"]
     assert cropped["seconds"] == pytest.approx(0.3) and full["seconds"] > 0.45
-    assert 14 <= cropped["audio"].shape[0] <= 16 < full["audio"].shape[0]  # ~50 frames a second
+    assert 14 <= cropped["encoder_states"].shape[0] <= 16 < full["encoder_states"].shape[0]  # ~50 frames a second
+    assert "audio" not in cropped and cropped["samples"] == round(0.3 * 16000)
 
 
 def test_rerun_encodes_only_new_or_changed_clips_and_counts_missing(tmp_path, toy_corpus_shared):
@@ -163,8 +147,8 @@ def test_mismatched_or_uncacheable_settings_are_config_errors(tmp_path, toy_corp
 
 
 def test_cli_features_then_train_from_the_cache(tmp_path, toy_corpus_shared, capsys):
-    section = model_section("whisper", lm="llama")
-    config = write_config(tmp_path, toy_corpus_shared, section, max_steps=2)
+    section = tiny_model_section("whisper", lm="llama")
+    config = write_config(tmp_path, toy_corpus_shared, model=section, data={"valid": ""}, max_steps=2, batch_size=4)
     cache = tmp_path / "cache"
     manifests = [str(toy_corpus_shared / "train.jsonl"), str(toy_corpus_shared / "valid.jsonl")]
     assert main(["features", str(config), *manifests, "--out", str(cache), "--no-progress"]) == 0
@@ -175,7 +159,7 @@ def test_cli_features_then_train_from_the_cache(tmp_path, toy_corpus_shared, cap
                  "train.eval_every=2", "train.eval_examples=4"]
     assert dry_run(load_config(config, overrides))["first_batch"]
     final = train(load_config(config, overrides), progress=False)
-    model, tokenizer = load_model_dir(final)  # the saved model still takes raw audio
+    model, tokenizer = hub.load(final)  # the saved model still takes raw audio
     assert gen(model, torch.zeros(1, 8000), torch.tensor([8000]), [tokenizer.prompt_ids("Q?")],
                           max_new_tokens=2, eos_id=tokenizer.eos_id)
     # Bad setups are one-line errors before any training.

@@ -5,14 +5,7 @@ from collections import Counter
 import pytest
 import torch
 
-from audiollm.data.batching import (
-    IGNORE_INDEX,
-    ExampleBuilder,
-    GroupedSampler,
-    MixtureSampler,
-    collate,
-    make_sampler,
-)
+from audiollm.data.batching import IGNORE_INDEX, ExampleBuilder, GroupedSampler, MixtureSampler, collate, make_sampler
 from audiollm.data.augment import AudioAugment
 from audiollm.data.manifest import read_manifest
 from audiollm.tokenizers.text import TextTokenizer
@@ -108,8 +101,9 @@ def test_grouped_sampler_draws_runs_of_one_label():
 
 
 def test_grouped_sampler_config_errors():
-    from audiollm.config import DataConfig
     from audiollm.errors import ConfigError
+    from audiollm.tasks import TaskOptions
+    from audiollm.training.config import ContrastiveDataConfig, DataConfig
 
     rows = [{"task": "caption", "instrument": "piano"}] * 20
     with pytest.raises(ConfigError, match="same value"):
@@ -117,9 +111,9 @@ def test_grouped_sampler_config_errors():
     with pytest.raises(ConfigError, match="group_size"):
         GroupedSampler(rows[:3], "instrument", 4)
     with pytest.raises(ConfigError, match="cannot both be set"):
-        DataConfig(group_by="instrument", task_weights={"caption": 1.0})
+        DataConfig(contrastive=ContrastiveDataConfig(group_by="instrument"), tasks={"caption": TaskOptions(weight=1.0)})
     with pytest.raises(ConfigError, match="group_size"):
-        DataConfig(group_by="instrument", group_size=0)
+        ContrastiveDataConfig(group_by="instrument", group_size=0)
     assert isinstance(make_sampler(rows, DataConfig(), 0), MixtureSampler)
 
 

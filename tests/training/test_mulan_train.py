@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
-from audiollm.config import load_config
+from audiollm.training.config import load_config
 from audiollm.data.augment import PairAugment
 from audiollm.data.contrastive import PairBuilder, collate_pairs
 from audiollm.errors import ConfigError
 from audiollm.training.loop import train
+from audiollm.models import hub
+from helpers import REPO, write_config
 
-REPO = Path(__file__).resolve().parents[1]
 
 TINY_MODEL = {
-    "kind": "mulan",
+    "type": "mulan",
     "frontend": {"n_mels": 16, "level": "absolute"},
     "audio_tower_config": {"patch_freq": 8, "patch_time": 8, "d_model": 32, "n_layers": 2, "n_heads": 4, "ffn_hidden": 64},
     "text_tower_config": {"d_model": 32, "n_layers": 1, "n_heads": 4, "ffn_hidden": 64, "max_len": 16},
@@ -29,21 +29,12 @@ TINY_MODEL = {
 }
 
 
-def write_config(tmp_path: Path, corpus: Path, model=None, **train_overrides) -> Path:
-    cfg = {
-        "output_dir": str(tmp_path / "run"),
-        "data": {"train": str(corpus / "train.jsonl"), "valid": str(corpus / "valid.jsonl"), "max_audio_seconds": 1.0,
-                 "pair_augment": {"gain_db": 6.0, "time_mask_width": 5, "freq_mask_width": 4}},
-        "tokenizer": {"vocab_size": 300},
-        "model": model or TINY_MODEL,
-        "train": {"max_steps": 8, "batch_size": 4, "lr": 3e-3, "warmup_steps": 1, "eval_every": 0, "save_every": 0,
-                  "log_every": 1, "mixed_precision": "no", "eval_examples": 8, "eval_batch_size": 4,
-                  "best_metric": "retrieval/t2a_r1", **train_overrides},
-    }
-    p = tmp_path / "cfg.yaml"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(yaml.safe_dump(cfg))
-    return p
+def mulan_config(tmp_path: Path, corpus: Path, model=None, **train_overrides) -> Path:
+    """A small MuLaN run over the toy corpus (helpers.write_config with MuLaN's sections)."""
+    data = {"contrastive": {"augment": {"gain_db": 6.0, "time_mask_width": 5, "freq_mask_width": 4}}}
+    return write_config(tmp_path, corpus, model=model or TINY_MODEL, data=data,
+                        **{"max_steps": 8, "batch_size": 4, "warmup_steps": 1, "eval_batch_size": 4,
+                           "best_metric": "retrieval/t2a_r1", **train_overrides})
 
 
 def test_augmentation_really_changes_the_input(toy_corpus):
@@ -85,38 +76,37 @@ def test_augmentation_really_changes_the_input(toy_corpus):
 
 
 def test_mulan_trains_through_the_one_loop(tmp_path, toy_corpus):
-    from audiollm.inference.embedding import load_mulan_dir
     import json
 
-    final = train(load_config(write_config(tmp_path, toy_corpus)), progress=False)
+    final = train(load_config(mulan_config(tmp_path, toy_corpus)), progress=False)
     log = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in log if "loss" in r]
     assert len(losses) == 8 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
     assert any("valid/retrieval/t2a_r1" in r for r in log)
-    model, tok = load_mulan_dir(final)
+    model, tok = hub.load(final)
     assert bool(model.quantizer.initted)
     for name in ("config.json", "model.safetensors", "tokenizer.json", "README.md"):
         assert (final / name).is_file()
     # resume continues from the checkpoint with the saved tokenizer
-    train(load_config(write_config(tmp_path, toy_corpus, max_steps=9)), resume=str(tmp_path / "run"), progress=False)
+    train(load_config(mulan_config(tmp_path, toy_corpus, max_steps=9)), resume=str(tmp_path / "run"), progress=False)
 
 
 def test_grouped_draws_train_through_the_loop(tmp_path, toy_corpus):
     """data.group_by: each batch of 4 is two runs of 2 clips with the same caption."""
     import json
 
-    cfg = load_config(write_config(tmp_path, toy_corpus, max_steps=4), ["data.group_by=answer", "data.group_size=2"])
+    cfg = load_config(mulan_config(tmp_path, toy_corpus, max_steps=4), ["data.contrastive.group_by=answer", "data.contrastive.group_size=2"])
     train(cfg, progress=False)
     log = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert len([r for r in log if "loss" in r]) == 4
-    missing = load_config(write_config(tmp_path, toy_corpus), ["data.group_by=instrument"])
+    missing = load_config(mulan_config(tmp_path, toy_corpus), ["data.contrastive.group_by=instrument"])
     with pytest.raises(ConfigError, match="no training row has that label"):
         train(missing, progress=False)
 
 
 def test_grad_accum_is_refused_for_contrastive(tmp_path, toy_corpus):
     with pytest.raises(ConfigError, match="grad_accum"):
-        train(load_config(write_config(tmp_path, toy_corpus, grad_accum=2)), progress=False)
+        train(load_config(mulan_config(tmp_path, toy_corpus, grad_accum=2)), progress=False)
 
 
 def test_quickstart_config_validates():
@@ -124,6 +114,7 @@ def test_quickstart_config_validates():
 
     cfg = load_config(REPO / "configs" / "mulan_quickstart.yaml")
     MuLaNKind.check(cfg)
+    assert cfg.model_type == "mulan" and cfg.data.contrastive.augment.crop_seconds == 3.0
 
 
 @pytest.mark.slow
@@ -131,8 +122,8 @@ def test_two_processes_match_one(tmp_path, toy_corpus):
     """`accelerate launch` with 2 CPU processes == 1 process on the same global batch
     (augmentation and patch dropout on: every random draw is keyed by the draw position)."""
     model = {**TINY_MODEL, "audio_tower_config": {**TINY_MODEL["audio_tower_config"], "patch_dropout": 0.3}}
-    train(load_config(write_config(tmp_path / "one", toy_corpus, model=model, max_steps=3)), progress=False)
-    cfg = write_config(tmp_path / "two", toy_corpus, model=model, max_steps=3)
+    train(load_config(mulan_config(tmp_path / "one", toy_corpus, model=model, max_steps=3)), progress=False)
+    cfg = mulan_config(tmp_path / "two", toy_corpus, model=model, max_steps=3)
     launcher = Path(sys.executable).parent / "accelerate"
     cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "audiollm", "train", str(cfg), "--no-progress"]

@@ -21,16 +21,9 @@ transformers = pytest.importorskip("transformers")
 ctranslate2 = pytest.importorskip("ctranslate2")
 
 from audiollm.cli.main import main  # noqa: E402
-from audiollm.models import (
-    AudioLLM,  # noqa: E402
-    AudioLLMConfig,
-)
-from audiollm.models.pretrained.ct2_whisper import (
-    CT2FormatError,  # noqa: E402
-    convert_ct2_whisper,
-    read_ct2_model,
-)
-from conftest import build_tiny_whisper_ct2  # noqa: E402
+from audiollm.models import AudioLLM, AudioLLMConfig  # noqa: E402
+from audiollm.models.pretrained.ct2_whisper import CT2FormatError, convert_ct2_whisper, read_ct2_model  # noqa: E402
+from helpers import build_tiny_whisper_ct2  # noqa: E402
 
 
 @pytest.fixture(scope="module")

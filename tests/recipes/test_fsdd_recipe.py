@@ -21,15 +21,10 @@ transformers = pytest.importorskip("transformers")
 ctranslate2 = pytest.importorskip("ctranslate2")
 
 from audiollm.cli.main import main  # noqa: E402
-from audiollm.data.manifest import (
-    read_manifest,  # noqa: E402
-    write_manifest,
-)
-from conftest import build_tiny_whisper_ct2  # noqa: E402
+from audiollm.data.manifest import read_manifest, write_manifest  # noqa: E402
+from helpers import FSDD, REPO, build_tiny_whisper_ct2  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-FSDD = REPO.parent / "shared" / "data" / "fsdd"
-pytestmark = pytest.mark.skipif(not FSDD.is_dir(), reason="../shared/data/fsdd is not here")
+pytestmark = pytest.mark.shared_data
 SHORT_RUN = ["train.max_steps=4", "train.batch_size=8", "train.eval_every=0", "train.save_every=0"]
 
 
@@ -59,7 +54,7 @@ def test_pretrained_encoder_recipe_end_to_end(fsdd_subset, tmp_path, capsys):
                  *[a for o in use for a in ("--set", o)]]) == 0
     assert "200 clips: 200 encoded" in capsys.readouterr().out
     assert main(["train", config, f"output_dir={run}", f"data.train={fsdd_subset}", f"data.valid={fsdd_subset}",
-                 f"data.test={fsdd_subset}", f"data.feature_cache={cache}", *use, *SHORT_RUN, "--no-progress"]) == 0
+                 f"data.feature_cache={cache}", *use, *SHORT_RUN, "--no-progress"]) == 0
     saved = json.loads((run / "final" / "config.json").read_text())
     assert saved["audio_encoder"] == "whisper" and saved["audio_encoder_config"]["layer_weighting"] is True
     scores = held_out_scores(run, fsdd_subset, tmp_path / "m.json")
@@ -69,6 +64,6 @@ def test_pretrained_encoder_recipe_end_to_end(fsdd_subset, tmp_path, capsys):
 def test_from_scratch_recipe_end_to_end(fsdd_subset, tmp_path):
     run = tmp_path / "run"
     assert main(["train", str(REPO / "configs" / "fsdd_digits_scratch.yaml"), f"output_dir={run}",
-                 f"data.train={fsdd_subset}", f"data.valid={fsdd_subset}", f"data.test={fsdd_subset}",
+                 f"data.train={fsdd_subset}", f"data.valid={fsdd_subset}",
                  *SHORT_RUN, "--no-progress"]) == 0
     assert held_out_scores(run, fsdd_subset, tmp_path / "m.json")["n"] == 40

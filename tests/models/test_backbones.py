@@ -15,54 +15,35 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
 from audiollm.cli.main import main  # noqa: E402
-from audiollm.config import load_config  # noqa: E402
+from audiollm.config import from_dict, to_dict  # noqa: E402
+from audiollm.decoding.options import DecodingOptions  # noqa: E402
 from audiollm.errors import ConfigError  # noqa: E402
 from audiollm.inference.answer import generate_answers  # noqa: E402
-from audiollm.models.hub import load_model_dir  # noqa: E402
-from audiollm.models import (
-    AudioLLM,  # noqa: E402
-    AudioLLMConfig,
-)
-from audiollm.models.pretrained.hf_audio import (
-    SAMPLE_RATE,  # noqa: E402
-    WhisperEncoder,
-)
+from audiollm.models import AudioLLM, AudioLLMConfig, hub  # noqa: E402
+from audiollm.models.pretrained.hf_audio import SAMPLE_RATE, WhisperEncoder  # noqa: E402
 from audiollm.models.pretrained.tiny_checkpoints import tiny_checkpoint  # noqa: E402
 from audiollm.tokenizers.hf import HFTokenizer  # noqa: E402
+from audiollm.training.config import load_config  # noqa: E402
 from audiollm.training.loop import train  # noqa: E402
-from audiollm.decoding.options import DecodingOptions
-from helpers import decode_ids, gen
+from helpers import gen, tiny_model_section, write_config  # noqa: E402
 
 ENCODERS = ["whisper", "hubert", "wav2vec2", "mert", "ast", "clap"]
 
 
 def model_section(encoder: str = "whisper", lm: str = "hf_causal_lm", **encoder_options) -> dict:
-    cfg = AudioLLMConfig.tiny(audio_encoder=encoder, lm=lm).to_dict()
-    cfg["audio_encoder_config"].update(encoder_options)
-    cfg["lm_config"].pop("vocab_size")  # the trainer sets it from the tokenizer
-    return cfg
+    return tiny_model_section(encoder, lm, **encoder_options)
 
 
-def write_config(tmp_path: Path, corpus: Path, model: dict, **train_overrides) -> Path:
-    cfg = {
-        "output_dir": str(tmp_path / "run"),
-        "data": {"train": str(corpus / "train.jsonl"), "valid": "", "max_audio_seconds": 1.0},
-        "tokenizer": {"vocab_size": 300},
-        "model": model,
-        "train": {"max_steps": 3, "batch_size": 4, "lr": 3e-3, "warmup_steps": 1, "eval_every": 0,
-                  "save_every": 0, "log_every": 1, "max_new_tokens": 4, **train_overrides},
-    }
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "cfg.yaml"
-    path.write_text("# test config\n" + yaml.safe_dump(cfg))
-    return path
+def backbone_config(tmp_path: Path, corpus: Path, model: dict, **train_overrides) -> Path:
+    """A 3-step run without validation (pretrained backbones are slow to score)."""
+    return write_config(tmp_path, corpus, model=model, data={"valid": ""},
+                        **{"max_steps": 3, "batch_size": 4, "warmup_steps": 1, "max_new_tokens": 4, **train_overrides})
 
 
 def batch(lengths=(24000, 9000)) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,10 +102,10 @@ def test_layer_choice_and_learned_layer_weighting():
     audio, lengths = batch()
     states = {}
     for layer in (0, -1):
-        cfg = AudioLLMConfig.from_dict({**base.to_dict(), "audio_encoder_config": {"model": base.audio_encoder_config.model, "layer": layer}})
+        cfg = from_dict(AudioLLMConfig, {**to_dict(base), "audio_encoder_config": {"model": base.audio_encoder_config.model, "layer": layer}})
         states[layer] = AudioLLM(cfg).eval().encode_frames(audio, lengths)[0]
     assert not torch.allclose(states[0], states[-1])
-    cfg = AudioLLMConfig.from_dict({**base.to_dict(), "audio_encoder_config": {"model": base.audio_encoder_config.model,
+    cfg = from_dict(AudioLLMConfig, {**to_dict(base), "audio_encoder_config": {"model": base.audio_encoder_config.model,
                                                                              "layer_weighting": True}})
     model = AudioLLM(cfg)
     enc = model.audio_encoder
@@ -135,35 +116,35 @@ def test_layer_choice_and_learned_layer_weighting():
     assert "audio_encoder.layer_weights" in model.state_to_save()
     assert not any(k.startswith("audio_encoder.model.") for k in model.state_to_save())
     with pytest.raises(ConfigError, match=r"layer=7 is out of range: the checkpoint has 3 hidden states"):
-        AudioLLM(AudioLLMConfig.from_dict({**base.to_dict(), "audio_encoder_config": {"model": base.audio_encoder_config.model, "layer": 7}}))
+        AudioLLM(from_dict(AudioLLMConfig, {**to_dict(base), "audio_encoder_config": {"model": base.audio_encoder_config.model, "layer": 7}}))
 
 
 def test_tuned_encoder_is_trainable_and_saved_whole(tmp_path):
     base = AudioLLMConfig.tiny(audio_encoder="wav2vec2")
-    cfg = AudioLLMConfig.from_dict({**base.to_dict(), "audio_encoder_config": {"model": base.audio_encoder_config.model,
+    cfg = from_dict(AudioLLMConfig, {**to_dict(base), "audio_encoder_config": {"model": base.audio_encoder_config.model,
                                                                              "freeze": False}})
     model = AudioLLM(cfg)
     assert all(p.requires_grad for p in model.audio_encoder.model.parameters())
     with torch.no_grad():
         for p in model.audio_encoder.model.parameters():
             p.add_(0.01)
-    loaded = AudioLLM.from_pretrained(model.save_pretrained(tmp_path / "m"))
+    loaded = hub.load_model(hub.save_model(tmp_path / "m", model))
     for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), k
 
 
 def test_wrong_widths_and_missing_checkpoints_are_one_line_errors(tmp_path):
     path = tiny_checkpoint("hubert")
-    cfg = AudioLLMConfig.from_dict({"audio_encoder": "hubert", "audio_encoder_config": {"model": path, "output_dim": 768},
+    cfg = from_dict(AudioLLMConfig, {"audio_encoder": "hubert", "audio_encoder_config": {"model": path, "output_dim": 768},
                                     "lm_config": {"vocab_size": 64}})
     with pytest.raises(ConfigError, match=r"output_dim=768 but the checkpoint at .* is 32 wide"):
         AudioLLM(cfg)
-    cfg = AudioLLMConfig.from_dict({"audio_encoder": "hubert", "audio_encoder_config": {"model": str(tmp_path / "nope")},
+    cfg = from_dict(AudioLLMConfig, {"audio_encoder": "hubert", "audio_encoder_config": {"model": str(tmp_path / "nope")},
                                     "lm_config": {"vocab_size": 64}})
-    with pytest.raises(ConfigError, match="cannot load it"):
+    with pytest.raises(ConfigError, match="no such checkpoint here; put it at"):
         AudioLLM(cfg)
     with pytest.raises(ConfigError, match="audio_encoder_config.model is required"):
-        AudioLLM(AudioLLMConfig.from_dict({"audio_encoder": "ast", "lm_config": {"vocab_size": 64}}))
+        AudioLLM(from_dict(AudioLLMConfig, {"audio_encoder": "ast", "lm_config": {"vocab_size": 64}}))
 
 
 # A checkpoint with its own modelling code, as MERT's hub repository has (auto_map): a HuBERT
@@ -200,14 +181,14 @@ def remote_code_checkpoint(tmp_path: Path) -> Path:
 
 def test_mert_runs_its_own_code_only_when_trusted(tmp_path):
     d = remote_code_checkpoint(tmp_path)
-    trusted = AudioLLMConfig.from_dict({"audio_encoder": "mert", "audio_encoder_config": {"model": str(d)},
+    trusted = from_dict(AudioLLMConfig, {"audio_encoder": "mert", "audio_encoder_config": {"model": str(d)},
                                         "lm_config": {"vocab_size": 64}})
     model = AudioLLM(trusted).eval()
     assert type(model.audio_encoder.model).__name__ == "StandInMERTModel"
     assert model.audio_encoder.sample_rate == 24000  # from the checkpoint's preprocessor_config.json
     hidden, frames = model.encode_frames(*batch())
     assert hidden.shape[-1] == 32 and frames.tolist()[0] > frames.tolist()[1]
-    refused = AudioLLMConfig.from_dict({"audio_encoder": "mert", "lm_config": {"vocab_size": 64},
+    refused = from_dict(AudioLLMConfig, {"audio_encoder": "mert", "lm_config": {"vocab_size": 64},
                                         "audio_encoder_config": {"model": str(d), "trust_remote_code": False}})
     with pytest.raises(ConfigError, match="ships its own modelling code .* set audio_encoder_config.trust_remote_code=true"):
         AudioLLM(refused)
@@ -238,13 +219,13 @@ def test_hf_lm_cached_generation_equals_uncached():
 
 @pytest.mark.parametrize("encoder", ENCODERS)
 def test_train_save_load_generate_every_encoder_with_lora_lm(tmp_path, toy_corpus_shared, encoder):
-    cfg = load_config(write_config(tmp_path, toy_corpus_shared, model_section(encoder)))
+    cfg = load_config(backbone_config(tmp_path, toy_corpus_shared, model_section(encoder)))
     final = train(cfg, progress=False)
     # Only trained tensors are stored: projector, LoRA adapters, nothing of the frozen bases.
     stored = json.loads((final / "model.safetensors").read_bytes()[8 : 8 + int.from_bytes((final / "model.safetensors").read_bytes()[:8], "little")])
     names = [k for k in stored if k != "__metadata__"]
     assert names and all(k.startswith("projector.") or "lora_" in k for k in names), names
-    model, tokenizer = load_model_dir(final)
+    model, tokenizer = hub.load(final)
     assert isinstance(tokenizer, HFTokenizer)
     answers = generate_answers(model, tokenizer, [torch.zeros(8000), 0.1 * torch.randn(12000)],
                                ["Is it high or low?", "What is playing?"], DecodingOptions(max_new_tokens=4))
@@ -252,9 +233,9 @@ def test_train_save_load_generate_every_encoder_with_lora_lm(tmp_path, toy_corpu
 
 
 def test_lora_training_changes_only_adapters_and_projector_and_saves_small(tmp_path, toy_corpus_shared):
-    cfg = load_config(write_config(tmp_path, toy_corpus_shared, model_section("hubert"), max_steps=4))
+    cfg = load_config(backbone_config(tmp_path, toy_corpus_shared, model_section("hubert"), max_steps=4))
     final = train(cfg, progress=False)
-    model, _ = load_model_dir(final)
+    model, _ = hub.load(final)
     base = transformers.AutoModelForCausalLM.from_pretrained(tiny_checkpoint("qwen2_lm"))
     merged = model.lm.model.base_model.model
     for name, p in base.named_parameters():  # base weights untouched by training
@@ -274,7 +255,7 @@ def test_full_finetune_of_tied_hf_lm_round_trips(tmp_path):
     model = AudioLLM(cfg)
     with torch.no_grad():
         model.lm.model.get_input_embeddings().weight.add_(0.05)
-    loaded = AudioLLM.from_pretrained(model.save_pretrained(tmp_path / "m"))
+    loaded = hub.load_model(hub.save_model(tmp_path / "m", model))
     torch.testing.assert_close(loaded.lm.model.get_input_embeddings().weight,
                                model.lm.model.get_input_embeddings().weight, atol=0, rtol=0)
     torch.testing.assert_close(loaded.lm.model.get_output_embeddings().weight,
@@ -286,7 +267,7 @@ def test_tokenizer_bigger_than_the_lm_is_a_clear_error(tmp_path, toy_corpus_shar
     tok = transformers.AutoTokenizer.from_pretrained(tiny_checkpoint("qwen2_lm"))
     tok.add_tokens([f"<extra_{i}>" for i in range(200)])
     tok.save_pretrained(big)
-    path = write_config(tmp_path, toy_corpus_shared, model_section("hubert"))
+    path = backbone_config(tmp_path, toy_corpus_shared, model_section("hubert"))
     code = main(["train", str(path), f"tokenizer.pretrained={big}"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0
@@ -313,7 +294,7 @@ def test_hf_tokenizer_prompt_uses_chat_template_when_present(tmp_path):
 
 
 def test_train_dry_run_prints_counts_memory_tokens_and_first_batch(tmp_path, toy_corpus_shared, capsys):
-    path = write_config(tmp_path, toy_corpus_shared, model_section("whisper"))
+    path = backbone_config(tmp_path, toy_corpus_shared, model_section("whisper"))
     assert main(["train", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "trainable" in out and "memory estimate" in out and "tokens per example" in out
@@ -326,13 +307,13 @@ def test_a_local_checkpoint_is_recorded_by_its_absolute_path(tmp_path, monkeypat
     local path is stored resolved; a hub id (nothing local by that name) stays as written."""
     shutil.copytree(tiny_checkpoint("whisper"), tmp_path / "models" / "w")
     monkeypatch.chdir(tmp_path)
-    cfg = AudioLLMConfig.tiny(audio_encoder="whisper").to_dict()
+    cfg = to_dict(AudioLLMConfig.tiny(audio_encoder="whisper"))
     cfg["audio_encoder_config"]["model"] = "models/w"
-    model = AudioLLM(AudioLLMConfig.from_dict(cfg))
-    model.save_pretrained(tmp_path / "saved")
+    model = AudioLLM(from_dict(AudioLLMConfig, cfg))
+    hub.save_model(tmp_path / "saved", model)
     saved = json.loads((tmp_path / "saved" / "config.json").read_text())
     assert saved["audio_encoder_config"]["model"] == str((tmp_path / "models" / "w").resolve())
     monkeypatch.chdir(tmp_path / "saved")
-    assert AudioLLM.from_pretrained(tmp_path / "saved").audio_encoder.output_dim == model.audio_encoder.output_dim
+    assert hub.load_model(tmp_path / "saved").audio_encoder.output_dim == model.audio_encoder.output_dim
     cfg["audio_encoder_config"]["model"] = "openai/whisper-tiny.en"
-    assert AudioLLMConfig.from_dict(cfg).audio_encoder_config.model == "openai/whisper-tiny.en"
+    assert from_dict(AudioLLMConfig, cfg).audio_encoder_config.model == "openai/whisper-tiny.en"

@@ -1,4 +1,5 @@
-"""The note-activity head: piano-roll targets per window, its loss, and note ends read off it."""
+"""The auxiliary heads (models/heads.py): the note-activity head's piano-roll targets per window,
+its loss, and note ends and extra onsets read off it; the CTC head's targets."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ import torch
 
 from audiollm.data.batching import ExampleBuilder, collate
 from audiollm.errors import AudioLLMError, ConfigError
-from audiollm.models.audiollm import AudioLLM, AudioLLMConfig, piano_roll
+from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
+from audiollm.models.heads import NoteActivityHead, piano_roll
 from audiollm.tasks import get_task
 from audiollm.tokenizers.midi import MidiVocab
 from audiollm.music.notes import Note
 from audiollm.tokenizers.text import TextTokenizer
-from audiollm.inference.transcribe import WindowActivity, frame_offsets, resolve_offsets, transcribe
+from audiollm.inference.transcribe import WindowActivity, frame_offsets, resolve_offsets, resolve_onsets, transcribe
+from audiollm.config import from_dict, to_dict
 
-from conftest import tone
+from helpers import tone
 
 TASK = get_task("transcription")
 SR = 16000
@@ -28,12 +31,16 @@ def tok():
     return text.with_midi(MidiVocab(programs=(0, 33, 40)))
 
 
-def model_with_head(tok, frame_weight=1.0):
-    cfg = AudioLLMConfig.tiny()
+def model_with_heads(tok, **heads):
+    cfg = AudioLLMConfig.tiny(**(heads or {"note_activity": 1.0}))
     cfg.lm_config.vocab_size = tok.vocab_size
-    cfg.frame_weight = frame_weight
     torch.manual_seed(0)
     return AudioLLM(cfg)
+
+
+def window_targets(row, tok, start, duration):
+    """What the task gives the heads for one window of the row."""
+    return TASK.head_targets(row, TASK.target_ids(row, tok, start, duration), tok, start, duration)
 
 
 def test_window_targets_are_the_notes_sounding_in_it_clipped(tmp_path, tok):
@@ -44,17 +51,22 @@ def test_window_targets_are_the_notes_sounding_in_it_clipped(tmp_path, tok):
         return pytest.approx([x for n in notes for x in n])
 
     # from 3 s: pitch 60 ended before the window; 64 and 36 clipped to it, times relative to 3 s
-    assert [x for n in TASK.frame_notes(row, 3.0, 5.0) for x in n] == flat([(0.5, 3.5, 64), (1.9, 5.0, 36)])
-    assert [x for n in TASK.frame_notes(row, 0.0, 5.0) for x in n] == flat([(0.2, 1.0, 60), (3.5, 5.0, 64),
-                                                                           (4.9, 5.0, 36)])
-    assert get_task("tagging").frame_notes({"audio": "x.wav", "task": "tagging", "answer": "piano"}, 0.0, 4.0) is None
+    late = window_targets(row, tok, 3.0, 5.0)["note_activity"]
+    assert [x for n in late for x in n] == flat([(0.5, 3.5, 64), (1.9, 5.0, 36)])
+    early = window_targets(row, tok, 0.0, 5.0)["note_activity"]
+    assert [x for n in early for x in n] == flat([(0.2, 1.0, 60), (3.5, 5.0, 64), (4.9, 5.0, 36)])
+    tagging = get_task("tagging")
+    assert tagging.head_targets({"audio": "x.wav", "task": "tagging", "answer": "piano"}, [5, 6], tok, 0.0, 4.0) == {}
     build = ExampleBuilder([row], tok, seed=0, max_audio_seconds=30.0)
     for draw in range(4):  # each random window's targets are its own notes, relative to its start
-        ex = build(0, draw)
-        assert ex["frame_notes"] and all(0.0 <= s < e <= 5.0 + 1e-9 for s, e, _ in ex["frame_notes"])
-    batch = collate([build(0, 0), {**build(0, 1), "frame_notes": None}, {**build(0, 2), "frame_notes": []}], tok.pad_id)
-    assert batch["frame_note_counts"].tolist()[1:] == [-1, 0]
-    assert batch["frame_notes"].shape[0] == 3 and batch["frame_notes"].shape[2] == 3
+        notes = build(0, draw)["targets"]["note_activity"]
+        assert notes and all(0.0 <= s < e <= 5.0 + 1e-9 for s, e, _ in notes)
+    examples = [build(0, 0), build(0, 1), build(0, 2)]
+    examples[1]["targets"] = {}  # a row with no note targets …
+    examples[2]["targets"] = {**examples[2]["targets"], "note_activity": []}  # … and a silent window
+    batch = collate(examples, tok.pad_id)["targets"]["note_activity"]
+    assert batch["counts"].tolist()[1:] == [-1, 0]
+    assert batch["notes"].shape[0] == 3 and batch["notes"].shape[2] == 3
 
 
 def test_piano_roll_marks_the_frames_whose_centre_a_note_covers():
@@ -68,29 +80,31 @@ def test_piano_roll_marks_the_frames_whose_centre_a_note_covers():
 
 
 def test_frame_loss_is_bce_over_real_frames_of_rows_with_targets(tok):
-    model = model_with_head(tok)
+    model = model_with_heads(tok)
     wav = torch.from_numpy(tone(1.0)).float()
     audio = torch.stack([wav, wav, torch.cat([wav[: SR // 2], torch.zeros(SR // 2)])])
     lengths = torch.tensor([SR, SR, SR // 2])
     ids = torch.tensor([[5, 6, 7]] * 3)
     notes = torch.tensor([[[0.1, 0.6, 60.0]], [[0.0, 0.0, 0.0]], [[0.0, 0.5, 64.0]]])
     counts = torch.tensor([1, -1, 1])  # the second row has no note targets
-    out = model(audio, lengths, ids, torch.tensor([3, 3, 3]), ids, frame_notes=notes, frame_note_counts=counts)
+    targets = {"note_activity": {"notes": notes, "counts": counts}}
+    out = model(audio, lengths, ids, torch.tensor([3, 3, 3]), ids, targets=targets)
     hidden, enc = model.encode_frames(audio, lengths)
-    logits = model.frame_head(hidden).float()
+    logits = model.heads["note_activity"](hidden).float()
     want = 0.0
     for i in (0, 2):
         n = int(enc[i])
         roll = piano_roll(notes[i : i + 1], counts[i : i + 1], lengths[i : i + 1], enc[i : i + 1], n)[0]
         want += torch.nn.functional.binary_cross_entropy_with_logits(logits[i, :n], roll, reduction="sum")
-    torch.testing.assert_close(out.aux_loss_sum, want * model.config.frame_weight)
+    torch.testing.assert_close(out.aux_loss_sum, want * model.config.heads["note_activity"])
     out.aux_loss_sum.backward()
-    assert model.frame_head.weight.grad is not None and model.frame_head.weight.grad.abs().sum() > 0
+    grad = model.heads["note_activity"].proj.weight.grad
+    assert grad is not None and grad.abs().sum() > 0
     # config: saved with the model, validated, off by default
-    assert AudioLLMConfig.from_dict(model.config.to_dict()).frame_weight == 1.0
-    assert AudioLLM(AudioLLMConfig.tiny()).frame_head is None
-    with pytest.raises(ConfigError, match="frame_weight"):
-        AudioLLMConfig.from_dict({**AudioLLMConfig.tiny().to_dict(), "frame_weight": -1})
+    assert from_dict(AudioLLMConfig, to_dict(model.config)).heads == {"note_activity": 1.0}
+    assert "note_activity" not in AudioLLM(AudioLLMConfig.tiny()).heads
+    with pytest.raises(ConfigError, match="model.heads.note_activity"):
+        from_dict(AudioLLMConfig, {**to_dict(AudioLLMConfig.tiny()), "heads": {"note_activity": -1}})
 
 
 def test_frame_offsets_follow_activity_across_windows_and_stop_at_the_next_onset():
@@ -110,11 +124,11 @@ def test_frame_offsets_follow_activity_across_windows_and_stop_at_the_next_onset
 
 
 def test_transcription_reads_note_ends_from_the_head(tok):
-    model = model_with_head(tok).eval()
+    model = model_with_heads(tok).eval()
     with torch.no_grad():  # a head that says: pitch 60 sounds everywhere, nothing else does
-        model.frame_head.weight.zero_()
-        model.frame_head.bias.fill_(-20.0)
-        model.frame_head.bias[60] = 20.0
+        model.heads["note_activity"].proj.weight.zero_()
+        model.heads["note_activity"].proj.bias.fill_(-20.0)
+        model.heads["note_activity"].proj.bias[60] = 20.0
     wav = torch.from_numpy(tone(3.0)).float()
     lm_ends = transcribe(model, tok, [wav], window_seconds=2.0, max_new_tokens=120, offsets="lm")[0]
     framed = transcribe(model, tok, [wav], window_seconds=2.0, max_new_tokens=120, offsets="frames")[0]
@@ -128,6 +142,8 @@ def test_transcription_reads_note_ends_from_the_head(tok):
     assert resolve_offsets(model, "auto") == "frames"
     with pytest.raises(AudioLLMError, match="no note-activity head"):
         resolve_offsets(AudioLLM(AudioLLMConfig.tiny()), "frames")
+    with pytest.raises(AudioLLMError, match="no CTC head"):
+        resolve_onsets(AudioLLM(AudioLLMConfig.tiny()), "ctc")
 
 
 def test_frame_onsets_are_rising_edges_that_last_and_only_fill_in_what_ctc_missed(tok):
@@ -146,36 +162,30 @@ def test_frame_onsets_are_rising_edges_that_last_and_only_fill_in_what_ctc_misse
     # a CTC onset of the same pitch within the tolerance wins; other pitches and times are added
     assert merge_onsets([(22, 60), (50, 67)], [(20, 60), (40, 64)], tolerance_steps=10) == [(22, 60), (40, 64), (50, 67)]
     assert merge_onsets([(5, 60)], [(20, 60)], tolerance_steps=10) == [(5, 60), (20, 60)]
-    cfg = AudioLLMConfig.tiny()
-    cfg.lm_config.vocab_size = tok.vocab_size
-    cfg.ctc_weight, cfg.frame_weight = 0.5, 0.1
-    both = AudioLLM(cfg)
+    both = model_with_heads(tok, ctc=0.5, note_activity=0.1)
     assert resolve_onsets(both, "auto") == "ctc+frames"
+    assert resolve_onsets(model_with_heads(tok, ctc=0.5), "auto") == "ctc"
     with pytest.raises(AudioLLMError, match="no note-activity head"):
-        resolve_onsets(AudioLLM(AudioLLMConfig.from_dict({**cfg.to_dict(), "frame_weight": 0.0})), "ctc+frames")
+        resolve_onsets(model_with_heads(tok, ctc=0.5), "ctc+frames")
 
 
 def test_ctc_plus_frames_decodes_a_note_only_the_activity_head_hears(tok):
-    cfg = AudioLLMConfig.tiny()
-    cfg.lm_config.vocab_size = tok.vocab_size
-    cfg.ctc_weight, cfg.frame_weight = 0.5, 0.1
-    torch.manual_seed(0)
-    model = AudioLLM(cfg).eval()
+    model = model_with_heads(tok, ctc=0.5, note_activity=0.1).eval()
     wav = torch.from_numpy(tone(2.0)).float()
     with torch.no_grad():
-        model.ctc_head.weight.zero_()  # the CTC head hears nothing: blank everywhere
-        model.ctc_head.bias.fill_(-20.0)
-        model.ctc_head.bias[-1] = 20.0
+        model.heads["ctc"].proj.weight.zero_()  # the CTC head hears nothing: blank everywhere
+        model.heads["ctc"].proj.bias.fill_(-20.0)
+        model.heads["ctc"].proj.bias[-1] = 20.0
         _, n_frames = model.encode_frames(wav[None], torch.tensor([wav.shape[0]]))
     spf = 2.0 / int(n_frames[0])
 
-    class Head(torch.nn.Module):  # pitch 60 sounds from frame 5 to frame 9
+    class Head(NoteActivityHead):  # pitch 60 sounds from frame 5 to frame 9
         def forward(self, frames):
             out = torch.full((*frames.shape[:2], 128), -20.0)
             out[:, 5:10, 60] = 20.0
             return out
 
-    model.frame_head = Head()
+    model.heads["note_activity"] = Head(model.audio_encoder.output_dim, tok.vocab_size, 0.1)
     ctc_only = transcribe(model, tok, [wav], window_seconds=2.0, max_new_tokens=120, onsets="ctc", offsets="frames")[0]
     both = transcribe(model, tok, [wav], window_seconds=2.0, max_new_tokens=120, onsets="ctc+frames", offsets="frames")[0]
     assert not [n for n in ctc_only if n.start > 0]  # no onsets to anchor: only held notes, if any

@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import build_tiny_bert
+from helpers import REPO, build_tiny_bert
 
 from audiollm.errors import AudioLLMError, ModelDirError
 from audiollm.models.contrastive import CONTRASTIVE_LOSSES, LossConfig
-from audiollm.models.mulan import ASTConfig, AudioSpectrogramTransformer, MuLaN, MuLaNConfig, apply_spec_masks
+from audiollm.data.augment import apply_spec_masks
+from audiollm.models.mulan import ASTConfig, AudioSpectrogramTransformer, MuLaN, MuLaNConfig
 from audiollm.models.quantizer import MuLaNEmbedQuantizer, QuantizerConfig
+from audiollm.models import hub
 
 QUANT = {"num_quantizers": 2, "codebook_size": 4, "namespaces": ["semantic", "coarse"], "conditioning_dims": [8, 12]}
 
@@ -123,11 +125,10 @@ def test_pretrained_text_tower_from_a_tiny_bert(tiny_bert, tmp_path):
     tokenizer = PretrainedTextTower.make_tokenizer(cfg.text_tower_config, [], 0, 0)
     e = embed_texts(model, tokenizer, ["warm jazz trumpet", "a slow organ"])
     assert e.shape == (2, 16) and not torch.allclose(e[0], e[1])
-    from audiollm.inference.embedding import save_mulan_dir, load_mulan_dir
 
-    save_mulan_dir(tmp_path / "m", model, tokenizer, card={})
+    hub.save_model(tmp_path / "m", model, tokenizer, card={})
     assert (tmp_path / "m" / "text_tower" / "config.json").is_file()
-    loaded, tok2 = load_mulan_dir(tmp_path / "m")
+    loaded, tok2 = hub.load(tmp_path / "m")
     torch.testing.assert_close(embed_texts(loaded, tok2, ["warm jazz trumpet", "a slow organ"]), e)
 
 
@@ -275,8 +276,8 @@ def test_training_updates_the_quantizer_and_it_is_saved(tmp_path):
     model(audio, lengths, ids, tl)
     assert bool(model.quantizer.initted)
     model.eval()
-    model.save_pretrained(tmp_path / "m")
-    loaded = MuLaN.from_pretrained(tmp_path / "m")
+    hub.save_model(tmp_path / "m", model)
+    loaded = hub.load_model(tmp_path / "m")
     torch.testing.assert_close(loaded.quantizer.codebooks, model.quantizer.codebooks)
     e = embed_audio_batch(model, audio, lengths)
     assert torch.equal(loaded.quantizer.quantize(e)[1], model.quantizer.quantize(e)[1])
@@ -287,17 +288,17 @@ def test_training_updates_the_quantizer_and_it_is_saved(tmp_path):
 
 
 def test_save_load_round_trip_with_tokenizer_and_card(tmp_path):
-    from audiollm.inference.embedding import embed_texts, load_mulan_dir, save_mulan_dir
+    from audiollm.inference.embedding import embed_texts
     from audiollm.tokenizers.text import TextTokenizer
 
     tok = TextTokenizer.train(["warm jazz trumpet", "bright piano", "slow organ"] * 5, vocab_size=300)
     cfg = MuLaNConfig.tiny()
     cfg.text_tower_config.vocab_size = tok.vocab_size
     model = MuLaN(cfg).eval()
-    save_mulan_dir(tmp_path / "m", model, tok, card={"steps": 3})
+    hub.save_model(tmp_path / "m", model, tok, card={"steps": 3})
     for name in ("config.json", "model.safetensors", "tokenizer.json", "README.md"):
         assert (tmp_path / "m" / name).is_file()
-    loaded, tok2 = load_mulan_dir(tmp_path / "m")
+    loaded, tok2 = hub.load(tmp_path / "m")
     audio, lengths = pad(clips())
     torch.testing.assert_close(embed_audio_batch_(loaded, audio, lengths), embed_audio_batch_(model, audio, lengths))
     torch.testing.assert_close(embed_texts(loaded, tok2, ["warm jazz"]), embed_texts(model, tok, ["warm jazz"]))
@@ -309,14 +310,13 @@ def embed_audio_batch_(model, audio, lengths):
 
 
 def test_load_errors_are_one_line(tmp_path):
-    from audiollm.inference.embedding import load_mulan_dir
 
     with pytest.raises(ModelDirError, match="no such model directory"):
-        load_mulan_dir(tmp_path / "nope")
+        hub.load(tmp_path / "nope")
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "config.json").write_text(json.dumps({"model_type": "audiollm"}))
-    with pytest.raises(ModelDirError, match="not a MuLaN"):
-        load_mulan_dir(tmp_path / "x")
+    with pytest.raises(ModelDirError, match="is a 'audiollm' model, not a 'mulan' model"):
+        hub.load(tmp_path / "x", model_type="mulan")
 
 
 def test_audio_tower_exports_to_onnx_with_parity():
@@ -325,7 +325,7 @@ def test_audio_tower_exports_to_onnx_with_parity():
     pytest.importorskip("onnxruntime")
     import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(REPO / "benchmarks"))
     from mulan import onnx_check
 
     result = onnx_check(tiny_model(), batch=2, seconds=1.0, repeats=1)

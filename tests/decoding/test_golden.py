@@ -1,6 +1,6 @@
 """The one decoding loop reproduces, token for token, what the three loops it replaced produced.
 
-``tests/golden/decoding.json`` was recorded (``tests/golden/record.py`` at commit 59116fd)
+``golden/decoding.json`` was recorded (``tests/golden/record.py`` at commit 59116fd)
 from `Decoder.generate`, `HFCausalLM.generate` and `midi_generate.decode_events` before they
 were merged into `audiollm.decoding.loop`: greedy and sampled text answers with and without
 the KV cache, joint CTC/attention decoding, teacher-forced candidate scores, guided and
@@ -23,13 +23,18 @@ from audiollm.inference.transcribe import transcribe
 from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
 from audiollm.tokenizers.midi import MidiVocab
 from audiollm.tokenizers.text import TextTokenizer
+from audiollm.config import from_dict, to_dict
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "decoding.json").read_text())
 PROMPTS = [[4, 9, 17, 5], [4, 33, 5], [4, 9, 12, 40, 41, 5]]
 
 
 def recorded_name(name: str) -> str:
-    """A parameter's name in the model the golden file was recorded from."""
+    """A parameter's name in the model the golden file was recorded from (before heads were
+    plug-ins: ``ctc_head`` / ``frame_head``)."""
+    for new, old in (("heads.ctc.proj.", "ctc_head."), ("heads.note_activity.proj.", "frame_head.")):
+        if name.startswith(new):
+            return old + name[len(new):]
     return name
 
 
@@ -52,19 +57,18 @@ def waveforms() -> tuple[torch.Tensor, torch.Tensor]:
     return audio * (torch.arange(16000)[None, :] < lengths[:, None]), lengths
 
 
-def build(lm: str = "llama", vocab_size: int | None = None, **heads) -> AudioLLM:
-    cfg = AudioLLMConfig.tiny(lm=lm).to_dict()
+def build(lm: str = "llama", vocab_size: int | None = None, **heads: float) -> AudioLLM:
+    cfg = to_dict(AudioLLMConfig.tiny(lm=lm, **heads))
     if vocab_size:
         cfg["lm_config"]["vocab_size"] = vocab_size
-    cfg.update(heads)
-    model = AudioLLM(AudioLLMConfig.from_dict(cfg)).eval()
+    model = AudioLLM(from_dict(AudioLLMConfig, cfg)).eval()
     name_init(model)
     return model
 
 
 @pytest.fixture(scope="module")
 def llama():
-    return build(ctc_weight=1.0)
+    return build(ctc=1.0)
 
 
 @pytest.mark.parametrize("use_cache", [True, False])
@@ -103,7 +107,7 @@ def midi():
     texts = ["a cello in D minor at 72 bpm", "a slow baroque piece for violin", "piano, fast, C major",
              "Transcribe the notes."] * 3
     tok = TextTokenizer.train(texts, vocab_size=300).with_midi(MidiVocab(programs=(0, 40, 42)))
-    return build(vocab_size=tok.vocab_size, ctc_weight=1.0, frame_weight=0.3), tok
+    return build(vocab_size=tok.vocab_size, ctc=1.0, note_activity=0.3), tok
 
 
 @pytest.mark.parametrize("guidance", [1.0, 3.0])

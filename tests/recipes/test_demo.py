@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 TINY = " ".join([
     "train.max_steps=4", "train.batch_size=8", "train.eval_every=0", "train.save_every=0", "train.eval_examples=8",

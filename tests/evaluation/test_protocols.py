@@ -18,8 +18,10 @@ from audiollm.evaluation.protocols.cider import cider_d, cider_d_per_clip
 from audiollm.evaluation.protocols.english import normalize_english
 from audiollm.evaluation.protocols.librispeech import wer
 from audiollm.evaluation.protocols.mullama import pair_scores, shuffled_references
+from audiollm.models import hub
+from audiollm.inference.api import AudioLanguageModel
 
-from conftest import build_tiny_bert, tone
+from helpers import build_tiny_bert, tone
 
 # --------------------------------------------------------------------------- CIDEr-D
 
@@ -246,7 +248,7 @@ def test_mtt_likelihood_scores_with_a_real_model(tmp_path):
         sf.write(p, tone(0.3, 200.0 * (i + 1)), 16000)
         rows.append({"audio": str(p), "task": "tagging", "labels": ls, "id": f"magnatagatune-{i}"})
     preds = ["guitar, rock", "piano", "", "calm, piano"]
-    ctx = ProtocolContext(model=model, tokenizer=tok, questions=["Which tags describe this music?"] * 4, batch_size=3)
+    ctx = ProtocolContext(model=AudioLanguageModel(model, tok), questions=["Which tags describe this music?"] * 4, batch_size=3)
     res = run_protocols(rows, preds, "mtt", ctx)
     m = res.results["mtt"]
     assert 0.0 <= m["roc_auc"] <= 1.0 and 0.0 < m["pr_auc"] <= 1.0 and m["n_tags"] == 4
@@ -290,7 +292,7 @@ def test_evaluate_adds_protocol_results_to_table_and_json(tmp_path, wordnet):
 
     from audiollm.tokenizers.text import TextTokenizer
 
-    from test_evaluate import LengthEchoModel
+    from helpers import LengthEchoModel
 
     rows = []
     for i in range(3):
@@ -299,24 +301,23 @@ def test_evaluate_adds_protocol_results_to_table_and_json(tmp_path, wordnet):
         rows.append({"audio": str(p), "task": "qa", "question": "Describe the audio", "answer": f"{i} clip",
                      "id": f"musicqa-eval-{i}-0"})
     tok = TextTokenizer.train([str(n) for n in range(10)] * 5 + ["Describe the audio"] * 3, vocab_size=300)
-    result = evaluate(LengthEchoModel(tok), tok, rows, progress=False)
+    result = evaluate(AudioLanguageModel(LengthEchoModel(tok), tok), rows, progress=False)
     assert {"qa", "mullama"} <= set(result.results) and result.notes
     out = write_json(tmp_path / "e.json", result.results, result.predictions, rows, notes=result.notes)
     data = json.loads(out.read_text())
     assert data["metrics"]["mullama"]["n"] == 3 and data["notes"] == result.notes
     with pytest.raises(AudioLLMError, match="no config.json"):
-        evaluate(LengthEchoModel(tok), tok, rows, progress=False, protocol_options={"bertscore_model": str(tmp_path)})
+        evaluate(AudioLanguageModel(LengthEchoModel(tok), tok), rows, progress=False, protocol_options={"bertscore_model": str(tmp_path)})
 
 
 def test_evaluate_cli_protocol_flags(tmp_path, capsys, wordnet):
     import soundfile as sf
 
     from audiollm.cli.main import main
-    from audiollm.models.hub import save_model_dir
     from audiollm.tokenizers.text import TextTokenizer
 
     tok = TextTokenizer.train(["Describe the audio", "A calm piano piece.", "Loud rock."] * 5, vocab_size=300)
-    save_model_dir(tmp_path / "model", _tiny_audiollm(tok), tok)
+    hub.save_model(tmp_path / "model", _tiny_audiollm(tok), tok)
     lines = []
     for i, answer in enumerate(["A calm piano piece.", "Loud rock."]):
         p = tmp_path / f"{i}.wav"

@@ -13,14 +13,16 @@ import torch
 from audiollm.metrics.notes import attribute_adherence, midi_round_trip
 from audiollm.music.analysis import TEMPO_TOLERANCE, estimate_tempo, tempo_matches
 from audiollm.cli.main import main
-from audiollm.data.batching import IGNORE_INDEX, ExampleBuilder, collate, prompt_ids
+from audiollm.data.batching import IGNORE_INDEX, ExampleBuilder, collate
 from audiollm.data.manifest import read_manifest
 from audiollm.data.music_events import derive_rows
-from audiollm.errors import AudioLLMError, ManifestError
+from audiollm.errors import AudioLLMError, ConfigError, ManifestError
+from audiollm.tasks import TextToMidiOptions
+from audiollm.training.config import ExperimentConfig
 from audiollm.evaluation.evaluate import evaluate
-from audiollm.inference.compose import check_generation, generate_midi, sample_events
+from audiollm.inference.compose import check_generation, generate_midi
 from audiollm.music.grammar import MidiGrammar
-from audiollm.models.hub import save_model_dir
+from audiollm.models import hub
 from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
 from audiollm.music.prompt import caption, check_request, parse_request
 from audiollm.tasks import get_task
@@ -29,7 +31,9 @@ from audiollm.music.notes import Note
 from audiollm.music.midi_file import read_midi, write_midi
 from audiollm.tokenizers.text import TextTokenizer
 from audiollm.decoding.options import DecodingOptions
-from helpers import decode_ids, gen, sample
+from audiollm.config import from_dict, to_dict
+from audiollm.inference.api import AudioLanguageModel
+from helpers import REPO, gen, sample
 
 TASK = get_task("text_to_midi")
 PROGRAMS = (0, 40, 42)  # piano, violin, cello
@@ -59,9 +63,9 @@ def tok():
 @pytest.fixture(scope="module")
 def model(tok):
     torch.manual_seed(0)
-    cfg = AudioLLMConfig.tiny().to_dict()
+    cfg = to_dict(AudioLLMConfig.tiny())
     cfg["lm_config"]["vocab_size"] = tok.vocab_size
-    return AudioLLM(AudioLLMConfig.from_dict(cfg)).eval()
+    return AudioLLM(from_dict(AudioLLMConfig, cfg)).eval()
 
 
 # ------------------------------------------------------------------ rows without audio
@@ -102,13 +106,13 @@ def test_training_example_caption_target_and_condition_dropout(tok):
     assert row["task"] == "text_to_midi" and "audio" not in row and row["question"]
     sizes = set()
     for dropout, expect_uncond in ((0.0, False), (1.0, True)):
-        build = ExampleBuilder([row], tok, seed=0, cond_dropout=dropout)
+        build = ExampleBuilder([row], tok, seed=0, task_options={"text_to_midi": TextToMidiOptions(cond_dropout=min(dropout, 0.9999))})
         for draw in range(6):
             ex = build(0, draw)
             assert ex["audio"].numel() == 0
             n_prompt = sum(1 for lab in ex["labels"] if lab == IGNORE_INDEX)
             prompt = ex["input_ids"][:n_prompt]
-            assert (prompt == prompt_ids(tok, "")) == expect_uncond
+            assert (prompt == tok.prompt_ids("")) == expect_uncond
             answer = tok.decode_events(ex["input_ids"][n_prompt:-1])
             assert TIE in answer and ex["input_ids"][-1] == tok.eos_id
             sizes.add(len(answer))
@@ -117,16 +121,15 @@ def test_training_example_caption_target_and_condition_dropout(tok):
     assert batch["audio"].shape == (3, 0) and batch["audio_lengths"].tolist() == [0, 0, 0]
 
 
-def test_condition_dropout_ignores_tasks_without_guidance(tmp_path, tok):
-    import soundfile as sf
-
-    from conftest import tone
-
-    sf.write(tmp_path / "a.wav", tone(0.5), 16000)
-    rows = [{"audio": str(tmp_path / "a.wav"), "task": "caption", "answer": "a tone"}]
-    ex = ExampleBuilder(rows, tok, cond_dropout=0.99)(0, 0)
-    n_prompt = sum(1 for lab in ex["labels"] if lab == IGNORE_INDEX)
-    assert ex["input_ids"][:n_prompt] != prompt_ids(tok, "")
+def test_condition_dropout_is_an_option_of_the_guided_task_only():
+    data = {"train": "t.jsonl", "tasks": {"text_to_midi": {"cond_dropout": 0.1, "variants": 0.5}}}
+    cfg = from_dict(ExperimentConfig, {"data": data})
+    assert cfg.data.tasks["text_to_midi"] == TextToMidiOptions(cond_dropout=0.1, variants=0.5)
+    with pytest.raises(ConfigError, match="unknown config key 'data.tasks.caption.cond_dropout'; valid keys under "
+                                          "'data.tasks.caption': weight"):
+        from_dict(ExperimentConfig, {"data": {"tasks": {"caption": {"cond_dropout": 0.5}}}})
+    with pytest.raises(ConfigError, match="cond_dropout must be in"):
+        TextToMidiOptions(cond_dropout=1.0)
 
 
 # ------------------------------------------------------------------ captions and requests
@@ -215,7 +218,7 @@ def test_guidance_combines_cond_and_uncond_and_cache_matches_recompute(model, to
         ids = torch.tensor([prompt])
         return torch.log_softmax(lm(inputs_embeds=lm.embed_tokens(ids))[:, -1].float(), -1)[0]
 
-    cond, uncond = next_logp(prompt_ids(tok, q) + tie), next_logp(prompt_ids(tok, "") + tie)
+    cond, uncond = next_logp(tok.prompt_ids(q) + tie), next_logp(tok.prompt_ids("") + tie)
     g = MidiGrammar(tok, 1, 200, held=False)
     allowed = g.mask([0])[0]
     for s in (1.0, 3.0):
@@ -279,9 +282,9 @@ def test_attribute_tokens_open_the_answer_from_the_labels(tok, atok):
 
 def test_sampling_with_attributes_writes_tempo_key_tie_then_valid_events(atok):
     torch.manual_seed(0)
-    cfg = AudioLLMConfig.tiny().to_dict()
+    cfg = to_dict(AudioLLMConfig.tiny())
     cfg["lm_config"]["vocab_size"] = atok.vocab_size
-    model = AudioLLM(AudioLLMConfig.from_dict(cfg)).eval()
+    model = AudioLLM(from_dict(AudioLLMConfig, cfg)).eval()
     gen = torch.Generator().manual_seed(0)
     events = sample(model, atok, ["a cello in D minor"] * 10 + [""] * 10, seconds=2.0, guidance=2.0,
                            temperature=1.5, generator=gen, max_new_tokens=80)
@@ -316,9 +319,9 @@ def test_plans_follow_the_caption_unless_told_not_to(atok):
     assert plan_choices(vocab, parse_request("violin")) == {}
 
     torch.manual_seed(0)
-    cfg = AudioLLMConfig.tiny().to_dict()
+    cfg = to_dict(AudioLLMConfig.tiny())
     cfg["lm_config"]["vocab_size"] = atok.vocab_size
-    model = AudioLLM(AudioLLMConfig.from_dict(cfg)).eval()
+    model = AudioLLM(from_dict(AudioLLMConfig, cfg)).eval()
     questions = ["a cello in D minor at 72 bpm", "slow, major", "violin"] * 4
     gen = torch.Generator().manual_seed(0)
     events = sample(model, atok, questions, seconds=1.0, temperature=1.5, generator=gen, max_new_tokens=12)
@@ -386,8 +389,8 @@ def test_variants_keep_caption_and_notes_in_agreement(tok):
     assert TASK.variant({**row, "key": None}, rng, tok)["key"] is None  # no labels: the row as is
 
     rows = [row]
-    never = ExampleBuilder(rows, tok, seed=0, variants=0.0)
-    always = ExampleBuilder(rows, tok, seed=0, variants=1.0)
+    never = ExampleBuilder(rows, tok, seed=0, task_options={"text_to_midi": TextToMidiOptions(variants=0.0)})
+    always = ExampleBuilder(rows, tok, seed=0, task_options={"text_to_midi": TextToMidiOptions(variants=1.0)})
     plain = [never(0, d)["input_ids"] for d in range(8)]
     varied = [always(0, d)["input_ids"] for d in range(8)]
     assert plain != varied and len({tuple(v) for v in varied}) == 8
@@ -412,7 +415,7 @@ def test_estimate_tempo_finds_the_struck_beat(bpm):
 
 def test_evaluate_reports_adherence_for_rows_without_audio(model, tok):
     rows = derive_rows([clip_row(clip=f"m{i}", program=PROGRAMS[i % 3], seconds=2.0) for i in range(4)])
-    result = evaluate(model, tok, rows, batch_size=4, max_new_tokens=100, progress=False)
+    result = evaluate(AudioLanguageModel(model, tok), rows, batch_size=4, max_new_tokens=100, progress=False)
     scores = result.results["text_to_midi"]
     assert scores["n"] == 4 and scores["valid_rate"] == 1.0
     assert {"instrument_adherence", "valid_rate"} <= set(scores)
@@ -433,7 +436,7 @@ def test_references_score_as_adherent():
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, model, tok):
     d = tmp_path_factory.mktemp("t2m") / "model"
-    save_model_dir(d, model, tok)
+    hub.save_model(d, model, tok)
     return d
 
 
@@ -502,13 +505,13 @@ def test_generate_cli_reranks_samples_with_mulan(model_dir, tmp_path, capsys):
     need_renderer()
     from audiollm.audio import load_audio
     from audiollm.models.mulan import MuLaN, MuLaNConfig
-    from audiollm.inference.embedding import load_mulan_dir, save_mulan_dir, score
+    from audiollm.inference.embedding import score
 
     mtok = TextTokenizer.train(["a cello in D minor", "a slow violin", "fast piano"] * 5, vocab_size=300)
     cfg = MuLaNConfig.tiny()
     cfg.text_tower_config.vocab_size = mtok.vocab_size
     torch.manual_seed(0)
-    mulan_dir = save_mulan_dir(tmp_path / "mulan", MuLaN(cfg).eval(), mtok, card={})
+    mulan_dir = hub.save_model(tmp_path / "mulan", MuLaN(cfg).eval(), mtok, card={})
     out = tmp_path / "piece.wav"
     argv = ["generate", str(model_dir), "--text", "a cello in D minor", "--out", str(out), "--num-samples", "3",
             "--seconds", "1.5", "--max-new-tokens", "60", "--seed", "3", "--rerank", str(mulan_dir)]
@@ -520,7 +523,7 @@ def test_generate_cli_reranks_samples_with_mulan(model_dir, tmp_path, capsys):
     # the two kept are the best two of all three samples, as MuLaN scores the written audio
     assert main(argv) == 0  # all three, best first
     capsys.readouterr()
-    mulan, mt = load_mulan_dir(mulan_dir)
+    mulan, mt = hub.load(mulan_dir)
     sims = score(mulan, mt, [load_audio(tmp_path / f"piece_{k}.wav") for k in range(3)], ["a cello in D minor"])[:, 0]
     assert sims.tolist() == sorted(sims.tolist(), reverse=True)
     assert sims[:2].tolist() == pytest.approx(printed, abs=1e-3)
@@ -530,15 +533,15 @@ def test_generate_cli_reranks_samples_with_mulan(model_dir, tmp_path, capsys):
 
 def test_generate_cli_refuses_a_model_without_midi_vocabulary(tmp_path, capsys):
     tok = TextTokenizer.train(["a b c"] * 3, vocab_size=300)
-    cfg = AudioLLMConfig.tiny().to_dict()
+    cfg = to_dict(AudioLLMConfig.tiny())
     cfg["lm_config"]["vocab_size"] = tok.vocab_size
-    save_model_dir(tmp_path / "m", AudioLLM(AudioLLMConfig.from_dict(cfg)), tok)
+    hub.save_model(tmp_path / "m", AudioLLM(from_dict(AudioLLMConfig, cfg)), tok)
     _one_line_error(capsys, ["generate", tmp_path / "m", "--text", "a cello", "--out", tmp_path / "p.wav"],
                     "no MIDI vocabulary")
     # evaluate on a corpus that mixes text rows and text_to_midi rows: the latter are skipped, said once
     import soundfile as sf
 
-    from conftest import tone
+    from helpers import tone
 
     sf.write(tmp_path / "a.wav", tone(0.5), 16000)
     manifest = tmp_path / "mixed.jsonl"
@@ -569,14 +572,13 @@ def test_text_to_midi_benchmark_scores_model_and_reference(model_dir, tmp_path):
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
     rows = derive_rows([clip_row(clip=f"m{i}", program=p, bpm=72) for i, p in enumerate((42, 40, 0))])
     for row, q in zip(rows, ["a cello at 72 bpm", "violin, D minor", "a slow piece for piano"]):
         row["question"] = q
     manifest = tmp_path / "t2m.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "text_to_midi.py"
+    script = REPO / "benchmarks" / "text_to_midi.py"
     proc = subprocess.run([sys.executable, str(script), str(model_dir), "--manifest", str(manifest)],
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "CI": "1"})  # pyfluidsynth prints at import under $CI

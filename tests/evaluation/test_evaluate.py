@@ -9,43 +9,16 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
-from audiollm.decoding.options import DecodingOptions
 
 from audiollm.audio import load_audio
 from audiollm.data.manifest import read_manifest
 from audiollm.errors import AudioError, AudioLLMError, ManifestError
-from audiollm.evaluation.evaluate import (
-    evaluate,
-    format_table,
-    predict,
-    questions_for,
-    score_predictions,
-    write_json,
-)
+from audiollm.evaluation.evaluate import evaluate, format_table, predict, questions_for, score_predictions, write_json
 from audiollm.tasks import TAGGING_QUESTIONS
 from audiollm.tokenizers.text import TextTokenizer
-
-
-class LengthEchoModel(torch.nn.Module):
-    """Same ``generate`` signature as AudioLLM; returns the tokens of each row's audio length."""
-
-    def __init__(self, tokenizer: TextTokenizer):
-        super().__init__()
-        self.weight = torch.nn.Parameter(torch.zeros(1))  # gives the model a device
-        self.tok = tokenizer
-        self.calls: list[dict] = []
-
-    def generate(self, audio, audio_lengths, prompt_ids, options=DecodingOptions(), *, eos_id=None, ctc_rows=None,
-                 **_):
-        assert audio.dim() == 2 and audio.dtype == torch.float32 and audio.shape[0] == len(prompt_ids)
-        for i, n in enumerate(audio_lengths.tolist()):
-            assert (audio[i, n:] == 0).all()  # zero padding after each row's samples
-        self.calls.append({"lengths": audio_lengths.tolist(), "prompts": prompt_ids, "eos_id": eos_id,
-                           "max_new_tokens": options.max_new_tokens, "training": self.training,
-                           "ctc_weight": options.ctc_weight, "ctc_rows": ctc_rows})
-        return [self.tok.encode(f" {n} ") for n in audio_lengths.tolist()]
+from audiollm.inference.api import AudioLanguageModel
+from helpers import LengthEchoModel
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +36,7 @@ def setup(toy_corpus):
 
 def test_predictions_come_back_in_input_order(setup):
     rows, tok, model = setup
-    preds = predict(model, tok, rows, batch_size=3, max_new_tokens=7, progress=False)
+    preds = predict(AudioLanguageModel(model, tok), rows, batch_size=3, max_new_tokens=7, progress=False)
     assert preds == [str(load_audio(r["audio"]).shape[0]) for r in rows]
     assert all(c["eos_id"] == tok.eos_id and c["max_new_tokens"] == 7 for c in model.calls)
     # Batches hold rows of similar duration: lengths are non-decreasing across calls.
@@ -82,7 +55,7 @@ def test_questions_are_deterministic_and_independent_of_batching(setup):
     asked: dict[int, str] = {}
     for bs in (1, 4):
         model.calls.clear()
-        predict(model, tok, rows, batch_size=bs, progress=False)
+        predict(AudioLanguageModel(model, tok), rows, batch_size=bs, progress=False)
         prompts = [tok.decode(p) for c in model.calls for p in c["prompts"]]
         assert sorted(prompts) == sorted(q0)
         asked[bs] = prompts
@@ -92,7 +65,7 @@ def test_questions_are_deterministic_and_independent_of_batching(setup):
 def test_eval_mode_during_generation_and_restored_after(setup):
     rows, tok, model = setup
     model.train()
-    predict(model, tok, rows[:2], progress=False)
+    predict(AudioLanguageModel(model, tok), rows[:2], progress=False)
     assert not any(c["training"] for c in model.calls)
     assert model.training
 
@@ -100,9 +73,9 @@ def test_eval_mode_during_generation_and_restored_after(setup):
 def test_max_audio_seconds_refuses_long_clips_up_front(setup):
     rows, tok, model = setup
     with pytest.raises(AudioError, match=r"the limit is 0.5 s \(\d+ row\(s\) over it"):
-        predict(model, tok, rows, max_audio_seconds=0.5, progress=False)
+        predict(AudioLanguageModel(model, tok), rows, max_audio_seconds=0.5, progress=False)
     assert model.calls == []  # refused before any generation
-    assert len(predict(model, tok, rows, max_audio_seconds=5.0, progress=False)) == len(rows)
+    assert len(predict(AudioLanguageModel(model, tok), rows, max_audio_seconds=5.0, progress=False)) == len(rows)
 
 
 def test_score_predictions_groups_by_task(setup):
@@ -118,10 +91,10 @@ def test_score_predictions_groups_by_task(setup):
 def test_bad_rows_fail_before_generation(setup):
     rows, tok, model = setup
     with pytest.raises(AudioLLMError, match="unknown task 'nope'"):
-        predict(model, tok, [{**rows[0], "task": "nope"}], progress=False)
+        predict(AudioLanguageModel(model, tok), [{**rows[0], "task": "nope"}], progress=False)
     bad_qa = {k: v for k, v in rows[1].items() if k != "question"}
     with pytest.raises(ManifestError, match="question"):
-        predict(model, tok, [bad_qa], progress=False)
+        predict(AudioLanguageModel(model, tok), [bad_qa], progress=False)
     assert model.calls == []
     with pytest.raises(AudioLLMError, match="2 predictions for 1 rows"):
         score_predictions(rows[:1], ["a", "b"])
@@ -129,7 +102,7 @@ def test_bad_rows_fail_before_generation(setup):
 
 def test_evaluate_table_and_json(setup, tmp_path):
     rows, tok, model = setup
-    result = evaluate(model, tok, rows, batch_size=2, progress=False)
+    result = evaluate(AudioLanguageModel(model, tok), rows, batch_size=2, progress=False)
     assert len(result.predictions) == len(result.questions) == len(rows)
     table = format_table(result.results)
     header, *lines = table.splitlines()
@@ -160,20 +133,13 @@ def test_write_json_is_atomic(setup, tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["eval.json"]
 
 
-class CTCEchoModel(LengthEchoModel):
-    """LengthEchoModel with a CTC head: records which rows it was asked to decode jointly."""
-
-    ctc_head = torch.nn.Identity()
-
-
-
 def test_transcript_rows_are_decoded_jointly_with_the_ctc_head(setup):
     rows, tok, _ = setup
-    model = CTCEchoModel(tok)
+    model = LengthEchoModel(tok)
     asr_questions = {q for q, r in zip(questions_for(rows, 0), rows) if r["task"] == "asr"}
     other_questions = {q for q, r in zip(questions_for(rows, 0), rows) if r["task"] != "asr"}
     assert asr_questions and not asr_questions & other_questions
-    predict(model, tok, rows, batch_size=4, progress=False, ctc_weight=0.5)
+    predict(AudioLanguageModel(model, tok), rows, batch_size=4, progress=False, ctc_weight=0.5)
     marked = 0
     for call in model.calls:
         if call["ctc_rows"] is None:  # a batch without transcripts is decoded as before
@@ -185,5 +151,5 @@ def test_transcript_rows_are_decoded_jointly_with_the_ctc_head(setup):
         marked += sum(call["ctc_rows"])
     assert marked == sum(r["task"] == "asr" for r in rows)
     model.calls.clear()
-    predict(model, tok, rows, batch_size=4, progress=False, ctc_weight=0.0)  # off: the LM alone
+    predict(AudioLanguageModel(model, tok), rows, batch_size=4, progress=False, ctc_weight=0.0)  # off: the LM alone
     assert all(call["ctc_weight"] == 0.0 for call in model.calls)
