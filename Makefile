@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 CORPUS ?= data/corpus_quickstart
 RUN ?= runs/quickstart
 
-.PHONY: setup demo test test-all bench fsdd clean
+.PHONY: setup demo test test-fast bench fsdd clean
 
 setup:
 	bash scripts/setup.sh
@@ -14,6 +14,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest tests
+
+# The inner loop: everything but the tests marked slow (minutes of CPU each).
+test-fast: setup
+	$(PY) -m pytest tests -m "not slow"
 
 fsdd: setup
 	VENV=$(VENV) bash scripts/fsdd.sh

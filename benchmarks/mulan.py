@@ -59,8 +59,8 @@ def timed(fn, repeats: int) -> float:
 
 def onnx_check(model, batch: int, seconds: float, repeats: int) -> dict:
     try:
-        import onnxruntime as ort
         import onnx  # noqa: F401
+        import onnxruntime as ort
     except ImportError as e:
         return {"skipped": f"{e.name} not installed (pip install 'audiollm[mulan]')"}
     wav = torch.randn(batch, int(seconds * 16000)) * 0.1

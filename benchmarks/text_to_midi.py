@@ -4,7 +4,7 @@
 
 Reads the manifest's text_to_midi rows, samples one piece per caption with the model directory
 exactly as ``audiollm evaluate`` does (the task's seeded sampling: guidance 3, temperature 1,
-top-p 0.95, grammar-constrained), and scores it with :func:`audiollm.metrics.attribute_adherence`.
+top-p 0.95, grammar-constrained), and scores it with :func:`audiollm.metrics.notes.attribute_adherence`.
 The same metric is run on each row's own notes, the corpus's ground truth: that is the
 ceiling the estimators allow (a tempo word is judged at the estimate's metrical level, which
 notes alone leave ambiguous; the key of a 4 s excerpt is noisy). Prints one JSON object:

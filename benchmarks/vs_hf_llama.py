@@ -23,10 +23,10 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import emit, interleaved_median_seconds, log, machine, parser, setup  # noqa: E402
 
-from audiollm.models import Decoder, DecoderConfig, decoder_to_hf_llama  # noqa: E402
-from audiollm.models.token_loss import linear_cross_entropy_sum  # noqa: E402
 from audiollm.decoding.loop import generate as decode  # noqa: E402
 from audiollm.decoding.options import DecodingOptions  # noqa: E402
+from audiollm.models import Decoder, DecoderConfig, decoder_to_hf_llama  # noqa: E402
+from audiollm.models.token_loss import linear_cross_entropy_sum  # noqa: E402
 
 
 def left_padded_prompts(batch: int, max_len: int, vocab: int, device) -> tuple[torch.Tensor, torch.Tensor]:

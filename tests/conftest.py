@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
+from helpers import SHARED_DATA, build_toy_corpus, tone, write_config
 
+from audiollm.cli.main import main
 from audiollm.metrics import wordnet as wordnet_files
 from audiollm.models import hub
 from audiollm.models.mulan import MuLaN, MuLaNConfig
 from audiollm.tokenizers.text import TextTokenizer
-from helpers import SHARED_DATA, build_toy_corpus, tone
 
 
 def pytest_collection_modifyitems(config, items):
@@ -46,6 +47,14 @@ def toy_corpus(tmp_path: Path) -> Path:
 def toy_corpus_shared(tmp_path_factory) -> Path:
     """The same corpus, built once per session, for tests that only read it."""
     return build_toy_corpus(tmp_path_factory.mktemp("shared"))
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory, toy_corpus_shared) -> Path:
+    """A tiny model trained for 6 steps on the toy corpus by `audiollm train`; its final folder."""
+    tmp = tmp_path_factory.mktemp("trained")
+    assert main(["train", str(write_config(tmp, toy_corpus_shared, max_steps=6)), "--no-progress"]) == 0
+    return tmp / "run" / "final"
 
 
 @pytest.fixture(scope="session")

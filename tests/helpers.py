@@ -12,8 +12,11 @@ import soundfile as sf
 import torch
 import yaml
 
+from audiollm.config import to_dict
 from audiollm.decoding.loop import generate as decode
 from audiollm.decoding.options import DecodingOptions
+from audiollm.inference.compose import sample_events
+from audiollm.models import AudioLLM, AudioLLMConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"  # real recordings beside the checkout (also in CI)
@@ -38,8 +41,6 @@ def sample(model, tokenizer, questions, *, seconds, generator=None, constrained=
            temperature=1.0, max_new_tokens=1024, **options):
     """`compose.sample_events` with the decoding options as keyword arguments (sampled at
     temperature 1 by default, as `audiollm generate` does)."""
-    from audiollm.inference.compose import sample_events
-
     opts = DecodingOptions(temperature=temperature, max_new_tokens=max_new_tokens, **options)
     return sample_events(model, tokenizer, questions, seconds=seconds, options=opts, generator=generator,
                          constrained=constrained, follow_caption=follow_caption)
@@ -156,8 +157,6 @@ def make_batch(vocab: int = 128, seed: int = 0):
 
 
 def tiny_model(seed: int = 0, **lm_overrides):
-    from audiollm.models import AudioLLM, AudioLLMConfig
-
     torch.manual_seed(seed)
     cfg = AudioLLMConfig.tiny()
     for k, v in lm_overrides.items():
@@ -173,9 +172,6 @@ def tiny_model(seed: int = 0, **lm_overrides):
 def tiny_model_section(audio_encoder: str = "conv_transformer", lm: str = "llama", heads: dict | None = None,
                        **encoder_options) -> dict:
     """A tiny AudioLLM as a config's ``model`` section (its vocabulary comes from the tokenizer)."""
-    from audiollm.config import to_dict
-    from audiollm.models.audiollm import AudioLLMConfig
-
     model = to_dict(AudioLLMConfig.tiny(audio_encoder=audio_encoder, lm=lm, **(heads or {})))
     model["audio_encoder_config"].update(encoder_options)
     model["lm_config"].pop("vocab_size")

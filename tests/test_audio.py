@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import tone
 
 from audiollm.audio import load_audio, save_audio
 from audiollm.errors import AudioError
-
-from helpers import tone
 
 
 def _write(path, data: bytes):

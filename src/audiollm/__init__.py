@@ -15,7 +15,13 @@ The Python API::
 `audiollm.errors.AudioLLMError` subclasses.
 """
 
-from audiollm.errors import AudioError, AudioLLMError, ConfigError, ManifestError, ModelDirError
+from audiollm.errors import (
+    AudioError,
+    AudioLLMError,
+    ConfigError,
+    ManifestError,
+    ModelDirError,
+)
 
 __version__ = "0.1.0"
 __all__ = ["load", "__version__", "AudioLLMError", "AudioError", "ConfigError", "ManifestError", "ModelDirError"]

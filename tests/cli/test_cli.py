@@ -11,18 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+from helpers import REPO, tone, write_config
 
 from audiollm.cli.main import main
-from helpers import tone, write_config
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, toy_corpus_shared):
-    """A tiny model trained for a few steps on the toy corpus (shared by this module)."""
-    tmp = tmp_path_factory.mktemp("cli")
-    cfg = write_config(tmp, toy_corpus_shared, max_steps=6)
-    assert main(["train", str(cfg), "--no-progress"]) == 0
-    return tmp / "run" / "final", toy_corpus_shared
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -39,8 +31,8 @@ def assert_one_line_error(code: int, err: str, fragment: str) -> None:
     assert "Traceback" not in err
 
 
-def test_ask_and_evaluate_work(trained, capsys, tmp_path):
-    model_dir, corpus = trained
+def test_ask_and_evaluate_work(trained_model_dir, toy_corpus_shared, capsys, tmp_path):
+    model_dir, corpus = trained_model_dir, toy_corpus_shared
     clip = next(corpus.glob("audio/test_m*.wav"))
     code, out, _ = run_cli(capsys, "ask", model_dir, clip, "--question", "Which instrument family is playing?", "--json")
     assert code == 0 and json.loads(out)["question"] == "Which instrument family is playing?"
@@ -50,8 +42,8 @@ def test_ask_and_evaluate_work(trained, capsys, tmp_path):
     assert {"tagging", "asr", "caption", "qa"} <= set(saved["metrics"])
 
 
-def test_wrong_rate_and_channels_are_fixed_not_refused(trained, capsys, tmp_path):
-    model_dir, _ = trained
+def test_wrong_rate_and_channels_are_fixed_not_refused(trained_model_dir, toy_corpus_shared, capsys, tmp_path):
+    model_dir = trained_model_dir
     p = tmp_path / "stereo44k.wav"
     sf.write(p, np.stack([tone(0.5, 440, 44100)] * 2, axis=1), 44100)
     code, _, err = run_cli(capsys, "ask", model_dir, p)
@@ -98,14 +90,14 @@ def _bad_audio(tmp_path: Path, kind: str) -> Path:
         ("too_long", "the limit is 2.0 s"),
     ],
 )
-def test_ask_bad_audio(trained, capsys, tmp_path, kind, fragment):
-    model_dir, _ = trained
+def test_ask_bad_audio(trained_model_dir, toy_corpus_shared, capsys, tmp_path, kind, fragment):
+    model_dir = trained_model_dir
     code, _, err = run_cli(capsys, "ask", model_dir, _bad_audio(tmp_path, kind), "--max-seconds", "2")
     assert_one_line_error(code, err, fragment)
 
 
-def test_model_dir_problems(trained, capsys, tmp_path):
-    model_dir, corpus = trained
+def test_model_dir_problems(trained_model_dir, toy_corpus_shared, capsys, tmp_path):
+    model_dir, corpus = trained_model_dir, toy_corpus_shared
     clip = next(corpus.glob("audio/test_m*.wav"))
     code, _, err = run_cli(capsys, "ask", tmp_path / "nowhere", clip)
     assert_one_line_error(code, err, "no such model directory")
@@ -116,8 +108,24 @@ def test_model_dir_problems(trained, capsys, tmp_path):
     assert_one_line_error(code, err, "model.safetensors")
 
 
-def test_bad_manifest_lines(trained, capsys, tmp_path):
-    model_dir, corpus = trained
+@pytest.mark.parametrize("command", ["ask", "evaluate", "transcribe", "generate", "embed", "features"])
+def test_device_and_dtype_problems_are_one_line(trained_model_dir, toy_corpus_shared, capsys, command):
+    """Every command that runs a model takes --device and --dtype and refuses bad ones in one line."""
+    clip = next(toy_corpus_shared.glob("audio/test_m*.wav"))
+    args = {"ask": [trained_model_dir, clip], "evaluate": [trained_model_dir, "--data", toy_corpus_shared / "test.jsonl"],
+            "transcribe": [trained_model_dir, clip, "--out", "x.mid"],
+            "generate": [trained_model_dir, "--text", "a slow cello", "--out", "x.wav"],
+            "embed": [trained_model_dir, clip, "--out", "x.npy"],
+            "features": [REPO / "configs" / "fsdd_digits.yaml", toy_corpus_shared / "test.jsonl", "--out", "x"]}
+    code, _, err = run_cli(capsys, command, *args[command], "--dtype", "float8")
+    assert code == 2 and "float8" in err and err.count("\n") == 1, err
+    if not torch.cuda.is_available():
+        code, _, err = run_cli(capsys, command, *args[command], "--device", "cuda")
+        assert_one_line_error(code, err, "no CUDA GPU is available here")
+
+
+def test_bad_manifest_lines(trained_model_dir, toy_corpus_shared, capsys, tmp_path):
+    model_dir, corpus = trained_model_dir, toy_corpus_shared
     lines = (corpus / "test.jsonl").read_text().splitlines()
     bad = tmp_path / "bad.jsonl"
     bad.write_text("\n".join([lines[0], "{oops", *lines[1:]]) + "\n")
@@ -126,6 +134,8 @@ def test_bad_manifest_lines(trained, capsys, tmp_path):
     bad.write_text(lines[0] + "\n" + json.dumps({"audio": "x.wav", "answer": "y"}) + "\n")
     code, _, err = run_cli(capsys, "evaluate", model_dir, "--data", bad)
     assert_one_line_error(code, err, "bad.jsonl:2: missing key(s) task")
+    code, _, err = run_cli(capsys, "evaluate", model_dir, "--data", next(corpus.glob("audio/*.wav")))
+    assert_one_line_error(code, err, "not a text file")
 
 
 def test_bad_config(capsys, tmp_path, toy_corpus):

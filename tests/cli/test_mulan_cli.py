@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers import tone
 
 from audiollm.audio import load_audio
 from audiollm.cli.main import main
 from audiollm.inference import index as index_lib
 from audiollm.inference.embedding import tag
 from audiollm.models import hub
-from helpers import tone
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:

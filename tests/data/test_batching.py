@@ -5,10 +5,20 @@ from collections import Counter
 import pytest
 import torch
 
-from audiollm.data.batching import IGNORE_INDEX, ExampleBuilder, GroupedSampler, MixtureSampler, collate, make_sampler
 from audiollm.data.augment import AudioAugment
+from audiollm.data.batching import (
+    IGNORE_INDEX,
+    ExampleBuilder,
+    GroupedSampler,
+    MixtureSampler,
+    collate,
+    make_sampler,
+)
 from audiollm.data.manifest import read_manifest
+from audiollm.errors import ConfigError
+from audiollm.tasks import TaskOptions
 from audiollm.tokenizers.text import TextTokenizer
+from audiollm.training.config import ContrastiveDataConfig, DataConfig
 
 
 def _tok(rows):
@@ -101,10 +111,6 @@ def test_grouped_sampler_draws_runs_of_one_label():
 
 
 def test_grouped_sampler_config_errors():
-    from audiollm.errors import ConfigError
-    from audiollm.tasks import TaskOptions
-    from audiollm.training.config import ContrastiveDataConfig, DataConfig
-
     rows = [{"task": "caption", "instrument": "piano"}] * 20
     with pytest.raises(ConfigError, match="same value"):
         GroupedSampler(rows, "instrument", 4)

@@ -17,19 +17,23 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("transformers")
 
+from helpers import gen, tiny_model_section, write_config
+
 from audiollm.audio import load_audio, pad_batch  # noqa: E402
 from audiollm.cli.main import main  # noqa: E402
-from audiollm.training.config import load_config  # noqa: E402
 from audiollm.data.batching import ExampleBuilder, collate  # noqa: E402
 from audiollm.data.feature_cache import FeatureCache, build_feature_cache, frame_window  # noqa: E402
 from audiollm.data.manifest import read_manifest  # noqa: E402
 from audiollm.errors import AudioLLMError, ConfigError  # noqa: E402
-from audiollm.models import hub  # noqa: E402
-from audiollm.models import AudioLLM, AudioLLMConfig  # noqa: E402
+from audiollm.models import (  # noqa: E402
+    AudioLLM,
+    AudioLLMConfig,
+    hub,  # noqa: E402
+)
 from audiollm.tokenizers.text import TextTokenizer  # noqa: E402
+from audiollm.training.config import load_config  # noqa: E402
 from audiollm.training.dry_run import dry_run  # noqa: E402
 from audiollm.training.loop import train
-from helpers import gen, tiny_model_section, write_config
 
 
 def whisper_config(**options) -> AudioLLMConfig:

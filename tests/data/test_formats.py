@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers import FSDD
 
 from audiollm.data.formats import FORMATS, build_manifest, fsdd
 from audiollm.data.manifest import read_manifest, write_manifest
 from audiollm.errors import AudioLLMError
-from helpers import FSDD
 
 SPEAKERS = ("alice", "bob", "carol")
 TAKES = range(7)

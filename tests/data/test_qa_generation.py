@@ -8,7 +8,14 @@ import json
 import pytest
 
 from audiollm.cli.main import main
-from audiollm.data.qa import DESCRIBE_QUESTIONS, clip_facts, generate_qa, parse_qa_text, template_pairs
+from audiollm.data.qa import (
+    DESCRIBE_QUESTIONS,
+    LLMCompleter,
+    clip_facts,
+    generate_qa,
+    parse_qa_text,
+    template_pairs,
+)
 
 TAG_ROW = {"audio": "/d/a.mp3", "task": "tagging", "labels": ["guitar", "rock", "fast", "male vocal", "sad"],
            "split": "test", "id": "magnatagatune-1"}
@@ -107,8 +114,6 @@ def tiny_llm(tmp_path_factory):
 
 
 def test_llm_generator_with_a_tiny_random_llama(tiny_llm, tmp_path, capsys):
-    from audiollm.data.qa import LLMCompleter
-
     complete = LLMCompleter(tiny_llm, max_new_tokens=24)
     texts = complete(["Tags: guitar, rock"])
     assert isinstance(texts[0], str)

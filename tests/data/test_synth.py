@@ -15,10 +15,10 @@ import pytest
 import soundfile as sf
 
 from audiollm.data.synth import corpus, music, speech, templates
-from audiollm.music import analysis, render, theory
 from audiollm.errors import AudioLLMError
-from audiollm.tasks import get_task
 from audiollm.metrics.text import normalize_text
+from audiollm.music import analysis, render, theory
+from audiollm.tasks import ASR_QUESTIONS, CAPTION_QUESTIONS, TAGGING_QUESTIONS, get_task
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
@@ -216,8 +216,6 @@ def test_speech_sampler_covers_both_genders_and_several_accents():
 
 
 def test_qa_questions_never_reuse_task_paraphrases(built):
-    from audiollm.tasks import ASR_QUESTIONS, CAPTION_QUESTIONS, TAGGING_QUESTIONS
-
     task_questions = set(ASR_QUESTIONS) | set(CAPTION_QUESTIONS) | set(TAGGING_QUESTIONS)
     assert templates.RESERVED_QUESTIONS == task_questions
     ours = {q for table in (templates.MUSIC_QA, templates.SPEECH_QA) for qs, _ in table.values() for q in qs}

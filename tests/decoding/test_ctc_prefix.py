@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import decode_ids, gen
 
 from audiollm.decoding.ctc_prefix import CTCPrefixScorer
 from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
 from audiollm.models.lm import Decoder, DecoderConfig
-from helpers import decode_ids, gen
 
 
 def _collapse(path, blank):

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from audiollm.config import from_dict, to_dict
 from audiollm.decoding.options import DecodingOptions
 from audiollm.inference.compose import sample_events
 from audiollm.inference.transcribe import transcribe
 from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
 from audiollm.tokenizers.midi import MidiVocab
 from audiollm.tokenizers.text import TextTokenizer
-from audiollm.config import from_dict, to_dict
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "decoding.json").read_text())
 PROMPTS = [[4, 9, 17, 5], [4, 33, 5], [4, 9, 12, 40, 41, 5]]

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from audiollm.errors import ConfigError
-from audiollm.decoding.sampling import sample_next_token, top_k_filter, top_p_filter
-from audiollm.models import AudioLLM, AudioLLMConfig, Decoder, DecoderConfig
-from audiollm.decoding.options import DecodingOptions
 from helpers import decode_ids, gen
 
+from audiollm.decoding.options import DecodingOptions
+from audiollm.decoding.sampling import sample_next_token, top_k_filter, top_p_filter
+from audiollm.errors import ConfigError
+from audiollm.models import (
+    AudioLLM,
+    AudioLLMConfig,
+    Decoder,
+    DecoderConfig,
+    decoder_to_hf_llama,
+)
 
 PROMPTS = [[5, 9, 11, 3], [7], [12, 13]]
 
@@ -198,8 +203,6 @@ def test_bad_sampling_args_raise_config_error(kwargs, match):
 
 def test_decoder_generate_matches_hf_llama_generate_on_left_padded_batch():
     pytest.importorskip("transformers")
-    from audiollm.models import decoder_to_hf_llama
-
     torch.manual_seed(0)
     cfg = DecoderConfig.tiny()
     cfg.tie_embeddings = False

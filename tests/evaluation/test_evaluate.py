@@ -9,16 +9,22 @@ from __future__ import annotations
 import json
 
 import pytest
-
+from helpers import LengthEchoModel
 
 from audiollm.audio import load_audio
 from audiollm.data.manifest import read_manifest
 from audiollm.errors import AudioError, AudioLLMError, ManifestError
-from audiollm.evaluation.evaluate import evaluate, format_table, predict, questions_for, score_predictions, write_json
+from audiollm.evaluation.evaluate import (
+    evaluate,
+    format_table,
+    predict,
+    questions_for,
+    score_predictions,
+    write_json,
+)
+from audiollm.inference.api import AudioLanguageModel
 from audiollm.tasks import TAGGING_QUESTIONS
 from audiollm.tokenizers.text import TextTokenizer
-from audiollm.inference.api import AudioLanguageModel
-from helpers import LengthEchoModel
 
 
 @pytest.fixture(autouse=True)

@@ -8,20 +8,28 @@ import math
 
 import pytest
 import torch
+from helpers import build_tiny_bert, tone
 
-from audiollm.metrics.labels import tag_auc
-from audiollm.metrics.text import meteor_wordpunct, nltk_sentence_bleu, rouge_l_recall
+from audiollm.cli.main import main
 from audiollm.errors import AudioLLMError
 from audiollm.evaluation.evaluate import evaluate, format_table, write_json
-from audiollm.evaluation.protocols import ProtocolContext, dataset_of, run_protocols, select
+from audiollm.evaluation.protocols import (
+    ProtocolContext,
+    dataset_of,
+    run_protocols,
+    select,
+)
+from audiollm.evaluation.protocols.bertscore import BertScorer
 from audiollm.evaluation.protocols.cider import cider_d, cider_d_per_clip
 from audiollm.evaluation.protocols.english import normalize_english
 from audiollm.evaluation.protocols.librispeech import wer
 from audiollm.evaluation.protocols.mullama import pair_scores, shuffled_references
-from audiollm.models import hub
 from audiollm.inference.api import AudioLanguageModel
-
-from helpers import build_tiny_bert, tone
+from audiollm.metrics.labels import tag_auc
+from audiollm.metrics.text import meteor_wordpunct, nltk_sentence_bleu, rouge_l_recall
+from audiollm.models import hub
+from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
+from audiollm.tokenizers.text import TextTokenizer
 
 # --------------------------------------------------------------------------- CIDEr-D
 
@@ -120,8 +128,6 @@ def tiny_bert(tmp_path_factory):
 def test_bertscore_recall_matches_greedy_cosine_by_hand(tiny_bert):
     from transformers import AutoModel, AutoTokenizer
 
-    from audiollm.evaluation.protocols.bertscore import BertScorer
-
     scorer = BertScorer(tiny_bert, layer=1)
     assert scorer.recall(["the cat sat"], ["the cat sat"])[0] == pytest.approx(1.0, abs=1e-5)
     cand, ref = "a dog ran fast", "the cat sat on the mat"
@@ -205,8 +211,6 @@ def test_mtt_presence_scores():
 
 
 def _tiny_audiollm(tok):
-    from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
-
     torch.manual_seed(0)
     cfg = AudioLLMConfig.tiny()
     cfg.lm_config.vocab_size = tok.vocab_size
@@ -214,8 +218,6 @@ def _tiny_audiollm(tok):
 
 
 def test_candidate_logprobs_equal_the_training_loss():
-    from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
-
     torch.manual_seed(0)
     model = AudioLLM(AudioLLMConfig.tiny()).eval()
     audio = torch.randn(2, 6400) * 0.1
@@ -236,8 +238,6 @@ def test_candidate_logprobs_equal_the_training_loss():
 
 def test_mtt_likelihood_scores_with_a_real_model(tmp_path):
     import soundfile as sf
-
-    from audiollm.tokenizers.text import TextTokenizer
 
     tags = ["guitar", "rock", "piano", "calm"]
     tok = TextTokenizer.train([", ".join(tags), "Which tags describe this music?"] * 5, vocab_size=300)
@@ -289,9 +289,6 @@ def test_clotho_protocol(wordnet):
 
 def test_evaluate_adds_protocol_results_to_table_and_json(tmp_path, wordnet):
     import soundfile as sf
-
-    from audiollm.tokenizers.text import TextTokenizer
-
     from helpers import LengthEchoModel
 
     rows = []
@@ -312,9 +309,6 @@ def test_evaluate_adds_protocol_results_to_table_and_json(tmp_path, wordnet):
 
 def test_evaluate_cli_protocol_flags(tmp_path, capsys, wordnet):
     import soundfile as sf
-
-    from audiollm.cli.main import main
-    from audiollm.tokenizers.text import TextTokenizer
 
     tok = TextTokenizer.train(["Describe the audio", "A calm piano piece.", "Loud rock."] * 5, vocab_size=300)
     hub.save_model(tmp_path / "model", _tiny_audiollm(tok), tok)

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import torch
-
-from audiollm.inference.embedding import embed_texts, generate_and_rerank, label_embeddings, rerank, score
-from audiollm.models import hub
 from helpers import tone
+
+from audiollm.inference.embedding import (
+    embed_texts,
+    generate_and_rerank,
+    label_embeddings,
+    rerank,
+    score,
+)
+from audiollm.models import hub
 
 
 def test_label_prompts_are_averaged(mulan_dirs):

@@ -9,31 +9,41 @@ import random
 import numpy as np
 import pytest
 import torch
+from helpers import REPO, gen, sample
 
-from audiollm.metrics.notes import attribute_adherence, midi_round_trip
-from audiollm.music.analysis import TEMPO_TOLERANCE, estimate_tempo, tempo_matches
+from audiollm.audio import load_audio
 from audiollm.cli.main import main
+from audiollm.config import from_dict, to_dict
 from audiollm.data.batching import IGNORE_INDEX, ExampleBuilder, collate
 from audiollm.data.manifest import read_manifest
 from audiollm.data.music_events import derive_rows
+from audiollm.decoding.options import DecodingOptions
 from audiollm.errors import AudioLLMError, ConfigError, ManifestError
-from audiollm.tasks import TextToMidiOptions
-from audiollm.training.config import ExperimentConfig
 from audiollm.evaluation.evaluate import evaluate
+from audiollm.inference.api import AudioLanguageModel
 from audiollm.inference.compose import check_generation, generate_midi
-from audiollm.music.grammar import MidiGrammar
+from audiollm.inference.embedding import score
+from audiollm.metrics.notes import attribute_adherence, midi_round_trip
 from audiollm.models import hub
 from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
-from audiollm.music.prompt import caption, check_request, parse_request
-from audiollm.tasks import get_task
-from audiollm.tokenizers.midi import TIE, MidiVocab
-from audiollm.music.notes import Note
+from audiollm.models.mulan import MuLaN, MuLaNConfig
+from audiollm.music.analysis import (
+    TEMPO_TOLERANCE,
+    estimate_tempo,
+    key_of,
+    tempo_matches,
+)
+from audiollm.music.grammar import MidiGrammar, plan_choices
 from audiollm.music.midi_file import read_midi, write_midi
+from audiollm.music.notes import Note
+from audiollm.music.prompt import MusicRequest, caption, check_request, parse_request
+from audiollm.music.render import find_soundfont
+from audiollm.music.tempo_fit import fit_tempo
+from audiollm.music.theory import TEMPO_RANGES, key_name
+from audiollm.tasks import TextToMidiOptions, get_task
+from audiollm.tokenizers.midi import TEMPO_BINS, TIE, MidiVocab, bin_tempo, tempo_bin
 from audiollm.tokenizers.text import TextTokenizer
-from audiollm.decoding.options import DecodingOptions
-from audiollm.config import from_dict, to_dict
-from audiollm.inference.api import AudioLanguageModel
-from helpers import REPO, gen, sample
+from audiollm.training.config import ExperimentConfig
 
 TASK = get_task("text_to_midi")
 PROGRAMS = (0, 40, 42)  # piano, violin, cello
@@ -243,8 +253,6 @@ def atok():
 
 
 def test_tempo_bins_cover_the_range_within_two_percent():
-    from audiollm.tokenizers.midi import TEMPO_BINS, bin_tempo, tempo_bin
-
     for bpm in np.arange(40.0, 240.0, 0.5):
         assert abs(bin_tempo(tempo_bin(bpm)) / bpm - 1) <= 0.0201
     assert tempo_bin(10) == 0 and tempo_bin(1000) == TEMPO_BINS - 1
@@ -259,8 +267,6 @@ def test_attribute_tokens_open_the_answer_from_the_labels(tok, atok):
     """With attribute tokens the answer opens with the row's tempo bin and key, then the same
     events as without them; a variant's answer carries the variant's labels; a row without
     labels gets its notes' tempo and key."""
-    from audiollm.tokenizers.midi import tempo_bin
-
     row = derive_rows([clip_row(program=42, bpm=100, key="D minor")])[0]
     plain = tok.decode_events(TASK.target_ids(row, tok, 0.0, 4.0))
     with_attrs = atok.decode_events(TASK.target_ids(row, atok, 0.0, 4.0))
@@ -307,10 +313,6 @@ def test_plans_follow_the_caption_unless_told_not_to(atok):
     """With attribute tokens the grammar narrows the plan to what the caption asks for (a bpm's
     bin, a tempo word's bins, the key or the mode's 12 keys); what it leaves open, or every
     attribute with follow_caption=False, the model picks."""
-    from audiollm.music.theory import TEMPO_RANGES
-    from audiollm.music.grammar import plan_choices
-    from audiollm.tokenizers.midi import bin_tempo, tempo_bin
-
     vocab = atok.midi
     assert plan_choices(vocab, parse_request("a cello in D minor at 72 bpm")) == {"bpm": [tempo_bin(72)], "key": [14]}
     slow = plan_choices(vocab, parse_request("slow, major"))
@@ -338,8 +340,6 @@ def test_plans_follow_the_caption_unless_told_not_to(atok):
 
 
 def test_attribute_adherence_on_known_notes():
-    from audiollm.music.prompt import MusicRequest
-
     beat = 0.5  # 120 bpm quarter notes, a C major scale and back
     scale = [60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62, 60, 67, 60]
     piece = [Note(p, i * beat, (i + 1) * beat, 80, 40) for i, p in enumerate(scale)]
@@ -360,9 +360,6 @@ def test_variants_keep_caption_and_notes_in_agreement(tok):
     """data.variants: a variant's caption asks for what its notes are — the new instrument on
     every note, the tempo the notes were stretched to, the key the notes were moved to — and
     the ExampleBuilder trains on it with the configured probability."""
-    from audiollm.music.theory import key_name
-    from audiollm.music.analysis import key_of
-
     row = derive_rows([clip_row(program=42, bpm=100, key="D minor")])[0]
     notes = TASK.notes(row)
     old_key = key_of(np.array([[n.start, n.end, n.pitch] for n in notes]))
@@ -449,8 +446,6 @@ def _one_line_error(capsys, argv, fragment):
 def need_renderer():
     """Skip unless FluidSynth and a General MIDI soundfont are installed."""
     pytest.importorskip("fluidsynth")
-    from audiollm.music.render import find_soundfont
-
     try:
         find_soundfont()
     except AudioLLMError:
@@ -479,8 +474,6 @@ def test_generate_cli_plays_the_pieces_at_the_requested_tempo(model_dir, model, 
     """By default each sampled piece is the model's notes after fit_tempo; --no-tempo-fit writes
     the model's notes as sampled (same seed, same samples)."""
     need_renderer()
-    from audiollm.music.tempo_fit import fit_tempo
-
     text = "a slow cello in D minor"
     argv = ["generate", str(model_dir), "--text", text, "--num-samples", "3", "--seconds", "2", "--max-new-tokens",
             "120", "--seed", "5"]
@@ -503,10 +496,6 @@ def test_generate_cli_plays_the_pieces_at_the_requested_tempo(model_dir, model, 
 
 def test_generate_cli_reranks_samples_with_mulan(model_dir, tmp_path, capsys):
     need_renderer()
-    from audiollm.audio import load_audio
-    from audiollm.models.mulan import MuLaN, MuLaNConfig
-    from audiollm.inference.embedding import score
-
     mtok = TextTokenizer.train(["a cello in D minor", "a slow violin", "fast piano"] * 5, vocab_size=300)
     cfg = MuLaNConfig.tiny()
     cfg.text_tower_config.vocab_size = mtok.vocab_size
@@ -540,7 +529,6 @@ def test_generate_cli_refuses_a_model_without_midi_vocabulary(tmp_path, capsys):
                     "no MIDI vocabulary")
     # evaluate on a corpus that mixes text rows and text_to_midi rows: the latter are skipped, said once
     import soundfile as sf
-
     from helpers import tone
 
     sf.write(tmp_path / "a.wav", tone(0.5), 16000)

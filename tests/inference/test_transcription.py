@@ -9,23 +9,26 @@ import pretty_midi
 import pytest
 import soundfile as sf
 import torch
+from helpers import REPO, tone
 
-from audiollm.metrics.notes import note_scores
+from audiollm.cli.main import main
 from audiollm.data.batching import IGNORE_INDEX, ExampleBuilder
+from audiollm.data.manifest import read_manifest
 from audiollm.errors import AudioLLMError, ManifestError
 from audiollm.evaluation.evaluate import evaluate
+from audiollm.inference.api import AudioLanguageModel
+from audiollm.inference.transcribe import ctc_onsets, transcribe
+from audiollm.metrics.notes import note_scores
+from audiollm.models import hub
+from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
+from audiollm.music.grammar import AnchoredGrammar
+from audiollm.music.midi_file import write_midi
+from audiollm.music.notes import Note
 from audiollm.tasks import get_task
 from audiollm.tasks.transcription import notes_to_json, parse_notes
 from audiollm.tokenizers.midi import MidiTokenError, MidiVocab
-from audiollm.music.notes import Note
-from audiollm.music.midi_file import write_midi
 from audiollm.tokenizers.text import TextTokenizer
 from audiollm.training.loop import load_rows
-from audiollm.inference.transcribe import transcribe
-from audiollm.models import hub
-from audiollm.inference.api import AudioLanguageModel
-
-from helpers import REPO, tone
 
 TASK = get_task("transcription")
 SR = 16000
@@ -214,8 +217,6 @@ def test_evaluate_scores_long_clips_through_windows(tmp_path, tok):
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory, tok):
     """A tiny untrained model whose tokenizer holds the MIDI vocabulary, saved like a trained one."""
-    from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
-
     cfg = AudioLLMConfig.tiny()
     cfg.lm_config.vocab_size = tok.vocab_size
     torch.manual_seed(0)
@@ -224,8 +225,6 @@ def tiny_model_dir(tmp_path_factory, tok):
 
 @pytest.mark.parametrize("seconds", [1.5, 7.0])  # shorter than a window; two windows
 def test_cli_transcribe_writes_a_midi_file_and_a_plot(tiny_model_dir, tmp_path, capsys, seconds):
-    from audiollm.cli.main import main
-
     audio = write_wav(tmp_path / "in.wav", seconds)
     out, plot = tmp_path / "out" / "song.mid", tmp_path / "roll.png"
     code = main(["transcribe", str(tiny_model_dir), audio, "--out", str(out), "--plot", str(plot),
@@ -238,16 +237,12 @@ def test_cli_transcribe_writes_a_midi_file_and_a_plot(tiny_model_dir, tmp_path, 
 
 
 def test_cli_transcribe_bad_input_is_one_line(tiny_model_dir, tmp_path, capsys):
-    from audiollm.cli.main import main
-
     audio = write_wav(tmp_path / "in.wav", 1.0)
     cases = [
         ([str(tiny_model_dir), audio, "--out", str(tmp_path / "x.wav")], "must end in .mid"),
         ([str(tiny_model_dir), str(tmp_path / "missing.wav"), "--out", str(tmp_path / "x.mid")], "no such file"),
         ([str(tiny_model_dir), audio, "--out", str(tmp_path / "x.mid"), "--window", "0.123"], "not a positive multiple"),
     ]
-    from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
-
     text_only = TextTokenizer.train(["notes"] * 3, vocab_size=300)
     cfg = AudioLLMConfig.tiny()
     cfg.lm_config.vocab_size = text_only.vocab_size
@@ -261,9 +256,6 @@ def test_cli_transcribe_bad_input_is_one_line(tiny_model_dir, tmp_path, capsys):
 
 
 def test_data_transcription_derives_one_row_per_clip_with_paths_relative_to_the_new_manifest(tmp_path, capsys):
-    from audiollm.cli.main import main
-    from audiollm.data.manifest import read_manifest
-
     corpus = tmp_path / "corpus"
     (corpus / "audio").mkdir(parents=True)
     sf.write(corpus / "audio" / "m1.wav", tone(1.0), 16000)
@@ -335,8 +327,6 @@ def random_walk(grammar, tok, row: int, gen: torch.Generator, limit: int = 3000)
 
 
 def test_anchored_grammar_writes_exactly_the_anchors_and_nothing_else(tok):
-    from audiollm.music.grammar import AnchoredGrammar
-
     # A chord; a key struck again while still sounding (needs its note-off first); a duplicate;
     # an anchor past the window end (clamps to the last step); a window with no anchors at all.
     anchors = [[(10, 60), (10, 64), (30, 60), (31, 60), (31, 60), (500, 72)], []]
@@ -365,8 +355,6 @@ class OneHotHead(torch.nn.Module):
 def test_ctc_onsets_collapse_repeats_and_read_a_chord_run_at_its_first_frame(tok):
     from types import SimpleNamespace
 
-    from audiollm.inference.transcribe import ctc_onsets
-
     on = {p: tok.encode_events([f"<|on_{p}|>"])[0] for p in (60, 64, 67)}
     blank, text = tok.vocab_size, 5
     labels = [blank, on[60], on[64], on[67], blank, blank, on[60], on[60], blank, on[60], text, on[64], blank, on[67]]
@@ -379,9 +367,6 @@ def test_ctc_onsets_collapse_repeats_and_read_a_chord_run_at_its_first_frame(tok
 
 
 def test_ctc_anchored_transcription_starts_every_note_at_a_ctc_onset(tok):
-    from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
-    from audiollm.inference.transcribe import ctc_onsets
-
     cfg = AudioLLMConfig.tiny(ctc=0.5)
     cfg.lm_config.vocab_size = tok.vocab_size
     torch.manual_seed(0)
@@ -406,8 +391,6 @@ def test_ctc_anchored_transcription_starts_every_note_at_a_ctc_onset(tok):
 
 
 def test_ctc_onsets_need_a_ctc_head(tiny_model_dir, tmp_path, capsys):
-    from audiollm.cli.main import main
-
     audio = write_wav(tmp_path / "in.wav", 1.0)
     code = main(["transcribe", str(tiny_model_dir), audio, "--out", str(tmp_path / "x.mid"), "--onsets", "ctc",
                  "--no-progress"])

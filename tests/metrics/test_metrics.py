@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from audiollm.metrics.labels import multilabel_f1
-from audiollm.metrics.text import WordNetMissingError, accuracy, bleu, exact_match, meteor, normalize_text, rouge_l, wer_cer
-from audiollm.metrics import wordnet as metrics_setup
 from audiollm.errors import AudioLLMError
-
-
+from audiollm.metrics import wordnet as metrics_setup
+from audiollm.metrics.labels import multilabel_f1
+from audiollm.metrics.text import (
+    WordNetMissingError,
+    accuracy,
+    bleu,
+    exact_match,
+    meteor,
+    normalize_text,
+    rouge_l,
+    wer_cer,
+)
 
 
 @pytest.mark.parametrize(
@@ -87,7 +94,7 @@ def test_meteor_without_wordnet_names_setup(monkeypatch):
         raise LookupError("Resource wordnet not found.")
 
     monkeypatch.setattr(ms, "meteor_score", missing)
-    with pytest.raises(WordNetMissingError, match="python -m audiollm.metrics_setup"):
+    with pytest.raises(WordNetMissingError, match="python -m audiollm.metrics.wordnet"):
         meteor(["a"], ["a"])
 
 

@@ -20,6 +20,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
+from helpers import gen, tiny_model_section, write_config  # noqa: E402
+
 from audiollm.cli.main import main  # noqa: E402
 from audiollm.config import from_dict, to_dict  # noqa: E402
 from audiollm.decoding.options import DecodingOptions  # noqa: E402
@@ -28,10 +30,12 @@ from audiollm.inference.answer import generate_answers  # noqa: E402
 from audiollm.models import AudioLLM, AudioLLMConfig, hub  # noqa: E402
 from audiollm.models.pretrained.hf_audio import SAMPLE_RATE, WhisperEncoder  # noqa: E402
 from audiollm.models.pretrained.tiny_checkpoints import tiny_checkpoint  # noqa: E402
-from audiollm.tokenizers.hf import HFTokenizer  # noqa: E402
+from audiollm.tokenizers.hf import (
+    HFTokenizer,  # noqa: E402
+    load_tokenizer,
+)
 from audiollm.training.config import load_config  # noqa: E402
 from audiollm.training.loop import train  # noqa: E402
-from helpers import gen, tiny_model_section, write_config  # noqa: E402
 
 ENCODERS = ["whisper", "hubert", "wav2vec2", "mert", "ast", "clap"]
 
@@ -282,8 +286,6 @@ def test_hf_tokenizer_prompt_uses_chat_template_when_present(tmp_path):
     templated = HFTokenizer(tok)
     assert templated.decode(templated.prompt_ids("hi")) == "<<hi>>=>"
     templated.save_pretrained(tmp_path / "t")
-    from audiollm.tokenizers.hf import load_tokenizer
-
     again = load_tokenizer(tmp_path / "t")
     assert isinstance(again, HFTokenizer) and again.prompt_ids("hi") == templated.prompt_ids("hi")
 

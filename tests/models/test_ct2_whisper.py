@@ -20,10 +20,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 ctranslate2 = pytest.importorskip("ctranslate2")
 
+from helpers import build_tiny_whisper_ct2  # noqa: E402
+
 from audiollm.cli.main import main  # noqa: E402
 from audiollm.models import AudioLLM, AudioLLMConfig  # noqa: E402
-from audiollm.models.pretrained.ct2_whisper import CT2FormatError, convert_ct2_whisper, read_ct2_model  # noqa: E402
-from helpers import build_tiny_whisper_ct2  # noqa: E402
+from audiollm.models.pretrained.ct2_whisper import (  # noqa: E402
+    CT2FormatError,
+    convert_ct2_whisper,
+    read_ct2_model,
+)
 
 
 @pytest.fixture(scope="module")

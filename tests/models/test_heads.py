@@ -6,19 +6,26 @@ from __future__ import annotations
 import pytest
 import soundfile as sf
 import torch
+from helpers import tone
 
+from audiollm.config import from_dict, to_dict
 from audiollm.data.batching import ExampleBuilder, collate
 from audiollm.errors import AudioLLMError, ConfigError
+from audiollm.inference.transcribe import (
+    WindowActivity,
+    frame_offsets,
+    frame_onsets,
+    merge_onsets,
+    resolve_offsets,
+    resolve_onsets,
+    transcribe,
+)
 from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
 from audiollm.models.heads import NoteActivityHead, piano_roll
+from audiollm.music.notes import Note
 from audiollm.tasks import get_task
 from audiollm.tokenizers.midi import MidiVocab
-from audiollm.music.notes import Note
 from audiollm.tokenizers.text import TextTokenizer
-from audiollm.inference.transcribe import WindowActivity, frame_offsets, resolve_offsets, resolve_onsets, transcribe
-from audiollm.config import from_dict, to_dict
-
-from helpers import tone
 
 TASK = get_task("transcription")
 SR = 16000
@@ -147,8 +154,6 @@ def test_transcription_reads_note_ends_from_the_head(tok):
 
 
 def test_frame_onsets_are_rising_edges_that_last_and_only_fill_in_what_ctc_missed(tok):
-    from audiollm.inference.transcribe import frame_onsets, merge_onsets, resolve_onsets
-
     probs = torch.zeros(20, 128)
     probs[0:6, 48] = 0.9    # on from the window's first frame: maybe held over, not an onset
     probs[5:9, 60] = 0.9    # an onset at frame 5 (0.2 s = step 20 of the 10 ms grid)

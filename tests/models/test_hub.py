@@ -6,19 +6,31 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 
 import pytest
 import torch
-
-from audiollm.errors import ModelDirError
-from audiollm.models import AUDIO_ENCODERS, LANGUAGE_MODELS, PROJECTORS, AudioLLM, AudioLLMConfig, hub
-from audiollm.tokenizers.text import TextTokenizer
+from safetensors.torch import load_file, save_file
 from helpers import make_batch, tiny_model
+
+from audiollm.errors import ConfigError, ModelDirError
+from audiollm.models.pretrained.hf_common import CHECKPOINTS_ENV
+from audiollm.models.pretrained.tiny_checkpoints import tiny_checkpoint
+from audiollm.models import (
+    AUDIO_ENCODERS,
+    LANGUAGE_MODELS,
+    PROJECTORS,
+    AudioLLM,
+    AudioLLMConfig,
+    hub,
+)
+from audiollm.tokenizers.text import TextTokenizer
 
 
 def _every_combination():
     for enc, proj, lm in itertools.product(AUDIO_ENCODERS, PROJECTORS, LANGUAGE_MODELS):
         yield pytest.param(enc, proj, lm, id=f"{enc}-{proj}-{lm}")
+
 
 @pytest.mark.parametrize("enc,proj,lm", list(_every_combination()))
 @pytest.mark.parametrize("tie", [True, False])
@@ -39,6 +51,7 @@ def test_save_load_round_trip_every_combination(tmp_path, enc, proj, lm, tie):
     assert out.loss_sum.item() == ref.loss_sum.item()
     for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
         assert torch.equal(a, b)
+
 
 def test_saving_over_a_directory_replaces_it_whole_and_leaves_no_temp(tmp_path):
     model, tok = tiny_model(), TextTokenizer.train(["a tone saying one"] * 3, vocab_size=300)
@@ -90,10 +103,9 @@ def test_load_errors_name_the_file(tmp_path):
     with pytest.raises(ModelDirError, match="cannot read model.safetensors"):
         hub.load_model(d)
 
+
 def test_directories_saved_before_fused_projections_still_load(tmp_path):
     """q/k/v and gate/up saved as separate matrices (audiollm 0.1.0) load into the fused layout."""
-    from safetensors.torch import load_file, save_file
-
     model = tiny_model()
     hub.save_model(tmp_path, model)
     state = load_file(str(tmp_path / "model.safetensors"))
@@ -120,4 +132,99 @@ def test_directories_saved_before_fused_projections_still_load(tmp_path):
         assert torch.equal(value, loaded.state_dict()[key]), key
 
 
+def test_directories_saved_before_heads_were_plug_ins_still_load(tmp_path):
+    """audiollm 0.1.0 wrote ``ctc_weight`` / ``frame_weight`` and ``ctc_head.*`` / ``frame_head.*``
+    weights, and frontend/encoder options since removed; such a folder loads to the same model."""
+    torch.manual_seed(0)
+    model = AudioLLM(AudioLLMConfig.tiny(ctc=0.3, note_activity=0.1)).eval()
+    d = hub.save_model(tmp_path / "m", model)
+    raw = json.loads((d / "config.json").read_text())
+    raw.pop("heads")
+    raw.update(ctc_weight=0.3, frame_weight=0.1, speaker_weight=0.0, speakers=0)
+    raw["frontend"].update(vtlp=0.0, eq_db=0.0)
+    raw["audio_encoder_config"]["subsample"] = "conv1d"
+    (d / "config.json").write_text(json.dumps(raw))
+    state = load_file(str(d / "model.safetensors"))
+    renamed = {k.replace("heads.ctc.proj.", "ctc_head.").replace("heads.note_activity.proj.", "frame_head."): v
+               for k, v in state.items()}
+    assert any(k.startswith("ctc_head.") for k in renamed) and any(k.startswith("frame_head.") for k in renamed)
+    save_file(renamed, str(d / "model.safetensors"))
+    loaded = hub.load_model(d)
+    assert loaded.config == model.config and set(loaded.heads) == {"ctc", "note_activity"}
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    # options that left the code are refused by name, not silently ignored
+    for key, value, name in (("speaker_weight", 0.5, "speaker adversary"),):
+        (d / "config.json").write_text(json.dumps({**raw, key: value}))
+        with pytest.raises(ModelDirError, match=name):
+            hub.load_model(d)
+    raw["audio_encoder_config"]["subsample"] = "conv2d"
+    (d / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ModelDirError, match="Conv2d subsampling"):
+        hub.load_model(d)
 
+
+def test_devices_and_dtypes(tmp_path):
+    d = hub.save_model(tmp_path / "m", tiny_model())
+    assert next(hub.load_model(d, dtype="bfloat16").parameters()).dtype == torch.bfloat16
+    assert next(hub.load_model(d, device="auto").parameters()).device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="dtype 'int4'; allowed: float32, bfloat16, float16"):
+        hub.load_model(d, dtype="int4")
+    with pytest.raises(ConfigError, match="device 'gpu0'"):
+        hub.load_model(d, device="gpu0")
+    with pytest.raises(ModelDirError, match="is a 'audiollm' model, not a 'mulan' model"):
+        hub.load_model(d, model_type="mulan")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU is available here"):
+            hub.load_model(d, device="cuda:0")
+
+
+def card_rows(directory) -> dict[str, str]:
+    """part → origin, from the model card's table."""
+    rows = [line.split("|") for line in (directory / "README.md").read_text().splitlines() if line.startswith("| ")]
+    return {r[1].strip(): r[4].strip() for r in rows[1:] if len(r) > 4 and r[1].strip() != "metric"}
+
+
+def test_model_card_says_which_parts_are_pretrained_frozen_lora_or_trained_here(tmp_path):
+    pytest.importorskip("transformers")
+    pytest.importorskip("peft")
+    torch.manual_seed(0)
+    scratch = hub.save_model(tmp_path / "scratch", AudioLLM(AudioLLMConfig.tiny(ctc=0.3)))
+    assert card_rows(scratch) == {"audio_encoder": "from scratch, trained here", "projector": "from scratch, trained here",
+                                  "lm": "from scratch, trained here", "heads.ctc": "from scratch, trained here"}
+    cfg = AudioLLMConfig.tiny(audio_encoder="whisper", lm="hf_causal_lm")
+    cfg.audio_encoder_config.layer_weighting = True
+    model = AudioLLM(cfg)
+    rows = card_rows(hub.save_model(tmp_path / "pretrained", model))
+    whisper, qwen = cfg.audio_encoder_config.model, cfg.lm_config.model
+    weights = sum(p.numel() for p in model.audio_encoder.parameters() if p.requires_grad)
+    assert rows["audio_encoder"] == f"pretrained ({whisper}), frozen except {weights:,} parameters trained here"
+    assert rows["lm"] == f"pretrained ({qwen}), LoRA adapters (r=4, alpha=8, on q_proj,v_proj) trained here"
+    assert rows["projector"] == "from scratch, trained here"
+    card = (tmp_path / "pretrained" / "README.md").read_text()
+    assert "from scratch" not in card.split("| audio_encoder |")[1].splitlines()[0]
+
+
+def test_a_copied_model_directory_finds_its_pretrained_part_in_the_checkpoints_folder(tmp_path, monkeypatch):
+    """A model folder records its frozen encoder by path; on another machine (the path gone)
+    it finds a folder of that name in $AUDIOLLM_CHECKPOINTS, and otherwise says where to put it."""
+    pytest.importorskip("transformers")
+    here = tmp_path / "machine_a" / "whisper-tiny"
+    here.parent.mkdir()
+    shutil.copytree(tiny_checkpoint("whisper"), here)
+    cfg = AudioLLMConfig.tiny(audio_encoder="whisper")
+    cfg.audio_encoder_config.model = str(here)
+    torch.manual_seed(0)
+    model = AudioLLM(cfg).eval()
+    d = hub.save_model(tmp_path / "model", model)
+    audio, audio_lengths, input_ids, text_lengths, labels = make_batch(vocab=128)
+    ref = model(audio, audio_lengths, input_ids, text_lengths, labels, return_logits=True).logits
+    shelf = tmp_path / "machine_b_checkpoints"
+    shelf.mkdir()
+    here.rename(shelf / "whisper-tiny")  # the original path is gone
+    monkeypatch.setenv(CHECKPOINTS_ENV, str(tmp_path / "empty"))
+    with pytest.raises(ConfigError, match=f"no such checkpoint here; put it at {tmp_path / 'empty' / 'whisper-tiny'}"):
+        hub.load_model(d)
+    monkeypatch.setenv(CHECKPOINTS_ENV, str(shelf))
+    out = hub.load_model(d)(audio, audio_lengths, input_ids, text_lengths, labels, return_logits=True).logits
+    torch.testing.assert_close(out, ref, atol=0, rtol=0)

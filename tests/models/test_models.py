@@ -8,7 +8,10 @@ import json
 
 import pytest
 import torch
+from helpers import gen, make_batch, tiny_model
 
+from audiollm.config import from_dict, to_dict
+from audiollm.data.augment import spec_augment
 from audiollm.errors import ConfigError
 from audiollm.models import (
     PROJECTORS,
@@ -22,16 +25,14 @@ from audiollm.models import (
     LogMelConfig,
     Projector,
     ProjectorConfig,
+    decoder_to_hf_llama,
     get_entry,
+    hf_llama_to_decoder,
     register_projector,
 )
-from audiollm.data.augment import spec_augment
-from audiollm.models.lm import make_attention_mask
-from audiollm.config import from_dict, to_dict
+from audiollm.models.frontend import mel_filterbank
 from audiollm.models.heads import HEADS
-from helpers import gen, make_batch, tiny_model
-
-
+from audiollm.models.lm import make_attention_mask
 
 # ---------------------------------------------------------------------------------------------
 # Components
@@ -58,8 +59,6 @@ def test_registries_refuse_duplicates_configs_without_tiny_and_unknown_names():
 
 def test_mel_filterbank_matches_transformers_slaney():
     audio_utils = pytest.importorskip("transformers.audio_utils")
-    from audiollm.models.frontend import mel_filterbank
-
     ours = mel_filterbank(16000, 400, 64, 0.0, 8000.0)
     ref = audio_utils.mel_filter_bank(
         num_frequency_bins=201, num_mel_filters=64, min_frequency=0.0, max_frequency=8000.0,
@@ -196,8 +195,6 @@ def test_decoder_left_padding_no_nan_and_cache_matches_full_forward():
 @pytest.mark.parametrize("tie", [True, False])
 def test_hf_llama_parity(tie):
     pytest.importorskip("transformers")
-    from audiollm.models import decoder_to_hf_llama, hf_llama_to_decoder
-
     torch.manual_seed(0)
     cfg = DecoderConfig(vocab_size=96, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_hidden=96,
                         rope_theta=500.0, tie_embeddings=tie)
@@ -379,8 +376,6 @@ def test_bfloat16_model_runs_and_keeps_float32_frontend_and_rope():
 
 def test_peak_level_frontend_is_gain_invariant():
     """A recording 20 dB quieter gives the same features with level="peak" (not with "absolute")."""
-    from audiollm.models.frontend import LogMel, LogMelConfig
-
     torch.manual_seed(0)
     wav = torch.randn(1, 8000) * 0.2
     n = torch.tensor([8000])

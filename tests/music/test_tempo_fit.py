@@ -8,11 +8,11 @@ import math
 import pytest
 
 from audiollm.music.analysis import estimate_tempo, tempo_fits
+from audiollm.music.notes import Note
 from audiollm.music.prompt import MusicRequest, parse_request
+from audiollm.music.tempo_fit import MAX_STRETCH, candidate_factors, fit_tempo, stretch
 from audiollm.tasks import get_task
 from audiollm.tasks.transcription import notes_to_json
-from audiollm.music.tempo_fit import MAX_STRETCH, candidate_factors, fit_tempo, stretch
-from audiollm.music.notes import Note
 
 SCALE = [60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62, 60, 67]
 

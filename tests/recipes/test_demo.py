@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from helpers import REPO
 
-
 TINY = " ".join([
     "train.max_steps=4", "train.batch_size=8", "train.eval_every=0", "train.save_every=0", "train.eval_examples=8",
     "train.max_new_tokens=6", "tokenizer.vocab_size=300", "model.frontend.n_mels=16",

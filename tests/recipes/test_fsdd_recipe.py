@@ -20,9 +20,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 ctranslate2 = pytest.importorskip("ctranslate2")
 
+from helpers import FSDD, REPO, build_tiny_whisper_ct2  # noqa: E402
+
 from audiollm.cli.main import main  # noqa: E402
 from audiollm.data.manifest import read_manifest, write_manifest  # noqa: E402
-from helpers import FSDD, REPO, build_tiny_whisper_ct2  # noqa: E402
 
 pytestmark = pytest.mark.shared_data
 SHORT_RUN = ["train.max_steps=4", "train.batch_size=8", "train.eval_every=0", "train.save_every=0"]

@@ -7,9 +7,14 @@ import random
 import pytest
 
 from audiollm.errors import AudioLLMError, ManifestError
-from audiollm.tasks import ASR_QUESTIONS, CAPTION_QUESTIONS, TAGGING_QUESTIONS, TASKS, get_task, split_labels
-
-
+from audiollm.tasks import (
+    ASR_QUESTIONS,
+    CAPTION_QUESTIONS,
+    TAGGING_QUESTIONS,
+    TASKS,
+    get_task,
+    split_labels,
+)
 
 
 def test_registry_lists_every_task():

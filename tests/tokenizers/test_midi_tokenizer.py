@@ -7,9 +7,15 @@ import random
 import pretty_midi
 import pytest
 
-from audiollm.tokenizers.midi import TIE, MidiTokenError, MidiVocab, text_to_tokens, tokens_to_text
 from audiollm.music.midi_file import MidiFileError, read_midi, write_midi
 from audiollm.music.notes import Note
+from audiollm.tokenizers.midi import (
+    TIE,
+    MidiTokenError,
+    MidiVocab,
+    text_to_tokens,
+    tokens_to_text,
+)
 
 VOCAB = MidiVocab()
 STEP = VOCAB.time_step

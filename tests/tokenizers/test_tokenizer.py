@@ -2,7 +2,9 @@
 
 import pytest
 
-from audiollm.errors import ModelDirError
+from audiollm.errors import AudioLLMError, ModelDirError
+from audiollm.music.notes import Note
+from audiollm.tokenizers.midi import MidiVocab, tokens_to_text
 from audiollm.tokenizers.text import SPECIAL_TOKENS, TextTokenizer
 
 
@@ -24,10 +26,6 @@ def test_missing_tokenizer(tmp_path):
 
 
 def test_midi_events_join_the_text_vocabulary(tmp_path):
-    from audiollm.errors import AudioLLMError
-    from audiollm.tokenizers.midi import MidiVocab, tokens_to_text
-    from audiollm.music.notes import Note
-
     text = TextTokenizer.train(["transcribe the notes please"] * 5, vocab_size=300)
     assert text.midi is None
     vocab = MidiVocab(programs=(0, 40))

@@ -1,20 +1,18 @@
 """Configs: YAML + dotted overrides, strict keys, errors that name key and allowed values."""
 
+import json
+import types
 from pathlib import Path
 
 import pytest
-
-import json
-import types
-
 import soundfile as sf
+from helpers import REPO, tone
 
 from audiollm.cli.main import main
 from audiollm.errors import ConfigError
 from audiollm.models.pretrained.tiny_checkpoints import tiny_checkpoint
 from audiollm.training.config import load_config
 from audiollm.training.kinds import MODEL_KINDS
-from helpers import REPO, tone
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 

@@ -9,15 +9,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import REPO, write_config
 
-from audiollm.training.config import load_config
+from audiollm.audio import load_audio
 from audiollm.data.augment import PairAugment
 from audiollm.data.contrastive import PairBuilder, collate_pairs
 from audiollm.errors import ConfigError
-from audiollm.training.loop import train
 from audiollm.models import hub
-from helpers import REPO, write_config
-
+from audiollm.models.frontend import LogMel, LogMelConfig
+from audiollm.models.mulan import apply_spec_masks
+from audiollm.tokenizers.text import TextTokenizer
+from audiollm.training.config import load_config
+from audiollm.training.kinds import MuLaNKind
+from audiollm.training.loop import train
 
 TINY_MODEL = {
     "type": "mulan",
@@ -38,10 +42,6 @@ def mulan_config(tmp_path: Path, corpus: Path, model=None, **train_overrides) ->
 
 
 def test_augmentation_really_changes_the_input(toy_corpus):
-    from audiollm.audio import load_audio
-    from audiollm.models.frontend import LogMel, LogMelConfig
-    from audiollm.tokenizers.text import TextTokenizer
-
     rows = [{"audio": str(toy_corpus / "audio" / "train_m0.wav"), "answer": "a low tone"}]
     tok = TextTokenizer.train(["a low tone"] * 3, vocab_size=300)
     aug = PairAugment(crop_seconds=0.3, gain_db=6.0, freq_masks=2, freq_mask_width=4, time_masks=2, time_mask_width=5)
@@ -68,8 +68,6 @@ def test_augmentation_really_changes_the_input(toy_corpus):
     assert int((batch["freq_masks"].sum(-1)).max()) <= 16
     assert int((batch["time_masks"].sum(-1)).max()) <= 4800 // 160 + 1
     assert batch["freq_masks"][..., 1].sum() > 0 and batch["time_masks"][..., 1].sum() > 0
-    from audiollm.models.mulan import apply_spec_masks
-
     feats, _ = lm_abs(batch["audio"], batch["audio_lengths"])
     masked = apply_spec_masks(feats, batch["freq_masks"], batch["time_masks"])
     assert (masked != feats).any() and masked.shape == feats.shape
@@ -110,8 +108,6 @@ def test_grad_accum_is_refused_for_contrastive(tmp_path, toy_corpus):
 
 
 def test_quickstart_config_validates():
-    from audiollm.training.kinds import MuLaNKind
-
     cfg = load_config(REPO / "configs" / "mulan_quickstart.yaml")
     MuLaNKind.check(cfg)
     assert cfg.model_type == "mulan" and cfg.data.contrastive.augment.crop_seconds == 3.0

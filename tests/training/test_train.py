@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import tiny_model_section, write_config
 from safetensors.torch import load_file
 
+import audiollm.training.loop as train_mod
+from audiollm.models import hub
 from audiollm.training.checkpoint import list_checkpoints
 from audiollm.training.config import load_config
-from audiollm.models import hub
 from audiollm.training.loop import train
-from helpers import tiny_model_section, write_config
 
 
 def weights(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -135,8 +136,6 @@ def test_ctc_auxiliary_loss_trains_the_ctc_head(tmp_path, toy_corpus):
 
 
 def test_auto_precision_uses_bf16_only_on_native_hardware(monkeypatch):
-    import audiollm.training.loop as train_mod
-
     monkeypatch.setattr(train_mod, "native_bf16", lambda: False)
     assert train_mod._precision("auto") == "no"
     with pytest.warns(UserWarning, match="emulated"):

@@ -41,7 +41,12 @@ def cmd_ask(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from audiollm.evaluation.evaluate import evaluate, format_table, rows_to_evaluate, write_json
+    from audiollm.evaluation.evaluate import (
+        evaluate,
+        format_table,
+        rows_to_evaluate,
+        write_json,
+    )
 
     model = _load(args)
     rows, note = rows_to_evaluate(args.data, model, split=args.split, tasks=args.tasks, limit=args.limit)
@@ -167,18 +172,18 @@ def add_commands(sub) -> None:
                          "pitch and the decoder writes held notes, velocities and note-offs around them; "
                          "ctc+frames = those plus the starts the note-activity head hears and the CTC head missed; "
                          "lm = the decoder alone; auto (default) = ctc+frames with both heads, ctc with the CTC "
-                         "head (model.ctc_weight > 0), else lm")
+                         "head (model.heads.ctc), else lm")
     tr.add_argument("--offsets", choices=("auto", "frames", "lm"), default="auto",
                     help="where note ends come from: frames = the model's note-activity head (a note lasts while "
                          "its pitch stays active); lm = the decoder's note-offs; auto (default) = frames when the "
-                         "model was trained with model.frame_weight > 0")
+                         "model has a note-activity head (model.heads.note_activity)")
     tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_device_options(tr)
     tr.set_defaults(func=cmd_transcribe)
 
     g = sub.add_parser("generate", help="text → music: sample MIDI from a text_to_midi model and render it to WAV",
-                       description="Sample pieces for a text (instrument, tempo, key, style; see README 'Text-to-music "
-                                   "through MIDI') with classifier-free guidance and grammar-constrained decoding, "
+                       description="Sample pieces for a text (instrument, tempo, key, style; see docs/music.md) "
+                                   "with classifier-free guidance and grammar-constrained decoding, "
                                    "write each as MIDI and render it through a General MIDI soundfont with FluidSynth.")
     g.add_argument("model_dir", type=Path, help="a saved model directory trained on the text_to_midi task")
     g.add_argument("--text", required=True, help='what to play, e.g. "a cello in D minor at 72 bpm"')

@@ -16,8 +16,16 @@ from audiollm.cli import data, infer, mulan, train
 from audiollm.errors import AudioLLMError
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as one ``audiollm: error:`` line, like every other error
+    (subcommand parsers are made of this class too)."""
+
+    def error(self, message: str):
+        self.exit(2, f"audiollm: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="audiollm", description="Audio-language models: train, ask, evaluate, "
+    p = Parser(prog="audiollm", description="Audio-language models: train, ask, evaluate, "
                                 "transcribe, generate; MuLaN embed, index, search, tag, score.")
     p.add_argument("--version", action="version", version=f"audiollm {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -28,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error already printed
+        return e.code if isinstance(e.code, int) else 2
     if not getattr(args, "func", None):
         (parser if args.command is None else parser._subparsers._group_actions[0].choices[args.command]).print_help()
         return 2

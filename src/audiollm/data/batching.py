@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 from audiollm.audio import SAMPLE_RATE, load_audio, pad_batch
+from audiollm.data.augment import AudioAugment
+from audiollm.data.feature_cache import CachedClip, FeatureCache, frame_window
 from audiollm.errors import ConfigError
 from audiollm.models.heads import collate_targets
 from audiollm.tasks import TaskOptions, get_task
-from audiollm.data.feature_cache import CachedClip, FeatureCache, frame_window
 from audiollm.tokenizers.text import TextTokenizer
-from audiollm.data.augment import AudioAugment
 
 IGNORE_INDEX = -100
 

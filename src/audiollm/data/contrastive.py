@@ -18,11 +18,40 @@ The masks are drawn here and applied by the model to its log-mel (`apply_spec_ma
 from __future__ import annotations
 
 import random
+import warnings
+from collections.abc import Sequence
 
 import torch
 
 from audiollm.audio import SAMPLE_RATE, load_audio, pad_batch
 from audiollm.data.augment import PairAugment
+from audiollm.errors import AudioLLMError
+
+
+class TextTruncatedWarning(UserWarning):
+    """A text was longer than the text tower's context and was cut."""
+
+
+def encode_text(tokenizer, text: str, max_len: int) -> list[int]:
+    """Token ids of one text for the text tower; refuses empty text, truncates long text."""
+    if not isinstance(text, str) or not text.strip():
+        raise AudioLLMError("empty text: give at least one word")
+    ids = tokenizer.encode(text)
+    if len(ids) > max_len:
+        warnings.warn(TextTruncatedWarning(
+            f"text truncated from {len(ids)} to {max_len} tokens (the text tower's context): {text[:40]!r}…"))
+        cut = getattr(tokenizer, "truncate", None)
+        ids = cut(ids, max_len) if cut else ids[:max_len]
+    return ids
+
+
+def pad_ids(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id lists → a (B, T) tensor padded with ``pad_id`` and their (B,) lengths."""
+    lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)
+    out = torch.full((len(ids), max(1, int(lengths.max()))), pad_id, dtype=torch.long)
+    for i, x in enumerate(ids):
+        out[i, : len(x)] = torch.tensor(list(x), dtype=torch.long)
+    return out, lengths
 
 
 class PairBuilder:
@@ -36,8 +65,6 @@ class PairBuilder:
         self.augment = augment
 
     def __call__(self, index: int, draw: int) -> dict:
-        from audiollm.inference.embedding import encode_text
-
         row = self.rows[index]
         rng = random.Random(f"{self.seed}:pair:{draw}")
         wav = load_audio(row["audio"])
@@ -54,8 +81,6 @@ class PairBuilder:
 
 
 def collate_pairs(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
-    from audiollm.inference.embedding import pad_ids
-
     audio, audio_lengths = pad_batch([e["audio"] for e in examples])
     input_ids, text_lengths = pad_ids([e["input_ids"] for e in examples], pad_id)
     batch = {"audio": audio, "audio_lengths": audio_lengths, "input_ids": input_ids, "text_lengths": text_lengths,

@@ -33,16 +33,17 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save
 from tqdm.auto import tqdm
 
 from audiollm.audio import SAMPLE_RATE, audio_info, load_audio, pad_batch
 from audiollm.errors import AudioLLMError, ConfigError
-from audiollm.models.hub import resolve_device, resolve_dtype
+from audiollm.models.hub import DTYPES, resolve_device, resolve_dtype
 from audiollm.models.registry import get_entry
 
 INDEX_NAME = "features.json"
 FORMAT_VERSION = 1
-DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
 def cache_signature(model_config) -> dict[str, Any]:
@@ -137,8 +138,6 @@ class FeatureCache:
 
     def is_fresh(self, audio_path: str | os.PathLike) -> bool:
         """True when the clip is cached and its audio file has not changed since."""
-        from safetensors import safe_open
-
         p = self.path_of(audio_path)
         if not p.is_file():
             return False
@@ -148,8 +147,6 @@ class FeatureCache:
 
     def load(self, audio_path: str | os.PathLike) -> CachedClip:
         """The cached states of one clip; a clear error when absent or stale."""
-        from safetensors import safe_open
-
         p = self.path_of(audio_path)
         if not p.is_file():
             raise AudioLLMError(f"{audio_path}: not in feature cache {self.directory}; run `audiollm features` "
@@ -164,8 +161,6 @@ class FeatureCache:
         return CachedClip(states.float(), float(meta["seconds"]))
 
     def save(self, audio_path: str | os.PathLike, states: torch.Tensor, seconds: float) -> None:
-        from safetensors.torch import save
-
         size, mtime = _stamp(Path(audio_path))
         meta = {"source": str(Path(audio_path).resolve()), "size": size, "mtime_ns": mtime, "seconds": repr(seconds)}
         data = save({"states": states.to(DTYPES[self.dtype]).contiguous()}, metadata=meta)
@@ -214,10 +209,11 @@ def build_feature_cache(
         raise ConfigError(f"storage dtype {storage!r}; allowed: {', '.join(DTYPES)}")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    device, dtype = resolve_device(device), resolve_dtype(dtype)  # refused before anything loads
     module_cls = get_entry("audio_encoder", model_config.audio_encoder).module_cls
-    encoder = module_cls(model_config.audio_encoder_config).to(resolve_device(device)).eval()
+    encoder = module_cls(model_config.audio_encoder_config).to(device).eval()
     if dtype is not None:
-        encoder = encoder.to(resolve_dtype(dtype))
+        encoder = encoder.to(dtype)
     cache = FeatureCache.create(out_dir, cache_signature(model_config), storage, bool(module_cls.frames_follow_time))
 
     report = CacheReport()

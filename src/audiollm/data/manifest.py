@@ -43,27 +43,30 @@ def read_manifest(path: str | os.PathLike, *, require_answer: bool = True) -> li
         raise ManifestError(f"{p}: is a directory, expected a .jsonl manifest")
     base = p.resolve().parent
     rows: list[dict] = []
-    with open(p, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ManifestError(f"{p}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise ManifestError(f"{p}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            needed = (("audio",) if _needs_audio(row) else ()) + REQUIRED_KEYS
-            needed += ("answer",) if require_answer and _needs_answer(row) else ()
-            missing = [k for k in needed if k not in row]
-            if missing:
-                raise ManifestError(f"{p}:{lineno}: missing key(s) {', '.join(missing)}")
-            for key in PATH_KEYS:
-                if row.get(key) not in (None, ""):
-                    value = Path(str(row[key]))
-                    row[key] = str(value if value.is_absolute() else base / value)
-            row.setdefault("_line", lineno)
-            rows.append(row)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ManifestError(f"{p}: not a text file; a manifest is JSON lines (.jsonl)") from None
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ManifestError(f"{p}:{lineno}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise ManifestError(f"{p}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        needed = (("audio",) if _needs_audio(row) else ()) + REQUIRED_KEYS
+        needed += ("answer",) if require_answer and _needs_answer(row) else ()
+        missing = [k for k in needed if k not in row]
+        if missing:
+            raise ManifestError(f"{p}:{lineno}: missing key(s) {', '.join(missing)}")
+        for key in PATH_KEYS:
+            if row.get(key) not in (None, ""):
+                value = Path(str(row[key]))
+                row[key] = str(value if value.is_absolute() else base / value)
+        row.setdefault("_line", lineno)
+        rows.append(row)
     if not rows:
         raise ManifestError(f"{p}: manifest has no examples")
     return rows

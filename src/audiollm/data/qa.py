@@ -26,9 +26,13 @@ import random
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import torch
+
 from audiollm.errors import AudioLLMError
+from audiollm.tasks import split_labels
 
 #: MU-LLaMA's fixed description questions, by qa_type.
 DESCRIBE_QUESTIONS: dict[str, str] = {
@@ -116,8 +120,6 @@ def clip_facts(rows: Sequence[Mapping[str, Any]]) -> list[ClipFacts]:
     structured labels ``tempo_bpm``, ``tempo_class``, ``key``, ``family`` of the embedded
     corpus. ``qa`` and ``asr`` answers are not labels and are ignored.
     """
-    from audiollm.tasks import split_labels
-
     clips: dict[str, ClipFacts] = {}
     for row in rows:
         audio = str(row.get("audio") or "")
@@ -308,8 +310,6 @@ class LLMCompleter:
 
     def __init__(self, path: str | os.PathLike, *, max_new_tokens: int = 384, temperature: float = 0.0,
                  seed: int = 0, device: str = "cpu"):
-        from pathlib import Path
-
         p = Path(path).expanduser()
         if not (p / "config.json").is_file():
             raise AudioLLMError(f"--llm {p}: not a transformers model folder (no config.json)")
@@ -332,8 +332,6 @@ class LLMCompleter:
         return tok(prompt, return_tensors="pt")
 
     def __call__(self, prompts: Sequence[str]) -> list[str]:
-        import torch
-
         out = []
         for i, prompt in enumerate(prompts):
             enc = {k: v.to(self.device) for k, v in self._encode(prompt).items()}

@@ -1,6 +1,6 @@
 """Joint CTC/attention decoding: the encoder's CTC head re-scores the LM's next-token choices.
 
-A model trained with ``model.ctc_weight > 0`` has two views of a transcript: the LM (which
+A model trained with a CTC head (``model.heads: {ctc: w}``) has two views of a transcript: the LM (which
 knows how sentences go, and can talk itself into a familiar sentence the audio does not
 support) and the CTC head on the encoder frames (which reads the sounds, one frame at a time,
 with no sentence prior). Hybrid CTC/attention decoding (Watanabe et al., 2017, as in ESPnet)

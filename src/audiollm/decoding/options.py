@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from audiollm.errors import ConfigError
 
-
 #: Weight of the CTC head in joint CTC/attention decoding of transcripts, the default of
 #: `audiollm evaluate --ctc-weight` and `train.ctc_decode_weight`. Chosen on the embedded
 #: corpus's valid split (docs/experiments/2026-11-24-joint-ctc-attention-decoding-weight.md).

@@ -2,7 +2,7 @@
 
 ``evaluate(model, rows)`` = ``predict`` (greedy answers, deterministic questions)
 + ``score_predictions`` (each task's metrics over its rows) + the evaluation protocols the
-rows call for (:mod:`audiollm.protocols`: published benchmark scoring, e.g. MU-LLaMA's
+rows call for (:mod:`audiollm.evaluation.protocols`: published benchmark scoring, e.g. MU-LLaMA's
 MusicQA metrics or LibriSpeech WER per subset). ``format_table`` prints the results;
 ``write_json`` saves them with every example's question, answer and prediction.
 """
@@ -21,13 +21,12 @@ import torch
 from tqdm.auto import tqdm
 
 from audiollm.audio import audio_info
+from audiollm.data.manifest import load_rows
 from audiollm.decoding.options import CTC_DECODE_WEIGHT, DecodingOptions
 from audiollm.errors import AudioError, AudioLLMError, ManifestError
 from audiollm.evaluation.protocols import ProtocolContext, run_protocols, select
-from audiollm.data.manifest import load_rows
 from audiollm.files import atomic_write_text
 from audiollm.tasks import Task, get_task, row_label
-
 
 
 @dataclass

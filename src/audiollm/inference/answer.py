@@ -16,7 +16,6 @@ from audiollm.audio import SAMPLE_RATE, pad_batch
 from audiollm.data.feature_cache import CachedClip
 from audiollm.decoding.options import DecodingOptions
 from audiollm.errors import AudioLLMError
-
 from audiollm.inference import DEFAULT_QUESTION  # noqa: F401  (the default of ask)
 
 

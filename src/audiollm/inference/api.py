@@ -33,7 +33,11 @@ from audiollm.data.feature_cache import CachedClip
 from audiollm.decoding.options import DecodingOptions
 from audiollm.errors import AudioLLMError
 from audiollm.inference import embedding
-from audiollm.inference.answer import DEFAULT_QUESTION, candidate_logprobs, generate_answers
+from audiollm.inference.answer import (
+    DEFAULT_QUESTION,
+    candidate_logprobs,
+    generate_answers,
+)
 from audiollm.inference.compose import COMPOSE_OPTIONS, Piece, compose, generate_midi
 from audiollm.inference.index import build_index
 from audiollm.inference.transcribe import DEFAULT_QUESTION as TRANSCRIBE_QUESTION

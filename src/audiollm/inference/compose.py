@@ -27,15 +27,19 @@ import torch
 
 from audiollm.decoding.loop import generate as decode
 from audiollm.decoding.options import DecodingOptions
-from audiollm.decoding.processors import ClassifierFreeGuidance, LogProbabilities, StateMask
+from audiollm.decoding.processors import (
+    ClassifierFreeGuidance,
+    LogProbabilities,
+    StateMask,
+)
 from audiollm.errors import AudioLLMError
 from audiollm.music.grammar import MidiGrammar, plan_choices
+from audiollm.music.notes import Note
 from audiollm.music.prompt import check_request, parse_request
 from audiollm.music.render import render_notes, write_piece
 from audiollm.music.tempo_fit import MAX_STRETCH, TempoFit, fit_tempo
 from audiollm.tasks.text_to_midi import TextToMidiTask
 from audiollm.tokenizers.midi import TIE
-from audiollm.music.notes import Note
 
 UNCONDITIONAL = ""  # the prompt text condition dropout trains on
 TEXT_TO_MIDI_WINDOW = TextToMidiTask.window_seconds  # longest piece the task trains on

@@ -2,51 +2,22 @@
 
 All embeddings are L2-normalised, so a dot product is a cosine similarity. Input problems are
 one-line `AudioLLMError`s: empty text, audio shorter than one patch; text longer than the
-text tower's context is truncated with a `TextTruncatedWarning` (the CLI prints it).
+text tower's context is truncated with a `data.contrastive.TextTruncatedWarning` (the CLI prints it).
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from audiollm.audio import SAMPLE_RATE, load_audio, pad_batch
+from audiollm.data.contrastive import encode_text, pad_ids
 from audiollm.errors import AudioLLMError
 from audiollm.models.mulan import MuLaN
-
-
-class TextTruncatedWarning(UserWarning):
-    """A text was longer than the text tower's context and was cut."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Text
-# ---------------------------------------------------------------------------------------------
-
-
-def encode_text(tokenizer, text: str, max_len: int) -> list[int]:
-    """Token ids of one text for the text tower; refuses empty text, truncates long text."""
-    if not isinstance(text, str) or not text.strip():
-        raise AudioLLMError("empty text: give at least one word")
-    ids = tokenizer.encode(text)
-    if len(ids) > max_len:
-        warnings.warn(TextTruncatedWarning(
-            f"text truncated from {len(ids)} to {max_len} tokens (the text tower's context): {text[:40]!r}…"))
-        cut = getattr(tokenizer, "truncate", None)
-        ids = cut(ids, max_len) if cut else ids[:max_len]
-    return ids
-
-
-def pad_ids(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)
-    out = torch.full((len(ids), max(1, int(lengths.max()))), pad_id, dtype=torch.long)
-    for i, x in enumerate(ids):
-        out[i, : len(x)] = torch.tensor(list(x), dtype=torch.long)
-    return out, lengths
 
 
 @torch.no_grad()
@@ -109,8 +80,6 @@ def embed_waveforms(model: MuLaN, wavs: Sequence[torch.Tensor], batch_size: int 
 def embed_files(model: MuLaN, paths: Sequence[str | os.PathLike], batch_size: int = 16,
                 max_seconds: float | None = 30.0, progress: bool = False) -> torch.Tensor:
     """(N, embed_dim) embeddings of audio files, loaded and embedded ``batch_size`` at a time."""
-    from tqdm.auto import tqdm
-
     out = []
     with tqdm(total=len(paths), desc="embed", disable=not progress, dynamic_ncols=True) as bar:
         for s in range(0, len(paths), batch_size):
@@ -136,7 +105,7 @@ def zero_shot_probs(model: MuLaN, audio_embeds: torch.Tensor, label_embeds: torc
 # saw; inside a caption-shaped sentence it reads as in training. Averaging the three tempo words
 # marginalises an attribute the label does not fix (CLIP's prompt ensembling). Chosen on the
 # valid split: zero-shot family accuracy 0.658 with "{label}", 0.790 with "A {label} piece.",
-# 0.824 with these three (README, MuLaN embeddings).
+# 0.824 with these three (docs/experiments/2026-11-24-mulan-zero-shot-prompts.md).
 DEFAULT_PROMPTS: tuple[str, ...] = ("A slow {label} piece.", "A medium-tempo {label} piece.", "A fast {label} piece.")
 
 

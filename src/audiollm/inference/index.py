@@ -28,7 +28,12 @@ import numpy as np
 from audiollm.audio import load_audio
 from audiollm.errors import AudioLLMError
 from audiollm.files import atomic_write_bytes
-from audiollm.inference.embedding import embed_files, embed_texts, embed_waveforms, embeddings_to_numpy
+from audiollm.inference.embedding import (
+    embed_files,
+    embed_texts,
+    embed_waveforms,
+    embeddings_to_numpy,
+)
 from audiollm.models.hub import load, load_model
 
 FORMAT = "audiollm-embedding-index"

@@ -8,7 +8,7 @@ boundary comes out once, with the onset and velocity of the window it started in
 Where the onsets come from (``onsets``): ``"lm"`` — the decoder writes every token itself,
 greedily; ``"ctc"`` — a model trained with a CTC head (``model.heads: {ctc: …}``) has it on its
 encoder that emits each note-on at the frame it sounds (:func:`ctc_onsets`); those become
-anchors of the decoding (:class:`audiollm.midi_grammar.AnchoredGrammar`): each note starts
+anchors of the decoding (:class:`audiollm.music.grammar.AnchoredGrammar`): each note starts
 exactly there, and the decoder writes the rest of the answer around them (held notes,
 velocities, note-offs — so each note's length). ``"ctc+frames"`` adds the onsets of a
 note-activity head (below) that the CTC head missed (:func:`frame_onsets`, :func:`merge_onsets`).
@@ -26,15 +26,16 @@ note at its onset. ``"auto"`` picks ``"frames"`` when the model has the head.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from audiollm.audio import SAMPLE_RATE, pad_batch
-from audiollm.errors import AudioLLMError
 from audiollm.decoding.loop import generate as decode
 from audiollm.decoding.options import DecodingOptions
 from audiollm.decoding.processors import LogProbabilities, StateMask
+from audiollm.errors import AudioLLMError
 from audiollm.music.grammar import AnchoredGrammar, EventIds
 from audiollm.music.notes import Note
 from audiollm.tokenizers.text import TextTokenizer
@@ -311,8 +312,6 @@ def plot_piano_roll(notes: Sequence[Note], path, duration: float | None = None):
         import matplotlib.pyplot as plt
     except ImportError:
         raise AudioLLMError("--plot needs matplotlib: pip install 'audiollm[plot]'") from None
-    from pathlib import Path
-
     fig, ax = plt.subplots(figsize=(12, 4))
     programs = sorted({n.program for n in notes})
     colours = plt.get_cmap("tab10")

@@ -4,11 +4,12 @@ per-tag ROC/PR-AUC (scikit-learn, for the MagnaTagATune protocol).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from audiollm.metrics.text import check_pairs, normalize_text
-from collections.abc import Iterable
+import numpy as np
+
 from audiollm.errors import AudioLLMError
+from audiollm.metrics.text import check_pairs, normalize_text
 
 
 def multilabel_f1(
@@ -57,7 +58,6 @@ def tag_auc(scores, targets) -> dict[str, float]:
     out of the averages (``n_tags`` counts the rest). Returns ``roc_auc``, ``pr_auc`` and
     ``n_tags``.
     """
-    import numpy as np
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     s = np.asarray(scores, dtype=float)

@@ -4,17 +4,21 @@ how well generated pieces follow a request (instrument, tempo, key).
 
 from __future__ import annotations
 
+import io
+import warnings
+from collections import Counter
 from collections.abc import Sequence
 
+import numpy as np
+
+from audiollm.errors import AudioLLMError
 from audiollm.metrics.text import check_pairs
 from audiollm.music.analysis import analyse_key, estimate_tempo, tempo_fits
 from audiollm.music.quiet_import import quiet_import
-from audiollm.errors import AudioLLMError
 
 
 def _note_arrays(notes: Sequence) -> tuple:
     """Notes (anything with pitch/start/end/velocity) → mir_eval's intervals, Hz and velocities."""
-    import numpy as np
     from mir_eval.util import midi_to_hz
 
     intervals = np.array([[n.start, n.end] for n in notes], dtype=float).reshape(-1, 2)
@@ -31,8 +35,6 @@ def note_scores(ref_notes: Sequence, est_notes: Sequence, onset_tolerance: float
     (at least 50 ms); ``note_offset_velocity_f1``: also the velocity within 0.1 after
     mir_eval rescales the estimate's velocities onto the reference's range.
     """
-    import warnings
-
     from mir_eval import transcription, transcription_velocity
 
     ri, rp, rv = _note_arrays(ref_notes)
@@ -62,8 +64,6 @@ def transcription_scores(ref_pieces: Sequence[Sequence], est_pieces: Sequence[Se
 def midi_round_trip(notes: Sequence) -> bool:
     """True when the notes make a MIDI file that pretty_midi writes and reads back with the
     same number of notes (and there is at least one)."""
-    import io
-
     pretty_midi = quiet_import("pretty_midi")
 
     if not notes:
@@ -103,7 +103,7 @@ def tempo_adherence(requests: Sequence, estimates: Sequence[float | None]) -> di
 
 def attribute_adherence(requests: Sequence, pieces: Sequence[Sequence],
                         tempi: Sequence[float | None] | None = None) -> dict[str, float]:
-    """How well generated pieces follow their requests (:class:`audiollm.music_prompt.MusicRequest`).
+    """How well generated pieces follow their requests (:class:`audiollm.music.prompt.MusicRequest`).
 
     ``valid_rate``: pieces that survive a MIDI round trip (:func:`midi_round_trip`). Over the
     valid pieces whose request names the attribute: ``instrument_adherence`` (the most common
@@ -117,8 +117,6 @@ def attribute_adherence(requests: Sequence, pieces: Sequence[Sequence],
     counts as not adhering. ``tempi``: each piece's :func:`estimate_tempo` when the caller has
     it already (estimated here otherwise).
     """
-    from collections import Counter
-
     check_pairs(pieces, requests)
     if not pieces:
         return {}

@@ -16,10 +16,10 @@ variants reproduce published scoring scripts (evaluation protocols).
 from __future__ import annotations
 
 import unicodedata
+import warnings
 from collections.abc import Sequence
 
 from audiollm.errors import AudioLLMError
-
 
 Refs = Sequence[str | Sequence[str]]
 
@@ -172,7 +172,7 @@ def meteor(preds: Sequence[str], refs: Refs) -> float:
     on normalised text split on whitespace; with several references the best one counts.
 
     Needs WordNet: raises :class:`WordNetMissingError` pointing at
-    ``python -m audiollm.metrics_setup`` when NLTK cannot find it.
+    ``python -m audiollm.metrics.wordnet`` when NLTK cannot find it.
     """
     from nltk.translate.meteor_score import meteor_score
 
@@ -184,7 +184,7 @@ def meteor(preds: Sequence[str], refs: Refs) -> float:
             total += meteor_score([r.split() for r in rs], normalize_text(p).split())
     except LookupError:
         raise WordNetMissingError(
-            "METEOR needs NLTK's WordNet: run `python -m audiollm.metrics_setup`"
+            "METEOR needs NLTK's WordNet: run `python -m audiollm.metrics.wordnet`"
         ) from None
     return total / len(preds)
 
@@ -199,8 +199,6 @@ def nltk_sentence_bleu(candidate: str, reference: str, weights: Sequence[float] 
     evaluation calls it. Iterating a Python string yields characters, so this is BLEU over
     character n-grams (1–4 characters with the default weights), not words; no smoothing,
     so a pair that shares no character 4-gram scores ~0 (nltk warns; silenced here)."""
-    import warnings
-
     from nltk.translate.bleu_score import sentence_bleu
 
     with warnings.catch_warnings():
@@ -217,7 +215,7 @@ def meteor_wordpunct(candidate: str, reference: str) -> float:
     try:
         return float(meteor_score([wordpunct_tokenize(reference)], wordpunct_tokenize(candidate)))
     except LookupError:
-        raise WordNetMissingError("METEOR needs NLTK's WordNet: run `python -m audiollm.metrics_setup`") from None
+        raise WordNetMissingError("METEOR needs NLTK's WordNet: run `python -m audiollm.metrics.wordnet`") from None
 
 
 def rouge_l_recall(candidate: str, reference: str) -> float:
@@ -250,8 +248,6 @@ def corpus_bleu_tokens(candidates: Sequence[Sequence[str]], references: Sequence
     """nltk ``corpus_bleu`` over token lists with uniform weights up to ``max_n`` (BLEU-1 with
     max_n=1, BLEU-4 with 4): clipped counts summed over the corpus, brevity penalty from the
     closest reference lengths, no smoothing (0 when some order has no match)."""
-    import warnings
-
     from nltk.translate.bleu_score import corpus_bleu
 
     with warnings.catch_warnings():

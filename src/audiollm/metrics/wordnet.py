@@ -12,8 +12,8 @@ the files are already in place.
 
 Run it once after installing::
 
-    python -m audiollm.metrics_setup            # into <venv>/nltk_data
-    python -m audiollm.metrics_setup --target ~/nltk_data
+    python -m audiollm.metrics.wordnet            # into <venv>/nltk_data
+    python -m audiollm.metrics.wordnet --target ~/nltk_data
 
 NLTK's METEOR only looks up English synsets, so the Open Multilingual Wordnet (``omw-2.0``
 in NLTK 3.9+, ``omw-1.4`` before) is not needed: NLTK loads it lazily only for
@@ -165,18 +165,18 @@ def verify_wordnet() -> None:
         score = meteor_score([["a", "dog", "barks"]], ["a", "puppy", "barks"])
     except LookupError:
         raise AudioLLMError(
-            "NLTK cannot find WordNet: run `python -m audiollm.metrics_setup`"
+            "NLTK cannot find WordNet: run `python -m audiollm.metrics.wordnet`"
         ) from None
     if not dog or dog[0].lexname() != "noun.animal" or not score > 0:
         raise AudioLLMError(
             "NLTK's WordNet looks corrupt (synsets('dog') is wrong): "
-            "re-run `python -m audiollm.metrics_setup`"
+            "re-run `python -m audiollm.metrics.wordnet`"
         )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m audiollm.metrics_setup",
+        prog="python -m audiollm.metrics.wordnet",
         description="Install NLTK WordNet (for METEOR) offline from Debian's wordnet packages.",
     )
     parser.add_argument(

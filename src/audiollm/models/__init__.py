@@ -9,6 +9,26 @@ audio tower "ast" and text towers "transformer" and "pretrained"; the heads "ctc
 `hub` saves and loads.
 """
 
+from audiollm.models.audio_encoder import AudioEncoder, AudioEncoderConfig
+from audiollm.models.audiollm import (
+    AudioLLM,
+    AudioLLMConfig,
+    AudioLLMOutput,
+    merge_audio_text,
+)
+from audiollm.models.frontend import LogMel, LogMelConfig, mel_filterbank
+from audiollm.models.heads import HEADS, register_head
+from audiollm.models.lm import (
+    Decoder,
+    DecoderConfig,
+    KVCache,
+    RMSNorm,
+    TransformerBlock,
+)
+from audiollm.models.mulan import MuLaN, MuLaNConfig
+from audiollm.models.pretrained import hf_audio, hf_lm  # noqa: F401  (register the transformers components)
+from audiollm.models.pretrained.hf_llama import decoder_to_hf_llama, hf_llama_to_decoder
+from audiollm.models.projector import Projector, ProjectorConfig
 from audiollm.models.registry import (
     AUDIO_ENCODERS,
     LANGUAGE_MODELS,
@@ -23,15 +43,6 @@ from audiollm.models.registry import (
     register_projector,
     tiny_config,
 )
-from audiollm.models.frontend import LogMel, LogMelConfig, mel_filterbank
-from audiollm.models.lm import Decoder, DecoderConfig, KVCache, RMSNorm, TransformerBlock
-from audiollm.models.audio_encoder import AudioEncoder, AudioEncoderConfig
-from audiollm.models.projector import Projector, ProjectorConfig
-from audiollm.models.pretrained import hf_audio, hf_lm  # noqa: F401  (register the transformers components)
-from audiollm.models.pretrained.hf_llama import decoder_to_hf_llama, hf_llama_to_decoder
-from audiollm.models.heads import HEADS, register_head
-from audiollm.models.audiollm import AudioLLM, AudioLLMConfig, AudioLLMOutput, merge_audio_text
-from audiollm.models.mulan import MuLaN, MuLaNConfig
 
 __all__ = [
     "AUDIO_ENCODERS", "LANGUAGE_MODELS", "MODELS", "PROJECTORS", "REGISTRIES", "HEADS", "Entry", "get_entry",

@@ -22,7 +22,13 @@ import torch.nn.functional as F
 
 from audiollm.data.augment import spec_augment
 from audiollm.errors import ConfigError
-from audiollm.models.lm import RMSNorm, RotaryEmbedding, TransformerBlock, init_weights, make_attention_mask
+from audiollm.models.lm import (
+    RMSNorm,
+    RotaryEmbedding,
+    TransformerBlock,
+    init_weights,
+    make_attention_mask,
+)
 from audiollm.models.registry import register_audio_encoder
 
 

@@ -28,9 +28,15 @@ from audiollm.decoding.options import DecodingOptions
 from audiollm.decoding.processors import LogitsProcessor
 from audiollm.errors import ConfigError, ModelDirError
 from audiollm.models.frontend import LogMel, LogMelConfig
-from audiollm.models.lm import fuse_split_projections
 from audiollm.models.heads import HEADS, Stats, check_heads
-from audiollm.models.registry import AUDIO_ENCODERS, LANGUAGE_MODELS, PROJECTORS, get_entry, register_model
+from audiollm.models.lm import fuse_split_projections
+from audiollm.models.registry import (
+    AUDIO_ENCODERS,
+    LANGUAGE_MODELS,
+    PROJECTORS,
+    get_entry,
+    register_model,
+)
 from audiollm.models.token_loss import linear_cross_entropy_sum
 from audiollm.tokenizers.hf import load_tokenizer
 

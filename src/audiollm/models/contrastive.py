@@ -24,7 +24,6 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-
 # ---------------------------------------------------------------------------------------------
 # Gathering across processes
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ import torch.nn as nn
 
 from audiollm.errors import ConfigError
 
-
 LEVELS = ("peak", "absolute")
 
 

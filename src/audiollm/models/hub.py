@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
+from safetensors.torch import load_file, save_file
 
 from audiollm import __version__
 from audiollm.config import from_dict, to_dict
@@ -92,8 +94,6 @@ def save_model(directory: str | os.PathLike, model: torch.nn.Module, tokenizer: 
     """Write ``model`` (+ its tokenizer, the training config and a model card) as a model
     directory, atomically. ``card`` holds what the run knows: run, steps, train, valid_metrics,
     init_from."""
-    from safetensors.torch import save_file
-
     with atomic_dir(directory) as tmp:
         config = {"model_type": model_type_of(model), "audiollm_version": __version__, **to_dict(model.config)}
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
@@ -154,8 +154,6 @@ def load_model(directory: str | os.PathLike, *, device: str | torch.device = "cp
                dtype: str | torch.dtype | None = None, model_type: str | None = None) -> torch.nn.Module:
     """The model of a model directory, on ``device`` (in ``dtype``), in eval mode.
     ``model_type`` set: refuse a directory of another type."""
-    from safetensors.torch import load_file
-
     d = Path(directory)
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     kind, config, _ = read_model_config(d)
@@ -222,9 +220,11 @@ def load(directory: str | os.PathLike, *, device: str | torch.device = "cpu", dt
 # ---------------------------------------------------------------------------------------------
 
 
-def describe_parts(model: torch.nn.Module, init_from: str = "") -> list[tuple[str, str, int, str]]:
+def describe_parts(model: torch.nn.Module, init_from: str = "", init_parts: Sequence[str] = ()
+                   ) -> list[tuple[str, str, int, str]]:
     """(part, what, parameters, origin) for each top-level part with parameters. A part names
-    its origin through ``pretrained_source`` (its checkpoint) and ``adapter_summary`` (LoRA)."""
+    its origin through ``pretrained_source`` (its checkpoint) and ``adapter_summary`` (LoRA);
+    ``init_parts`` are the parts whose weights a run copied from the model at ``init_from``."""
     rows = []
     for name, part in model.named_children():
         modules = part.items() if isinstance(part, torch.nn.ModuleDict) else [(None, part)]
@@ -238,16 +238,18 @@ def describe_parts(model: torch.nn.Module, init_from: str = "") -> list[tuple[st
             adapter = getattr(module, "adapter_summary", "")
             if source:
                 origin = f"pretrained ({source})"
-                if adapter:
-                    origin += f", {adapter} trained here"
-                elif trained == 0:
-                    origin += ", frozen"
-                elif trained < n:
-                    origin += f", frozen except {trained:,} parameters trained here"
-                else:
-                    origin += ", fine-tuned here"
+            elif name in init_parts:
+                origin = f"initialised from {init_from}"
             else:
-                origin = f"initialised from {init_from}, trained here" if init_from else "trained here from scratch"
+                origin = "from scratch"
+            if adapter:
+                origin += f", {adapter} trained here"
+            elif trained == 0:
+                origin += ", frozen"
+            elif trained < n:
+                origin += f", frozen except {trained:,} parameters trained here"
+            else:
+                origin += ", fine-tuned here" if source else ", trained here"
             label = f"{name}.{sub}" if sub else name
             rows.append((label, type(module).__name__, n, origin))
     return rows
@@ -260,11 +262,12 @@ def model_card(model: torch.nn.Module, card: dict[str, Any]) -> str:
     lines = [f"# {model.CARD_TITLE}", "", model.card_summary(), "",
              f"Parameters: {n_params:,} ({n_trained:,} trained here).", "",
              "| part | module | parameters | origin |", "|---|---|---|---|"]
-    lines += [f"| {p} | {w} | {n:,} | {o} |" for p, w, n, o in describe_parts(model, card.get("init_from", ""))]
+    lines += [f"| {p} | {w} | {n:,} | {o} |" for p, w, n, o in describe_parts(model, card.get("init_from", ""), card.get("init_parts", ()))]
     lines += ["", "## Training", "", f"- run: `{card.get('run', 'unknown')}`, steps: {card.get('steps', 'unknown')}",
               f"- training manifest: `{card.get('train', 'unknown')}`"]
     if card.get("init_from"):
-        lines.append(f"- started from the weights of `{card['init_from']}`")
+        parts = ", ".join(card.get("init_parts") or ()) or "no parts"
+        lines.append(f"- started from the weights of `{card['init_from']}` ({parts})")
     metrics = card.get("valid_metrics") or card.get("metrics")
     if metrics:
         lines += ["", "## Validation metrics", "", "| metric | value |", "|---|---|"]

@@ -28,12 +28,22 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from audiollm.errors import AudioLLMError, ConfigError, ModelDirError
 from audiollm.config import choice, from_dict, resolve_choices
 from audiollm.data.augment import apply_spec_masks
-from audiollm.models.contrastive import CONTRASTIVE_LOSSES, LossConfig, all_gather_with_grad
+from audiollm.errors import AudioLLMError, ConfigError, ModelDirError
+from audiollm.models.contrastive import (
+    CONTRASTIVE_LOSSES,
+    LossConfig,
+    all_gather_with_grad,
+)
 from audiollm.models.frontend import LogMel, LogMelConfig
-from audiollm.models.lm import RMSNorm, TransformerBlock, init_weights, make_attention_mask, RotaryEmbedding
+from audiollm.models.lm import (
+    RMSNorm,
+    RotaryEmbedding,
+    TransformerBlock,
+    init_weights,
+    make_attention_mask,
+)
 from audiollm.models.quantizer import MuLaNEmbedQuantizer, QuantizerConfig
 from audiollm.models.registry import (
     AUDIO_TOWERS,
@@ -43,6 +53,7 @@ from audiollm.models.registry import (
     register_model,
     register_text_tower,
 )
+from audiollm.tokenizers.text import TextTokenizer
 
 TEXT_TOWER_DIR = "text_tower"  # pretrained text tower: its transformers config + tokenizer
 
@@ -295,14 +306,10 @@ class TextTransformer(nn.Module):
 
     @staticmethod
     def make_tokenizer(config: TextTransformerConfig, texts: list[str], vocab_size: int, min_frequency: int):
-        from audiollm.tokenizers.text import TextTokenizer
-
         return TextTokenizer.train(texts, vocab_size=vocab_size, min_frequency=min_frequency)
 
     @staticmethod
     def load_tokenizer(config: TextTransformerConfig, directory: Path):
-        from audiollm.tokenizers.text import TextTokenizer
-
         return TextTokenizer.from_pretrained(directory)
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

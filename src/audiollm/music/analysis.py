@@ -5,11 +5,12 @@ text-to-MIDI scoring and tempo fitting.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 
-
+from audiollm.music.theory import TEMPO_RANGES
 
 TEMPO_TOLERANCE = 0.08  # relative, as mir_eval.tempo's default
 
@@ -37,10 +38,6 @@ def estimate_tempo(notes: Sequence) -> float | None:
     level that is stays ambiguous from notes alone (a piece at 60 bpm in running eighths is
     the same notes as 120 bpm in quarters); :func:`tempo_matches` forgives that for a bpm.
     """
-    import numpy as np
-
-    from collections import Counter
-
     strength = Counter(round(float(n.start), 3) for n in notes)
     if len(strength) < 2:
         return None
@@ -72,11 +69,9 @@ def tempo_matches(estimate: float | None, bpm: float) -> bool:
 
 
 def tempo_fits(estimate: float | None, request) -> bool:
-    """Whether a tempo estimate is what a :class:`audiollm.music_prompt.MusicRequest` asks for:
+    """Whether a tempo estimate is what a :class:`audiollm.music.prompt.MusicRequest` asks for:
     :func:`tempo_matches` for a bpm, inside the class's bpm range for a tempo word (True when
     it asks for no tempo)."""
-    from audiollm.music.theory import TEMPO_RANGES
-
     if request.bpm is not None:
         return tempo_matches(estimate, request.bpm)
     if request.tempo_class is not None:
@@ -89,10 +84,6 @@ def analyse_key(notes: Sequence) -> tuple[int, str]:
     """(tonic pitch class, "major"|"minor") by music21's key analysis (Krumhansl-Schmuckler with
     the Aarden-Essen profiles of ``stream.analyze('key')``), the analysis the corpus's key
     labels come from."""
-    import numpy as np
-
-    from audiollm.music.analysis import key_of
-
     return key_of(np.array([[n.start, n.end, n.pitch] for n in notes], dtype=float))
 
 

@@ -32,7 +32,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from audiollm.tokenizers.midi import TEMPO_BINS, TIE, MidiVocab, bin_tempo, key_index, tempo_bin
+from audiollm.music.theory import TEMPO_RANGES
+from audiollm.tokenizers.midi import (
+    TEMPO_BINS,
+    TIE,
+    MidiVocab,
+    bin_tempo,
+    key_index,
+    tempo_bin,
+)
 
 
 @dataclass
@@ -186,11 +194,9 @@ class MidiGrammar:
 
 
 def plan_choices(vocab: MidiVocab, request) -> dict[str, list[int]]:
-    """The tempo bins and keys consistent with a request (:class:`audiollm.music_prompt.MusicRequest`):
+    """The tempo bins and keys consistent with a request (:class:`audiollm.music.prompt.MusicRequest`):
     the bin of its bpm, or the bins whose centres lie in its tempo word's range; its key, or the
     12 keys of its mode. An attribute the request leaves open is not narrowed."""
-    from audiollm.music.theory import TEMPO_RANGES
-
     out: dict[str, list[int]] = {}
     if request.bpm is not None:
         out["bpm"] = [tempo_bin(request.bpm)]
@@ -207,7 +213,7 @@ class AnchoredGrammar(MidiGrammar):
     """The grammar, with every note onset of the event section fixed in advance.
 
     ``anchors[r]`` lists sequence r's onsets as ``(step, pitch)`` (under the vocabulary's first
-    program; e.g. read off a CTC head, :func:`audiollm.transcribe.ctc_onsets`). On top of the
+    program; e.g. read off a CTC head, :func:`audiollm.inference.transcribe.ctc_onsets`). On top of the
     grammar: time may not pass an onset still to be written; at an onset's step, only its
     pitches may start (a velocity first when none is set) and time waits until all have; a
     note-on that is not an anchor is never allowed; the sequence may end only once every anchor

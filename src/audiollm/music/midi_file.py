@@ -14,7 +14,6 @@ from audiollm.files import atomic_file
 from audiollm.music.notes import Note
 from audiollm.music.quiet_import import quiet_import
 
-
 SUSTAIN_CC = 64  # damper pedal; value >= 64 means down (the General MIDI convention)
 
 

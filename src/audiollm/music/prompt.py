@@ -26,6 +26,7 @@ from typing import Any
 
 from audiollm.errors import AudioLLMError
 from audiollm.music.quiet_import import quiet_import
+from audiollm.music.theory import BY_PROGRAM, INSTRUMENTS
 
 TEMPO_WORDS = {"slow": "slow", "medium-tempo": "medium", "medium tempo": "medium", "fast": "fast"}
 CLASS_WORD = {"slow": "slow", "medium": "medium-tempo", "fast": "fast"}
@@ -62,8 +63,6 @@ def instrument_names() -> dict[str, int]:
     """Every recognised instrument name (normalised) → GM program."""
     pretty_midi = quiet_import("pretty_midi")
 
-    from audiollm.music.theory import INSTRUMENTS
-
     names = {_normalise(pretty_midi.program_to_instrument_name(p)): p for p in range(128)}
     for inst in INSTRUMENTS:
         names.setdefault(_normalise(inst.phrase.split(" ", 1)[1]), inst.program)  # "an oboe" → "oboe"
@@ -73,8 +72,6 @@ def instrument_names() -> dict[str, int]:
 def instrument_phrase(program: int) -> str:
     """How captions name a program: the corpus phrase without its article, else the GM name."""
     pretty_midi = quiet_import("pretty_midi")
-
-    from audiollm.music.theory import BY_PROGRAM
 
     inst = BY_PROGRAM.get(program)
     return inst.phrase.split(" ", 1)[1] if inst else pretty_midi.program_to_instrument_name(program).lower()

@@ -25,7 +25,6 @@ from audiollm.music.midi_file import write_midi
 from audiollm.music.notes import Note
 from audiollm.music.quiet_import import quiet_import
 
-
 PEAK = 0.9  # rendered pieces are normalised to this peak (the soundfont's level varies by program)
 
 

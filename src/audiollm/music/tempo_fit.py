@@ -4,8 +4,8 @@ A piece of MIDI notes has no tempo of its own until it is played: a sequencer pl
 notes at any rate. A text-to-MIDI model learns tempo late (a number in the caption has to become
 note spacing), so after sampling, :func:`fit_tempo` can choose the rate: it scales every note
 time by one factor so that the notes' beat rate, measured with the estimator adherence is scored
-with (:func:`audiollm.metrics.estimate_tempo`), is the one the text asks for
-(:func:`audiollm.metrics.tempo_fits`: the bpm at one of its metrical levels, or inside a tempo
+with (:func:`audiollm.music.analysis.estimate_tempo`), is the one the text asks for
+(:func:`audiollm.music.analysis.tempo_fits`: the bpm at one of its metrical levels, or inside a tempo
 word's range).
 
 Which factor: the estimator's metrical level can jump when notes move apart (a slowed-down
@@ -33,9 +33,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from audiollm.music.analysis import TEMPO_FACTORS, TEMPO_SEARCH_BPM, estimate_tempo, tempo_fits
-from audiollm.music.prompt import MusicRequest
+from audiollm.music.analysis import (
+    TEMPO_FACTORS,
+    TEMPO_SEARCH_BPM,
+    estimate_tempo,
+    tempo_fits,
+)
 from audiollm.music.notes import Note
+from audiollm.music.prompt import MusicRequest
+from audiollm.music.theory import TEMPO_RANGES
 
 MAX_STRETCH = 2.0  # note times are scaled by at most this factor, or at least its inverse
 STEP = 2 ** (1 / 12)  # the ratio between tried factors after the exact ones
@@ -57,8 +63,6 @@ class TempoFit:
 
 def exact_factors(estimate: float, request: MusicRequest) -> list[float]:
     """Time factors that would move ``estimate`` onto the request at the same metrical level."""
-    from audiollm.music.theory import TEMPO_RANGES
-
     lo, hi, _ = TEMPO_SEARCH_BPM
     if request.bpm is not None:
         targets = [f * request.bpm for f in TEMPO_FACTORS if lo <= f * request.bpm <= hi]
@@ -88,7 +92,7 @@ def stretch(notes: Sequence[Note], factor: float, seconds: float) -> list[Note]:
 
 def fit_tempo(notes: Sequence[Note], request: MusicRequest, seconds: float) -> TempoFit:
     """``notes`` rescaled in time so their measured tempo is the one ``request`` asks for (see
-    the module docstring; :func:`audiollm.music_prompt.parse_request` reads a text's request)."""
+    the module docstring; :func:`audiollm.music.prompt.parse_request` reads a text's request)."""
     notes = list(notes)
     if request.bpm is None and request.tempo_class is None:
         return TempoFit(notes, 1.0, None, None, True)

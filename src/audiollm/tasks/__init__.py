@@ -3,13 +3,20 @@
 Importing this package registers every task in :data:`TASKS`; use :func:`get_task`.
 """
 
-from audiollm.tasks.base import TASKS, Task, TaskOptions, get_task, register_task, row_label
-from audiollm.tasks.tagging import TAGGING_QUESTIONS, TaggingTask, split_labels
 from audiollm.tasks.asr import ASR_QUESTIONS, ASRTask
+from audiollm.tasks.base import (
+    TASKS,
+    Task,
+    TaskOptions,
+    get_task,
+    register_task,
+    row_label,
+)
 from audiollm.tasks.caption import CAPTION_QUESTIONS, CaptionTask
 from audiollm.tasks.qa import QATask
-from audiollm.tasks.transcription import TRANSCRIPTION_QUESTIONS, TranscriptionTask
+from audiollm.tasks.tagging import TAGGING_QUESTIONS, TaggingTask, split_labels
 from audiollm.tasks.text_to_midi import TextToMidiOptions, TextToMidiTask
+from audiollm.tasks.transcription import TRANSCRIPTION_QUESTIONS, TranscriptionTask
 
 __all__ = [
     "TASKS",

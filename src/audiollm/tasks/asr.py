@@ -1,6 +1,6 @@
 """ASR: transcribe the speech in a clip.
 
-Scored with corpus WER and CER (jiwer) after :func:`audiollm.metrics.normalize_text`, and
+Scored with corpus WER and CER (jiwer) after :func:`audiollm.metrics.text.normalize_text`, and
 ``exact_match``: the fraction of utterances transcribed exactly (sentence accuracy; for
 spoken-digit data, where each clip is one digit, this is digit accuracy).
 """

@@ -10,8 +10,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from audiollm.metrics.text import exact_match, text_similarity
 from audiollm.errors import ManifestError
+from audiollm.metrics.text import exact_match, text_similarity
 from audiollm.tasks.base import Row, Task, register_task, row_label
 
 

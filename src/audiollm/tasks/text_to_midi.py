@@ -30,13 +30,19 @@ from typing import Any
 
 import numpy as np
 
-from audiollm.metrics.notes import attribute_adherence, midi_round_trip, tempo_adherence
-from audiollm.music.analysis import analyse_key, estimate_tempo
 from audiollm.decoding.options import DecodingOptions
 from audiollm.errors import AudioLLMError, ConfigError, ManifestError
+from audiollm.metrics.notes import attribute_adherence, midi_round_trip, tempo_adherence
+from audiollm.music.analysis import analyse_key, estimate_tempo
 from audiollm.music.prompt import MusicRequest, caption, parse_request
 from audiollm.music.tempo_fit import fit_tempo
-from audiollm.music.theory import BY_PROGRAM, TEMPO_RANGES, key_name, octave_for, tempo_class
+from audiollm.music.theory import (
+    BY_PROGRAM,
+    TEMPO_RANGES,
+    key_name,
+    octave_for,
+    tempo_class,
+)
 from audiollm.tasks.base import Row, TaskOptions, register_task, row_label
 from audiollm.tasks.transcription import TranscriptionTask, parse_notes
 
@@ -182,9 +188,9 @@ class TextToMidiTask(TranscriptionTask):
     def score(self, predictions: Sequence[str], rows: Sequence[Row]) -> dict[str, float]:
         """``valid_rate`` (notes that survive a MIDI file round trip), and the share of pieces
         whose MIDI has the requested ``instrument`` / ``tempo`` / ``key`` (each over the rows
-        that ask for it; see :func:`audiollm.metrics.attribute_adherence`). The tempo scores
+        that ask for it; see :func:`audiollm.metrics.notes.attribute_adherence`). The tempo scores
         are also given for the pieces as ``audiollm generate`` writes them by default, played
-        at the requested tempo (:func:`audiollm.tempo_fit.fit_tempo`): ``tempo_adherence_fitted``,
+        at the requested tempo (:func:`audiollm.music.tempo_fit.fit_tempo`): ``tempo_adherence_fitted``,
         ``tempo_bpm_adherence_fitted``, ``tempo_class_adherence_fitted``."""
         self._check_pairs(predictions, rows)
         if not rows:

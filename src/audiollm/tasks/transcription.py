@@ -21,12 +21,12 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from audiollm.metrics.notes import transcription_scores
 from audiollm.errors import AudioLLMError, ManifestError
-from audiollm.tasks.base import Row, Task, register_task, row_label
-from audiollm.tokenizers.midi import TIE
+from audiollm.metrics.notes import transcription_scores
 from audiollm.music.midi_file import MidiFileError, read_midi
 from audiollm.music.notes import Note
+from audiollm.tasks.base import Row, Task, register_task, row_label
+from audiollm.tokenizers.midi import TIE
 
 TRANSCRIPTION_QUESTIONS: tuple[str, ...] = (
     "Transcribe the notes.",

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterable
 
 from audiollm.errors import AudioLLMError, ConfigError, ModelDirError
+from audiollm.tokenizers.text import TextTokenizer
 
 MARKER_FILE = "audiollm_tokenizer.json"
 
@@ -88,8 +89,6 @@ class HFTokenizer:
 
 def load_tokenizer(directory: str | os.PathLike):
     """The tokenizer saved in ``directory``: an `HFTokenizer` if marked so, else our BPE one."""
-    from audiollm.tokenizers.text import TextTokenizer
-
     d = Path(directory)
     if (d / MARKER_FILE).is_file():
         try:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
 from audiollm.errors import ConfigError, ModelDirError
 from audiollm.models.hub import WEIGHTS_NAME, read_model_config
@@ -34,8 +35,6 @@ def init_tokenizer(directory: str, model_type: str) -> Any:
 def init_weights(model: torch.nn.Module, directory: str, parts: list[str], model_type: str) -> list[str]:
     """Copy the saved model's weights (of ``parts``; all when empty) into ``model``; returns
     the parts copied."""
-    from safetensors.torch import load_file
-
     _saved(directory, model_type)
     weights = Path(directory) / WEIGHTS_NAME
     try:

@@ -37,7 +37,13 @@ from audiollm.errors import AudioLLMError, ConfigError
 from audiollm.files import commit_dir
 from audiollm.models.hub import save_model
 from audiollm.models.registry import MODELS
-from audiollm.training.checkpoint import checkpoint_dir, prune_checkpoints, read_state, resolve_resume, write_state
+from audiollm.training.checkpoint import (
+    checkpoint_dir,
+    prune_checkpoints,
+    read_state,
+    resolve_resume,
+    write_state,
+)
 from audiollm.training.config import ExperimentConfig, save_config
 from audiollm.training.init_from import init_tokenizer, init_weights
 from audiollm.training.kinds import get_kind
@@ -92,10 +98,11 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
         save_config(cfg, run_dir / "config.yaml")
 
     model = kind.build(cfg, tokenizer)
+    init_parts: list[str] = []  # the parts copied from train.init_from (recorded in checkpoints)
     if tc.init_from and ckpt is None:
-        parts = init_weights(model, tc.init_from, tc.init_parts, cfg.model_type)
+        init_parts = init_weights(model, tc.init_from, tc.init_parts, cfg.model_type)
         if main:
-            print(f"initialised {', '.join(parts)} from {tc.init_from}")
+            print(f"initialised {', '.join(init_parts)} from {tc.init_from}")
     optimizer = torch.optim.AdamW(
         param_groups(model, tc.weight_decay), lr=tc.lr, betas=(tc.beta1, tc.beta2)
     )
@@ -107,7 +114,7 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
     if tc.log_with != "none":
         accelerator.init_trackers(run_dir.name, config=_flat(to_dict(cfg)))
 
-    state = {"step": 0, "best_value": None, "best_step": None, "metric": tc.best_metric}
+    state = {"step": 0, "best_value": None, "best_step": None, "metric": tc.best_metric, "init_parts": init_parts}
     if ckpt is not None:
         accelerator.load_state(str(ckpt))
         state.update(read_state(ckpt))
@@ -195,7 +202,9 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
 
     final = run_dir / "final"
     if main:
-        card = {"run": str(run_dir), "steps": step, "train": cfg.data.train, "best": state, "init_from": tc.init_from}
+        card = {"run": str(run_dir), "steps": step, "train": cfg.data.train, "init_from": tc.init_from,
+                "init_parts": state.get("init_parts", []),
+                "best": {k: state[k] for k in ("metric", "best_value", "best_step")}}
         save_model(final, accelerator.unwrap_model(model), tokenizer, card=card, train_config=cfg)
     accelerator.wait_for_everyone()
     accelerator.end_training()
@@ -275,7 +284,7 @@ def _update_best(accelerator, model, tokenizer, cfg, state: dict, metrics: dict[
     if best is None or (value < best if lower else value > best):
         state.update(best_value=value, best_step=state["step"])
         card = {"run": cfg.output_dir, "steps": state["step"], "train": cfg.data.train, "valid_metrics": metrics,
-                "init_from": cfg.train.init_from}
+                "init_from": cfg.train.init_from, "init_parts": state.get("init_parts", [])}
         save_model(Path(cfg.output_dir) / "best", accelerator.unwrap_model(model), tokenizer, card=card,
                    train_config=cfg)
 

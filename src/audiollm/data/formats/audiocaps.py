@@ -29,8 +29,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from audiollm.errors import AudioLLMError
-from audiollm.data.formats import register_format
+from audiollm.data.formats.base import register_format
 from audiollm.data.formats.common import (
     audio_folder,
     audio_index,
@@ -40,6 +39,7 @@ from audiollm.data.formats.common import (
     report_skipped,
     require_rows,
 )
+from audiollm.errors import AudioLLMError
 
 LAYOUT = ("ROOT/{train,val,test}.csv (audiocap_id,youtube_id,start_time,caption) + audio files named "
           "<audiocap_id>.wav or <youtube_id>.wav under audio_dir")

@@ -23,9 +23,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from audiollm.data.formats.base import register_format
+from audiollm.data.formats.common import (
+    dataset_dir,
+    first_dir,
+    first_file,
+    read_csv,
+    report_skipped,
+    require_rows,
+)
 from audiollm.errors import AudioLLMError
-from audiollm.data.formats import register_format
-from audiollm.data.formats.common import dataset_dir, first_dir, first_file, read_csv, report_skipped, require_rows
 
 LAYOUT = ("ROOT/clotho_captions_{development,validation,evaluation}.csv + ROOT/{development,validation,evaluation}/"
           "<file_name>.wav")

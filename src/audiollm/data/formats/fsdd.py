@@ -24,8 +24,8 @@ from typing import Any
 
 import soundfile as sf
 
+from audiollm.data.formats.base import register_format
 from audiollm.errors import AudioLLMError
-from audiollm.data.formats import register_format
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 NAME_PATTERN = re.compile(r"^(?P<digit>[0-9])_(?P<speaker>[A-Za-z][A-Za-z0-9-]*)_(?P<index>[0-9]+)\.wav$")

@@ -32,9 +32,14 @@ from typing import Any
 
 import soundfile as sf
 
+from audiollm.data.formats.base import register_format
+from audiollm.data.formats.common import (
+    as_choice,
+    dataset_dir,
+    report_skipped,
+    require_rows,
+)
 from audiollm.errors import AudioLLMError
-from audiollm.data.formats import register_format
-from audiollm.data.formats.common import as_choice, dataset_dir, report_skipped, require_rows
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 LAYOUT = "ROOT/genres/<genre>/<genre>.000NN.wav (or genres_original/, or .au files)"

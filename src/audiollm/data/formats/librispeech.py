@@ -24,9 +24,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+from audiollm.data.formats.base import register_format
+from audiollm.data.formats.common import (
+    as_list,
+    dataset_dir,
+    read_text,
+    report_skipped,
+    require_rows,
+)
 from audiollm.errors import AudioLLMError
-from audiollm.data.formats import register_format
-from audiollm.data.formats.common import as_list, dataset_dir, read_text, report_skipped, require_rows
 
 LAYOUT = "ROOT/LibriSpeech/<subset>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt + <speaker>-<chapter>-<utt>.flac"
 SUBSET_PATTERN = re.compile(r"^(train|dev|test)-[A-Za-z0-9-]+$")

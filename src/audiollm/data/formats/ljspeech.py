@@ -22,9 +22,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+from audiollm.data.formats.base import register_format
+from audiollm.data.formats.common import (
+    bucket,
+    dataset_dir,
+    read_text,
+    report_skipped,
+    require_rows,
+)
 from audiollm.errors import AudioLLMError
-from audiollm.data.formats import register_format
-from audiollm.data.formats.common import bucket, dataset_dir, read_text, report_skipped, require_rows
 
 LAYOUT = "ROOT/metadata.csv (id|raw text|normalized text) + ROOT/wavs/<id>.wav"
 ID_PATTERN = re.compile(r"^LJ[0-9]{3}-[0-9]{4}$")

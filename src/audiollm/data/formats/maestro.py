@@ -25,9 +25,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from audiollm.data.formats.base import register_format
+from audiollm.data.formats.common import (
+    dataset_dir,
+    read_csv,
+    read_text,
+    report_skipped,
+    require_rows,
+)
 from audiollm.errors import AudioLLMError
-from audiollm.data.formats import register_format
-from audiollm.data.formats.common import dataset_dir, read_csv, read_text, report_skipped, require_rows
 
 LAYOUT = "ROOT/maestro-v3.0.0.csv (or .json) + ROOT/<year>/<name>.midi + ROOT/<year>/<name>.wav"
 COLUMNS = ("canonical_composer", "canonical_title", "split", "year", "midi_filename", "audio_filename", "duration")

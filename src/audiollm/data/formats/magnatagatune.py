@@ -24,9 +24,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from audiollm.data.formats.base import register_format
+from audiollm.data.formats.common import (
+    dataset_dir,
+    read_csv,
+    report_skipped,
+    require_rows,
+    usable_audio,
+)
 from audiollm.errors import AudioLLMError
-from audiollm.data.formats import register_format
-from audiollm.data.formats.common import dataset_dir, read_csv, report_skipped, require_rows, usable_audio
 
 LAYOUT = "ROOT/annotations_final.csv (TAB-separated: clip_id, 188 tags, mp3_path) + ROOT/0/ ... ROOT/f/*.mp3"
 QUESTION = "Which tags describe this music?"

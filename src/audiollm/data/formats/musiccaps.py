@@ -36,8 +36,7 @@ import ast
 from pathlib import Path
 from typing import Any
 
-from audiollm.errors import AudioLLMError
-from audiollm.data.formats import register_format
+from audiollm.data.formats.base import register_format
 from audiollm.data.formats.common import (
     as_bool,
     audio_folder,
@@ -49,6 +48,7 @@ from audiollm.data.formats.common import (
     report_skipped,
     require_rows,
 )
+from audiollm.errors import AudioLLMError
 
 LAYOUT = "ROOT/musiccaps-public.csv + audio files named <ytid>.wav (or [<ytid>]-[<start>-<end>].wav) under audio_dir"
 COLUMNS = ("ytid", "start_s", "end_s", "audioset_positive_labels", "aspect_list", "caption", "author_id",

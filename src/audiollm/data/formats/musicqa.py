@@ -28,8 +28,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from audiollm.errors import AudioLLMError
-from audiollm.data.formats import register_format
+from audiollm.data.formats.base import register_format
 from audiollm.data.formats.common import (
     as_list,
     audio_folder,
@@ -40,6 +39,7 @@ from audiollm.data.formats.common import (
     require_rows,
     usable_audio,
 )
+from audiollm.errors import AudioLLMError
 
 LAYOUT = "ROOT/{Pretrain,Finetune,Eval}MusicQA.json (or MusicQA.json) + ROOT/audios/<audio_name>"
 FILES = {"pretrain": "PretrainMusicQA.json", "finetune": "FinetuneMusicQA.json", "eval": "EvalMusicQA.json",

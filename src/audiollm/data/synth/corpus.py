@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import multiprocessing as mp
 import os
 import random
 import shutil
@@ -33,10 +34,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from audiollm.errors import AudioLLMError
 from audiollm.data.manifest import write_manifest
 from audiollm.data.music_events import text_to_midi_row, transcription_row
 from audiollm.data.synth import music, speech, templates
+from audiollm.errors import AudioLLMError
 from audiollm.music.render import find_soundfont
 from audiollm.music.theory import BY_PROGRAM
 
@@ -209,8 +210,6 @@ def _run(tasks: list[tuple], workers: int, progress: bool, total: int) -> dict[t
                 results[(kind, index)] = out
                 bar.update(len(t[2].specs) if kind == "music" else len(t[2]))
         else:
-            import multiprocessing as mp
-
             # spawn, not fork: the caller may hold torch/OpenMP threads, which fork can deadlock.
             with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
                 sizes = {(t[0], t[1]): (len(t[2].specs) if t[0] == "music" else len(t[2])) for t in tasks}

@@ -30,12 +30,20 @@ from typing import Any
 import numpy as np
 
 from audiollm.audio import SAMPLE_RATE, save_audio
-from audiollm.errors import AudioLLMError
-from audiollm.music.theory import TEMPO_CLASSES, TEMPO_RANGES, tempo_class
 from audiollm.data.synth.templates import TRADITIONAL
+from audiollm.errors import AudioLLMError
 from audiollm.music.analysis import key_of
 from audiollm.music.render import BLOCK, Renderer
-from audiollm.music.theory import BY_PROGRAM, FAMILIES, INSTRUMENTS, key_name, octave_for
+from audiollm.music.theory import (
+    BY_PROGRAM,
+    FAMILIES,
+    INSTRUMENTS,
+    TEMPO_CLASSES,
+    TEMPO_RANGES,
+    key_name,
+    octave_for,
+    tempo_class,
+)
 
 # --------------------------------------------------------------------------- instruments
 

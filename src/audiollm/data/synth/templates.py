@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from typing import Any
+
 from audiollm.music.theory import TEMPO_ADJECTIVE
 
 # --------------------------------------------------------------------------- shared facts

@@ -32,7 +32,7 @@ SIGMA = 6.0
 
 
 def tokenize(text: str) -> list[str]:
-    """Lowercased, punctuation-free tokens (:func:`audiollm.metrics.normalize_text`)."""
+    """Lowercased, punctuation-free tokens (:func:`audiollm.metrics.text.normalize_text`)."""
     return normalize_text(text).split()
 
 

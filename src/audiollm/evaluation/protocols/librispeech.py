@@ -1,12 +1,17 @@
 """LibriSpeech scored as ASR papers report it: corpus WER per subset (test-clean and
 test-other are never pooled), after an English text normaliser applied to both sides
-(:func:`audiollm.protocols.english.normalize_english`, Whisper's published rules without
+(:func:`audiollm.evaluation.protocols.english.normalize_english`, Whisper's published rules without
 its number and full spelling tables). WER is jiwer's: (S + D + I) / reference words.
 """
 
 from __future__ import annotations
 
-from audiollm.evaluation.protocols import Protocol, ProtocolContext, ProtocolResult, register_protocol
+from audiollm.evaluation.protocols.base import (
+    Protocol,
+    ProtocolContext,
+    ProtocolResult,
+    register_protocol,
+)
 from audiollm.evaluation.protocols.english import normalize_english
 
 

@@ -23,13 +23,17 @@ from __future__ import annotations
 
 from collections import Counter
 
+import torch
 from tqdm.auto import tqdm
 
-from audiollm.metrics.labels import tag_auc
 from audiollm.errors import AudioLLMError
-import torch
-
-from audiollm.evaluation.protocols import Protocol, ProtocolContext, ProtocolResult, register_protocol
+from audiollm.evaluation.protocols.base import (
+    Protocol,
+    ProtocolContext,
+    ProtocolResult,
+    register_protocol,
+)
+from audiollm.metrics.labels import tag_auc
 from audiollm.tasks import get_task, split_labels
 
 MAX_PREFIXES = 8

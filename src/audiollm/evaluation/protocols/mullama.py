@@ -12,7 +12,7 @@ Per (prediction, reference) pair, on the raw strings (no normalisation), then av
 * ``rouge_l_recall``: rouge-score ROUGE-L **recall** with the Porter stemmer.
 * ``bertscore_recall``: BERTScore recall (the paper: roberta-large layer 17 through the
   ``bert_score`` package, no idf, no rescaling). Computed by
-  :mod:`audiollm.protocols.bertscore` over the encoder folder the user gives
+  :mod:`audiollm.evaluation.protocols.bertscore` over the encoder folder the user gives
   (``--bertscore-model``); without one it is skipped and a note says so.
 
 One reference per question (the MusicQA answer). Each metric comes with
@@ -27,9 +27,21 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from audiollm.metrics.text import meteor_wordpunct, nltk_sentence_bleu, rouge_l_recall
-from audiollm.metrics.text import normalize_text
-from audiollm.evaluation.protocols import Protocol, ProtocolContext, ProtocolResult, Row, register_protocol
+from audiollm.evaluation.protocols.base import (
+    Protocol,
+    ProtocolContext,
+    ProtocolResult,
+    Row,
+    register_protocol,
+)
+from audiollm.evaluation.protocols.bertscore import BertScorer
+from audiollm.metrics.text import (
+    meteor_wordpunct,
+    nltk_sentence_bleu,
+    normalize_text,
+    rouge_l_recall,
+)
+from audiollm.tasks import get_task
 
 
 def _clip_of(row: Row) -> str:
@@ -40,7 +52,7 @@ def shuffled_references(rows: Sequence[Row], references: Sequence[str], seed: in
     """For each row, the reference of a row about **another clip**, chosen deterministically.
 
     The pool for row i is, first, the rows with the same question (compared after
-    :func:`~audiollm.metrics.normalize_text`) about other clips; if there are none, the rows
+    :func:`~audiollm.metrics.text.normalize_text`) about other clips; if there are none, the rows
     with the same ``qa_type`` about other clips; if none either, every row about another
     clip. One is drawn with ``random.Random(f"{seed}:{i}")`` from the pool in row order, so
     the pairing is the same on every run. Returns (references, rows that fell back to the
@@ -85,8 +97,6 @@ class MuLlamaProtocol(Protocol):
     datasets = ("musicqa",)
 
     def score(self, rows, predictions, questions, ctx: ProtocolContext) -> ProtocolResult:
-        from audiollm.tasks import get_task
-
         task = get_task("qa")
         refs = [task.answer(r) for r in rows]
         shuffled, n_type, n_any = shuffled_references(rows, refs, ctx.seed)
@@ -99,8 +109,6 @@ class MuLlamaProtocol(Protocol):
             notes.append(f"shuffled baseline: {n_type} row(s) had no other clip with the same question and used "
                          f"the same qa_type, {n_any} used any other clip")
         if ctx.bertscore_model:
-            from audiollm.evaluation.protocols.bertscore import BertScorer
-
             scorer = BertScorer(ctx.bertscore_model, layer=ctx.bertscore_layer, batch_size=ctx.batch_size)
             ours["bertscore_recall"] = sum(scorer.recall(predictions, refs)) / len(rows)
             base["bertscore_recall"] = sum(scorer.recall(predictions, shuffled)) / len(rows)

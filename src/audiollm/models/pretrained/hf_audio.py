@@ -34,15 +34,15 @@ from audiollm.audio import resample
 from audiollm.errors import ConfigError
 from audiollm.models.frontend import mel_filterbank
 from audiollm.models.pretrained.hf_common import (
+    PretrainedPart,
     check_width,
     import_transformers,
     load_pretrained,
     local_or_hub,
-    trainable_state_keys,
     resolve_checkpoint,
 )
-from audiollm.models.registry import register_audio_encoder
 from audiollm.models.pretrained.tiny_checkpoints import tiny_checkpoint
+from audiollm.models.registry import register_audio_encoder
 
 SAMPLE_RATE = 16000  # what AudioLLM hands every encoder (the library-wide audio convention)
 
@@ -77,7 +77,7 @@ class HFEncoderConfig:
     tiny_checkpoint_name = ""  # key in tiny_checkpoints.BUILDERS (set by each kind)
 
 
-class HFAudioEncoder(nn.Module):
+class HFAudioEncoder(PretrainedPart, nn.Module):
     """Base of the transformers-backed encoders: layer choice, weighting, freezing, saving."""
 
     input_kind = "waveform"  # AudioLLM feeds raw 16 kHz samples, not its log-mel
@@ -129,13 +129,6 @@ class HFAudioEncoder(nn.Module):
             self.model.eval()  # frozen weights: no dropout, no masking tricks of the checkpoint
         return self
 
-    def trainable_state_keys(self) -> set[str]:
-        return trainable_state_keys(self)
-
-    @property
-    def pretrained_source(self) -> str:
-        """The checkpoint this encoder's weights come from (the model card names it)."""
-        return self.config.model
 
     # What a feature cache stores (`audiollm features`): the hidden states the rest of the
     # forward needs — all of them under layer weighting, else the chosen layer — so training

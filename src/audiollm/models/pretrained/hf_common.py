@@ -11,7 +11,9 @@ transformers (and peft, for LoRA) are optional dependencies imported here lazily
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -96,10 +98,26 @@ def load_pretrained(loader: Any, path: str, *, where: str, trust_remote_code: bo
     if trust_remote_code:
         kwargs["trust_remote_code"] = True
     try:
-        return loader.from_pretrained(path, **kwargs)
+        with hub_errors_only():
+            return loader.from_pretrained(path, **kwargs)
     except (OSError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if not local.exists():  # tried as a hub id
+            first = f"no such folder here or in {checkpoints_folder()}; as a hub id: {first}"
         raise ConfigError(f"{where}.model={path}: cannot load it ({first})") from None
+
+
+@contextlib.contextmanager
+def hub_errors_only():
+    """Silence huggingface_hub's retry warnings (one line per attempt, on stderr) while a
+    checkpoint loads: where the hub cannot be reached, the one-line error says so."""
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def trainable_state_keys(module: nn.Module) -> set[str]:
@@ -115,3 +133,16 @@ def check_width(where: str, expected: int, actual: int, what: str) -> None:
     """An explicit width in the config must match the checkpoint's; the error names both."""
     if expected and expected != actual:
         raise ConfigError(f"{where}.output_dim={expected} but {what} is {actual} wide; set it to {actual} or 0 (auto)")
+
+
+class PretrainedPart:
+    """Mixin of a component built from a transformers checkpoint named by ``config.model``:
+    the model card names that checkpoint (`pretrained_source`), and a model directory stores
+    only the tensors training can change (`trainable_state_keys`)."""
+
+    @property
+    def pretrained_source(self) -> str:
+        return self.config.model
+
+    def trainable_state_keys(self) -> set[str]:
+        return trainable_state_keys(self)

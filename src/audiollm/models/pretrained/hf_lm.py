@@ -25,17 +25,16 @@ import torch
 import torch.nn as nn
 
 from audiollm.errors import ConfigError
+from audiollm.models.hub import DTYPES
 from audiollm.models.pretrained.hf_common import (
+    PretrainedPart,
     import_transformers,
     load_pretrained,
-    resolve_checkpoint,
     local_or_hub,
-    trainable_state_keys,
+    resolve_checkpoint,
 )
-from audiollm.models.registry import register_language_model
 from audiollm.models.pretrained.tiny_checkpoints import tiny_checkpoint
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from audiollm.models.registry import register_language_model
 
 
 @dataclass
@@ -73,7 +72,7 @@ class HFCausalLMConfig:
 
 
 @register_language_model("hf_causal_lm", HFCausalLMConfig)
-class HFCausalLM(nn.Module):
+class HFCausalLM(PretrainedPart, nn.Module):
     """A transformers causal LM behind the `lm.Decoder` interface."""
 
     where = "lm_config"
@@ -117,13 +116,6 @@ class HFCausalLM(nn.Module):
         except ValueError as e:
             raise ConfigError(f"lm_config.lora_targets={targets!r}: {str(e).splitlines()[0]}") from None
 
-    def trainable_state_keys(self) -> set[str]:
-        return trainable_state_keys(self)
-
-    @property
-    def pretrained_source(self) -> str:
-        """The checkpoint this LM's weights come from (the model card names it)."""
-        return self.config.model
 
     @property
     def adapter_summary(self) -> str:
