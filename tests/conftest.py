@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 from helpers import SHARED_DATA, build_toy_corpus, tone, write_config
 
-from audiollm.cli.main import main
+from audiollm.cli.parser import main
 from audiollm.metrics import wordnet as wordnet_files
 from audiollm.models import hub
 from audiollm.models.mulan import MuLaN, MuLaNConfig

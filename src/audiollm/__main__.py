@@ -2,6 +2,6 @@
 
 import sys
 
-from audiollm.cli.main import main
+from audiollm.cli.parser import main
 
 sys.exit(main())

@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 from helpers import REPO, tone, write_config
 
-from audiollm.cli.main import main
+from audiollm.cli.parser import main
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -159,3 +159,14 @@ def test_entry_points_and_help(entry, tmp_path):
         assert out.returncode == 0 and "usage:" in out.stdout
     out = subprocess.run(exe + ["ask", str(tmp_path / "m"), str(tmp_path / "a.wav")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and out.stderr.startswith("audiollm: error:") and "Traceback" not in out.stderr
+
+
+def test_help_loads_no_torch():
+    """`audiollm --help` and every subcommand's help import no torch (the CLI stays fast)."""
+    code = ("import sys\nfrom audiollm.cli import main\n"
+            "for argv in (['--help'], ['ask', '--help'], ['train', '--help'], ['data', 'manifest', '--help'],"
+            " ['generate', '--help'], ['tag', '--help']):\n"
+            "    assert main(argv) == 0\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-500:]

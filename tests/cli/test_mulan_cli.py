@@ -11,7 +11,7 @@ import soundfile as sf
 from helpers import tone
 
 from audiollm.audio import load_audio
-from audiollm.cli.main import main
+from audiollm.cli.parser import main
 from audiollm.inference import index as index_lib
 from audiollm.inference.embedding import tag
 from audiollm.models import hub

@@ -20,7 +20,7 @@ pytest.importorskip("transformers")
 from helpers import gen, tiny_model_section, write_config
 
 from audiollm.audio import load_audio, pad_batch  # noqa: E402
-from audiollm.cli.main import main  # noqa: E402
+from audiollm.cli.parser import main  # noqa: E402
 from audiollm.data.batching import ExampleBuilder, collate  # noqa: E402
 from audiollm.data.feature_cache import FeatureCache, build_feature_cache, frame_window  # noqa: E402
 from audiollm.data.manifest import read_manifest  # noqa: E402

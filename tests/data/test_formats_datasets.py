@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiollm.cli.main import main
+from audiollm.cli.parser import main
 from audiollm.data.formats import FORMATS, build_manifest, gtzan, ljspeech
 from audiollm.data.manifest import read_manifest
 from audiollm.errors import AudioLLMError

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from audiollm.cli.main import main
+from audiollm.cli.parser import main
 from audiollm.data.qa import (
     DESCRIBE_QUESTIONS,
     LLMCompleter,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import build_tiny_bert, tone
 
-from audiollm.cli.main import main
+from audiollm.cli.parser import main
 from audiollm.errors import AudioLLMError
 from audiollm.evaluation.evaluate import evaluate, format_table, write_json
 from audiollm.evaluation.protocols import (

@@ -14,11 +14,11 @@ from helpers import tone
 
 import audiollm
 from audiollm.audio import load_audio, resample
-from audiollm.cli.main import main
+from audiollm.cli.parser import main
 from audiollm.decoding.options import DecodingOptions
 from audiollm.errors import AudioError, AudioLLMError, ModelDirError
-from audiollm.inference.api import AudioLanguageModel, EmbeddingModel
 from audiollm.inference.answer import generate_answers
+from audiollm.inference.api import AudioLanguageModel, EmbeddingModel
 from audiollm.inference.compose import COMPOSE_OPTIONS, generate_midi
 from audiollm.inference.embedding import embed_texts
 from audiollm.inference.index import search_index

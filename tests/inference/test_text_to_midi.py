@@ -12,7 +12,7 @@ import torch
 from helpers import REPO, gen, sample
 
 from audiollm.audio import load_audio
-from audiollm.cli.main import main
+from audiollm.cli.parser import main
 from audiollm.config import from_dict, to_dict
 from audiollm.data.batching import IGNORE_INDEX, ExampleBuilder, collate
 from audiollm.data.manifest import read_manifest

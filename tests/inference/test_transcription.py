@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 from helpers import REPO, tone
 
-from audiollm.cli.main import main
+from audiollm.cli.parser import main
 from audiollm.data.batching import IGNORE_INDEX, ExampleBuilder
 from audiollm.data.manifest import read_manifest
 from audiollm.errors import AudioLLMError, ManifestError

@@ -22,7 +22,7 @@ pytest.importorskip("peft")
 
 from helpers import gen, tiny_model_section, write_config  # noqa: E402
 
-from audiollm.cli.main import main  # noqa: E402
+from audiollm.cli.parser import main  # noqa: E402
 from audiollm.config import from_dict, to_dict  # noqa: E402
 from audiollm.decoding.options import DecodingOptions  # noqa: E402
 from audiollm.errors import ConfigError  # noqa: E402

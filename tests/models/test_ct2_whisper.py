@@ -22,7 +22,7 @@ ctranslate2 = pytest.importorskip("ctranslate2")
 
 from helpers import build_tiny_whisper_ct2  # noqa: E402
 
-from audiollm.cli.main import main  # noqa: E402
+from audiollm.cli.parser import main  # noqa: E402
 from audiollm.models import AudioLLM, AudioLLMConfig  # noqa: E402
 from audiollm.models.pretrained.ct2_whisper import (  # noqa: E402
     CT2FormatError,

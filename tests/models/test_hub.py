@@ -10,12 +10,10 @@ import shutil
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
 from helpers import make_batch, tiny_model
+from safetensors.torch import load_file, save_file
 
 from audiollm.errors import ConfigError, ModelDirError
-from audiollm.models.pretrained.hf_common import CHECKPOINTS_ENV
-from audiollm.models.pretrained.tiny_checkpoints import tiny_checkpoint
 from audiollm.models import (
     AUDIO_ENCODERS,
     LANGUAGE_MODELS,
@@ -24,6 +22,8 @@ from audiollm.models import (
     AudioLLMConfig,
     hub,
 )
+from audiollm.models.pretrained.hf_common import CHECKPOINTS_ENV
+from audiollm.models.pretrained.tiny_checkpoints import tiny_checkpoint
 from audiollm.tokenizers.text import TextTokenizer
 
 

@@ -22,7 +22,7 @@ ctranslate2 = pytest.importorskip("ctranslate2")
 
 from helpers import FSDD, REPO, build_tiny_whisper_ct2  # noqa: E402
 
-from audiollm.cli.main import main  # noqa: E402
+from audiollm.cli.parser import main  # noqa: E402
 from audiollm.data.manifest import read_manifest, write_manifest  # noqa: E402
 
 pytestmark = pytest.mark.shared_data

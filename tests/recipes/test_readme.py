@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 from helpers import REPO, tone
 
-from audiollm.cli.main import build_parser
+from audiollm.cli.parser import build_parser
 from audiollm.errors import AudioLLMError
 from audiollm.models import hub
 from audiollm.models.audiollm import AudioLLM, AudioLLMConfig

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 from helpers import REPO, tone
 
-from audiollm.cli.main import main
+from audiollm.cli.parser import main
 from audiollm.errors import ConfigError
 from audiollm.models.pretrained.tiny_checkpoints import tiny_checkpoint
 from audiollm.training.config import load_config

@@ -11,7 +11,7 @@ import torch
 from helpers import tiny_model_section, write_config
 from safetensors.torch import load_file
 
-from audiollm.cli.main import main
+from audiollm.cli.parser import main
 from audiollm.errors import ConfigError
 from audiollm.models import hub
 from audiollm.training.config import load_config

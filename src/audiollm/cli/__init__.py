@@ -1,5 +1,5 @@
 """`audiollm` command line: argument parsing and thin handlers over the Python API."""
 
-from audiollm.cli.main import main
+from audiollm.cli.parser import main
 
 __all__ = ["main"]

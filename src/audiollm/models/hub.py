@@ -159,13 +159,8 @@ def load_model(directory: str | os.PathLike, *, device: str | torch.device = "cp
     kind, config, _ = read_model_config(d)
     if model_type is not None and kind != model_type:
         raise ModelDirError(f"{d}: is a {kind!r} model, not a {model_type!r} model")
+    state = read_weights(d)
     weights = d / WEIGHTS_NAME
-    if not weights.is_file():
-        raise ModelDirError(f"{weights}: missing {WEIGHTS_NAME}")
-    try:
-        state = load_file(str(weights), device="cpu")
-    except Exception as e:  # safetensors raises its own error types for corrupt headers/data
-        raise ModelDirError(f"{weights}: cannot read {WEIGHTS_NAME}: {str(e)[:160]}") from None
     cls = MODELS[kind].module_cls
     model = cls.for_loading(config, d) if hasattr(cls, "for_loading") else cls(config)
     upgrade = getattr(cls, "upgrade_saved_state", None)
@@ -178,6 +173,17 @@ def load_model(directory: str | os.PathLike, *, device: str | torch.device = "cp
     if dt is not None:
         model = model.to(dt)
     return model.eval()
+
+
+def read_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a model directory's weights file (on the CPU), as saved."""
+    weights = Path(directory) / WEIGHTS_NAME
+    if not weights.is_file():
+        raise ModelDirError(f"{weights}: missing {WEIGHTS_NAME}")
+    try:
+        return load_file(str(weights), device="cpu")
+    except Exception as e:  # safetensors raises its own error types for corrupt headers/data
+        raise ModelDirError(f"{weights}: cannot read {WEIGHTS_NAME}: {str(e)[:160]}") from None
 
 
 def check_state(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], where: Path) -> None:

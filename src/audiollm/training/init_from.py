@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
 from audiollm.errors import ConfigError, ModelDirError
-from audiollm.models.hub import WEIGHTS_NAME, read_model_config
+from audiollm.models.hub import read_model_config, read_weights
 from audiollm.models.registry import MODELS
 
 
@@ -36,11 +35,10 @@ def init_weights(model: torch.nn.Module, directory: str, parts: list[str], model
     """Copy the saved model's weights (of ``parts``; all when empty) into ``model``; returns
     the parts copied."""
     _saved(directory, model_type)
-    weights = Path(directory) / WEIGHTS_NAME
     try:
-        state = load_file(str(weights))
-    except Exception as e:  # safetensors' own error types for missing or corrupt files
-        raise ConfigError(f"train.init_from={directory}: cannot read {WEIGHTS_NAME} ({str(e)[:120]})") from None
+        state = read_weights(directory)
+    except ModelDirError as e:
+        raise ConfigError(f"train.init_from: {e}") from None
     upgrade = getattr(type(model), "upgrade_saved_state", None)
     own = model.state_dict()
     if upgrade is not None:
