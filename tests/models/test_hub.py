@@ -172,7 +172,7 @@ def test_devices_and_dtypes(tmp_path):
         hub.load_model(d, dtype="int4")
     with pytest.raises(ConfigError, match="device 'gpu0'"):
         hub.load_model(d, device="gpu0")
-    with pytest.raises(ModelDirError, match="is a 'audiollm' model, not a 'mulan' model"):
+    with pytest.raises(ModelDirError, match="has model type 'audiollm', not 'mulan'"):
         hub.load_model(d, model_type="mulan")
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA GPU is available here"):

@@ -311,7 +311,7 @@ def test_load_errors_are_one_line(tmp_path):
         hub.load(tmp_path / "nope")
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "config.json").write_text(json.dumps({"model_type": "audiollm"}))
-    with pytest.raises(ModelDirError, match="is a 'audiollm' model, not a 'mulan' model"):
+    with pytest.raises(ModelDirError, match="has model type 'audiollm', not 'mulan'"):
         hub.load(tmp_path / "x", model_type="mulan")
 
 

@@ -79,7 +79,7 @@ def test_mismatched_shapes_and_other_model_types_are_one_line_errors(stage_one, 
     assert len(err) == 1 and err[0].startswith("audiollm: error: train.init_from=") and "(part 'lm' differs)" in err[0]
     other = write_config(tmp_path, toy_corpus_shared, init_from=str(mulan_dirs[0]))
     assert main(["train", str(other), "--no-progress"]) == 2
-    assert "is a 'mulan' model; this run trains a 'audiollm' model" in capsys.readouterr().err
+    assert "has model type 'mulan'; this run trains model type 'audiollm'" in capsys.readouterr().err
     missing = write_config(tmp_path, toy_corpus_shared, init_from=str(tmp_path / "nowhere"))
     assert main(["train", str(missing), "--no-progress"]) == 2
     assert "train.init_from: " in capsys.readouterr().err

@@ -20,7 +20,7 @@ def _load(args: argparse.Namespace, model_type: str = "audiollm"):
 
     kind, _, _ = read_model_config(args.model_dir)
     if kind != model_type:
-        raise AudioLLMError(f"{args.model_dir}: is a {kind!r} model; `audiollm {args.command}` needs a {model_type!r} model")
+        raise AudioLLMError(f"{args.model_dir}: has model type {kind!r}; `audiollm {args.command}` needs model type {model_type!r}")
     return load(args.model_dir, device=args.device, dtype=args.dtype)
 
 

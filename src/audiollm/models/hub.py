@@ -158,7 +158,7 @@ def load_model(directory: str | os.PathLike, *, device: str | torch.device = "cp
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     kind, config, _ = read_model_config(d)
     if model_type is not None and kind != model_type:
-        raise ModelDirError(f"{d}: is a {kind!r} model, not a {model_type!r} model")
+        raise ModelDirError(f"{d}: has model type {kind!r}, not {model_type!r}")
     state = read_weights(d)
     weights = d / WEIGHTS_NAME
     cls = MODELS[kind].module_cls

@@ -65,5 +65,5 @@ def _saved(directory: str, model_type: str) -> tuple[str, Any]:
     except ModelDirError as e:
         raise ConfigError(f"train.init_from: {e}") from None
     if kind != model_type:
-        raise ConfigError(f"train.init_from={directory} is a {kind!r} model; this run trains a {model_type!r} model")
+        raise ConfigError(f"train.init_from={directory} has model type {kind!r}; this run trains model type {model_type!r}")
     return kind, config
