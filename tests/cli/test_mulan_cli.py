@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from helpers import tone
 
 from audiollm.audio import load_audio
@@ -103,3 +104,18 @@ def test_tag_prompt_ensemble_matches_the_library(mulan_dirs, music_dir, capsys):
     assert code == 0 and [t["label"] for t in json.loads(out)["tags"]] == [l for l, _ in direct]
     code, _, err = run(capsys, "tag", mulan_dirs[0], music_dir / "c0.wav", "--labels", "piano,organ", "--template", "music")
     assert code == 2 and "must contain {label}" in err and err.count("\n") == 1
+
+
+def test_every_mulan_command_refuses_a_missing_gpu_and_a_bad_dtype(mulan_dirs, music_dir, tmp_path, capsys):
+    index = tmp_path / "m.index"
+    assert run(capsys, "index", mulan_dirs[0], music_dir, "--out", index, "--no-progress")[0] == 0
+    clip = music_dir / "c0.wav"
+    commands = {"embed": [mulan_dirs[0], clip, "--out", tmp_path / "e.npy"], "index": [mulan_dirs[0], music_dir, "--out", index],
+                "search": [index, "jazz"], "tag": [mulan_dirs[0], clip, "--labels", "a,b"],
+                "score": [mulan_dirs[0], "--audio", clip, "--text", "jazz"]}
+    for name, args in commands.items():
+        code, _, err = run(capsys, name, *args, "--dtype", "int8")
+        assert code == 2 and err.startswith("audiollm: error:") and "int8" in err and err.count("\n") == 1, (name, err)
+        if not torch.cuda.is_available():
+            code, _, err = run(capsys, name, *args, "--device", "cuda")
+            assert code == 2 and "no CUDA GPU is available here" in err and err.count("\n") == 1, (name, err)

@@ -44,7 +44,8 @@ def cmd_index(args: argparse.Namespace) -> None:
     if read_model_config(args.model_dir)[0] != "mulan":
         raise AudioLLMError(f"{args.model_dir}: is not a MuLaN embedding model")
     stats = build_index(args.model_dir, args.audio_dir, args.out, batch_size=args.batch_size,
-                        max_seconds=args.max_seconds, progress=not args.no_progress, device=args.device)
+                        max_seconds=args.max_seconds, progress=not args.no_progress, device=args.device,
+                        dtype=args.dtype)
     print(f"index {args.out}: {stats['files']} files ({stats['embedded']} embedded, {stats['kept']} kept, "
           f"{stats['changed']} changed, {stats['removed']} removed)")
 
@@ -53,7 +54,8 @@ def cmd_search(args: argparse.Namespace) -> None:
     from audiollm.inference.index import search_index
 
     with warnings_as_lines():
-        hits = search_index(args.index, text=args.query, audio=args.audio, k=args.k, device=args.device)
+        hits = search_index(args.index, text=args.query, audio=args.audio, k=args.k, device=args.device,
+                            dtype=args.dtype)
     if args.json:
         print(json.dumps([{"path": p, "score": round(s, 5)} for p, s in hits], ensure_ascii=False))
     else:

@@ -183,6 +183,14 @@ class EmbeddingModel:
         self.model, self.tokenizer = model, tokenizer
         self.directory = Path(directory) if directory is not None else None
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
     def _wav(self, audio, sample_rate: int, max_seconds: float | None = None) -> torch.Tensor:
         return as_waveform(audio, sample_rate, max_seconds=max_seconds)
 
@@ -227,7 +235,7 @@ class EmbeddingModel:
         if self.directory is None:
             raise AudioLLMError("an index records its model directory: load the model with audiollm.load(DIR)")
         return build_index(self.directory, audio_dir, out, batch_size=batch_size, max_seconds=max_seconds,
-                           progress=progress, device=str(next(self.model.parameters()).device))
+                           progress=progress, device=str(self.device), dtype=str(self.dtype).removeprefix("torch."))
 
 
 PIPELINES = {"audiollm": AudioLanguageModel, "mulan": EmbeddingModel}

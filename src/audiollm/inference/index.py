@@ -34,7 +34,7 @@ from audiollm.inference.embedding import (
     embed_waveforms,
     embeddings_to_numpy,
 )
-from audiollm.models.hub import load, load_model
+from audiollm.models.hub import load, load_model, resolve_device, resolve_dtype
 
 FORMAT = "audiollm-embedding-index"
 VERSION = 1
@@ -94,9 +94,11 @@ def save_index(path: str | os.PathLike, meta: dict[str, Any], embeddings: np.nda
 
 def build_index(model_dir: str | os.PathLike, audio_dir: str | os.PathLike, out: str | os.PathLike, *,
                 batch_size: int = 16, max_seconds: float = 30.0, progress: bool = True,
-                device: str = "cpu") -> dict[str, int]:
+                device: str = "cpu", dtype: str | None = None) -> dict[str, int]:
     """Create or update ``out`` for every audio file under ``audio_dir`` with the MuLaN model
-    saved in ``model_dir`` (loaded only when there is something to embed). Returns counts."""
+    saved in ``model_dir`` (loaded on ``device`` in ``dtype`` only when there is something to
+    embed; both are checked first). Returns counts."""
+    resolve_device(device), resolve_dtype(dtype)
     model_dir, root = Path(model_dir).resolve(), Path(audio_dir).resolve()
     sha = model_fingerprint(model_dir)
     old_meta, old_emb = ({}, None)
@@ -128,7 +130,7 @@ def build_index(model_dir: str | os.PathLike, audio_dir: str | os.PathLike, out:
         entries.append(entry)
     dim = None
     if todo:
-        model = load_model(model_dir, device=device, model_type="mulan")
+        model = load_model(model_dir, device=device, dtype=dtype, model_type="mulan")
         new = embeddings_to_numpy(embed_files(model, [root / entries[i]["path"] for i in todo], batch_size=batch_size,
                                               max_seconds=max_seconds, progress=progress))
         for i, e in zip(todo, new):
@@ -143,9 +145,9 @@ def build_index(model_dir: str | os.PathLike, audio_dir: str | os.PathLike, out:
 
 
 def search_index(index: str | os.PathLike, *, text: str | None = None, audio: str | os.PathLike | None = None,
-                 k: int = 10, device: str = "cpu") -> list[tuple[str, float]]:
+                 k: int = 10, device: str = "cpu", dtype: str | None = None) -> list[tuple[str, float]]:
     """The ``k`` indexed files most similar to ``text`` or to the clip ``audio``: (path, cosine)."""
-
+    resolve_device(device), resolve_dtype(dtype)
     if (text is None) == (audio is None):
         raise AudioLLMError("give a text query or --audio FILE (one of them)")
     if k < 1:
@@ -156,7 +158,7 @@ def search_index(index: str | os.PathLike, *, text: str | None = None, audio: st
         raise AudioLLMError(f"{index}: its model {model_dir} is gone; rebuild the index with `audiollm index`")
     if model_fingerprint(model_dir) != meta["model_sha256"]:
         raise AudioLLMError(f"{index}: model {model_dir} changed since the index was built; rebuild the index")
-    model, tokenizer = load(model_dir, device=device, model_type="mulan")
+    model, tokenizer = load(model_dir, device=device, dtype=dtype, model_type="mulan")
     if text is not None:
         q = embed_texts(model, tokenizer, [text])
     else:
