@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 CORPUS ?= data/corpus_quickstart
 RUN ?= runs/quickstart
 
-.PHONY: setup demo test test-fast bench fsdd clean
+.PHONY: setup demo test test-fast bench fsdd codec clean
 
 setup:
 	bash scripts/setup.sh
@@ -21,6 +21,9 @@ test-fast: setup
 
 fsdd: setup
 	VENV=$(VENV) bash scripts/fsdd.sh
+
+codec: setup
+	VENV=$(VENV) bash scripts/codec.sh
 
 bench: setup
 	bash scripts/bench.sh

@@ -7,7 +7,12 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
-APT_PACKAGES="fluidsynth fluid-soundfont-gm espeak-ng wordnet-base wordnet-sense-index libsndfile1"
+# ffmpeg: the Opus reference codec (libopus); gcc + libc6-dev: pesq ships only as source.
+APT_PACKAGES="fluidsynth fluid-soundfont-gm espeak-ng wordnet-base wordnet-sense-index libsndfile1 ffmpeg gcc libc6-dev"
+# Building pesq also needs the interpreter's C headers; Debian's own python3 keeps them in python3-dev.
+if ! "$PY" -c 'import os, sysconfig; raise SystemExit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then
+  APT_PACKAGES="$APT_PACKAGES python3-dev"
+fi
 
 need_apt=0
 for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || need_apt=1; done
@@ -29,7 +34,7 @@ stamp="$VENV/.installed-$(cat pyproject.toml constraints.txt | sha1sum | cut -c1
 if [ ! -f "$stamp" ]; then
   echo "[setup] installing torch (CPU wheel) and the project"
   $PIP install -q "torch==${TORCH_VERSION:-2.13.0}"
-  $PIP install -q -e ".[dev,mulan,plot]"
+  $PIP install -q -e ".[dev,mulan,plot,judges]"
   touch "$stamp"
 fi
 

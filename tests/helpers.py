@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from audiollm.decoding.loop import generate as decode
 from audiollm.decoding.options import DecodingOptions
 from audiollm.inference.compose import sample_events
 from audiollm.models import AudioLLM, AudioLLMConfig
+from audiollm.models.pretrained.tiny_checkpoints import tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"  # real recordings beside the checkout (also in CI)
@@ -133,6 +135,23 @@ def build_tiny_whisper_ct2(directory: Path, quantization: str = "float32"):
     if not out.exists():
         ctranslate2.converters.TransformersConverter(str(directory / "hf")).convert(str(out), quantization=quantization)
     return transformers.WhisperForConditionalGeneration.from_pretrained(directory / "hf").eval(), out
+
+
+def build_tiny_whisper_judge(directory: Path) -> Path:
+    """The tiny random Whisper of ``tiny_checkpoint("whisper")`` plus a word-level tokenizer over
+    its 64 ids (60-63 are its pad/bos/eos/start ids): a directory `metrics.asr_judge.WhisperJudge`
+    loads, for the code path (its transcripts are random words)."""
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    shutil.copytree(tiny_checkpoint("whisper"), directory)
+    words = [f"w{i}" for i in range(60)] + ["<pad>", "<|bos|>", "<|endoftext|>", "<|startoftranscript|>"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<|bos|>", eos_token="<|endoftext|>",
+        additional_special_tokens=["<|startoftranscript|>"]).save_pretrained(directory)
+    return directory
 
 
 # ---------------------------------------------------------------------------------------------

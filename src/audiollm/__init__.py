@@ -9,7 +9,9 @@ The Python API::
 
 `load` returns the object a model directory's type supports: an
 `audiollm.inference.api.AudioLanguageModel` (ask, transcribe, compose) or an
-`audiollm.inference.api.EmbeddingModel` (embed, tag, score, rerank, index). Training is
+`audiollm.inference.api.EmbeddingModel` (embed, tag, score, rerank, index) or an
+`audiollm.inference.codec.CodecModel` (encode, decode, reconstruct; `load_codec` also opens
+transformers EnCodec / DAC / Mimi checkpoints, `read_codes` reads a codes file). Training is
 `audiollm.training.loop.train(audiollm.training.config.load_config(...))`; evaluation
 `audiollm.evaluation.evaluate.evaluate(model, rows)`. Problems a user can fix raise
 `audiollm.errors.AudioLLMError` subclasses.
@@ -24,7 +26,7 @@ from audiollm.errors import (
 )
 
 __version__ = "0.1.0"
-__all__ = ["load", "__version__", "AudioLLMError", "AudioError", "ConfigError", "ManifestError", "ModelDirError"]
+__all__ = ["load", "load_codec", "read_codes", "__version__", "AudioLLMError", "AudioError", "ConfigError", "ManifestError", "ModelDirError"]
 
 
 def load(model_dir, device: str = "cpu", dtype: str | None = None):
@@ -33,3 +35,18 @@ def load(model_dir, device: str = "cpu", dtype: str | None = None):
     from audiollm.inference.api import load as load_model
 
     return load_model(model_dir, device=device, dtype=dtype)
+
+
+def load_codec(source, device: str = "cpu"):
+    """A codec for encode/decode: an audiollm codec model directory, or a transformers EnCodec /
+    DAC / Mimi checkpoint (directory or hub id); see `audiollm.inference.codec`."""
+    from audiollm.inference.codec import open_codec
+
+    return open_codec(source, device=device)
+
+
+def read_codes(path):
+    """A codes file written by ``audiollm codec encode`` (see `audiollm.inference.codec.read_codes`)."""
+    from audiollm.inference.codec import read_codes as read
+
+    return read(path)

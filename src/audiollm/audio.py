@@ -116,10 +116,19 @@ def as_waveform(audio, sample_rate: int = SAMPLE_RATE, *, name: str = "audio", *
     """What the Python API accepts as audio → a 16 kHz mono float32 tensor (T,).
 
     A path (str / PathLike) is read with :func:`load_audio` (``load_options``: offset,
-    duration, max_seconds). An array or tensor is samples at ``sample_rate``: 1-D, or 2-D with
-    the channels along the shorter axis (downmixed); it must be non-empty and finite."""
+    duration, max_seconds). An array or tensor is samples at ``sample_rate`` (see `as_samples`)."""
     if isinstance(audio, (str, os.PathLike)):
         return load_audio(audio, **load_options)
+    wav = as_samples(audio, name=name)
+    max_seconds = load_options.get("max_seconds")
+    if max_seconds is not None and wav.numel() / sample_rate > max_seconds + 1e-6:
+        raise AudioError(f"{name}: audio is {wav.numel() / sample_rate:.1f} s long; the limit is {max_seconds:.1f} s")
+    return resample(wav, sample_rate, SAMPLE_RATE).contiguous() if sample_rate != SAMPLE_RATE else wav
+
+
+def as_samples(audio, *, name: str = "audio") -> torch.Tensor:
+    """Samples as a numpy array or torch tensor → mono float32 (T,) on the CPU, at their own rate:
+    1-D, or 2-D with the channels along the shorter axis (downmixed); non-empty and finite."""
     if isinstance(audio, np.ndarray):
         audio = torch.from_numpy(np.ascontiguousarray(audio))
     if not isinstance(audio, torch.Tensor):
@@ -133,10 +142,7 @@ def as_waveform(audio, sample_rate: int = SAMPLE_RATE, *, name: str = "audio", *
         raise AudioError(f"{name}: audio has 0 samples")
     if not bool(torch.isfinite(wav).all()):
         raise AudioError(f"{name}: audio contains NaN or infinite samples")
-    max_seconds = load_options.get("max_seconds")
-    if max_seconds is not None and wav.numel() / sample_rate > max_seconds + 1e-6:
-        raise AudioError(f"{name}: audio is {wav.numel() / sample_rate:.1f} s long; the limit is {max_seconds:.1f} s")
-    return resample(wav, sample_rate, SAMPLE_RATE).contiguous() if sample_rate != SAMPLE_RATE else wav
+    return wav
 
 
 def pad_batch(wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -214,6 +214,10 @@ def _coerce(value: Any, f: dataclasses.Field, key: str) -> Any:
     elif isinstance(default, str):
         if value is None:
             value = ""
+        if isinstance(value, (list, tuple)) and "list[str]" in str(f.type):  # a field that takes several paths
+            if not all(isinstance(v, str) and v for v in value):
+                raise ConfigError(f"{key} must be a path or a list of paths, got {value!r}")
+            return list(value)
         if not isinstance(value, str):
             value = str(value)
     elif f.default_factory is dict and not isinstance(value, dict):

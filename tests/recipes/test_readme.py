@@ -16,6 +16,7 @@ from audiollm.cli.parser import build_parser
 from audiollm.errors import AudioLLMError
 from audiollm.models import hub
 from audiollm.models.audiollm import AudioLLM, AudioLLMConfig
+from audiollm.models.codec import AudioCodec, CodecConfig
 from audiollm.music.render import find_soundfont
 from audiollm.tokenizers.midi import MidiVocab
 from audiollm.tokenizers.text import TextTokenizer
@@ -47,7 +48,7 @@ def test_the_command_table_has_one_line_per_subcommand_and_each_parses():
     for line in commands:
         argv = shlex.split(line)[1:]
         build_parser().parse_args(argv)  # exits (SystemExit) on a line the CLI would refuse
-        named.append(" ".join(argv[:2]) if argv[0] == "data" else argv[0])
+        named.append(" ".join(argv[:2]) if argv[0] in ("data", "codec") else argv[0])
     assert sorted(named) == sorted(set(named)), "a subcommand is listed twice"
     listed = set(named) | {"data text-to-midi"}  # named beside `data transcription` in its line
     assert "data text-to-midi" in README
@@ -74,6 +75,9 @@ def readme_world(tmp_path, monkeypatch, trained_model_dir, mulan_dirs):
     for name in ("transcription", "text_to_midi"):
         hub.save_model(tmp_path / "runs" / name / "final", midi_model, tok)
     shutil.copytree(mulan_dirs[0], tmp_path / "runs" / "mulan_quickstart" / "final")
+    codec = AudioCodec(CodecConfig.tiny()).train()
+    codec(torch.from_numpy(tone(1.0))[None], torch.tensor([16000]))  # initialise the codebooks
+    hub.save_model(tmp_path / "runs" / "codec_quickstart" / "final", codec.eval())
     clips = tmp_path / "data" / "corpus_quickstart" / "audio" / "test"
     clips.mkdir(parents=True)
     for name in ("m02880.wav", "s05760.wav"):
@@ -95,5 +99,5 @@ def test_the_python_examples_run(readme_world, capsys):
         exec(compile(code, "README.md", "exec"), namespace)
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) >= 5 and all(isinstance(line, str) for line in printed)
-    for name in ("piano.mid", "piano.png", "cello.wav", "cello.mid"):
+    for name in ("piano.mid", "piano.png", "cello.wav", "cello.mid", "piano.codes.safetensors"):
         assert (readme_world / name).stat().st_size > 0, name

@@ -65,7 +65,7 @@ def test_shipped_configs_load_and_build(path):
     cfg = load_config(path, stand_ins(path))
     kind = MODEL_KINDS[cfg.model_type]
     model = kind.build(cfg, types.SimpleNamespace(vocab_size=500))
-    assert type(model).__name__ == {"audiollm": "AudioLLM", "mulan": "MuLaN"}[cfg.model_type]
+    assert type(model).__name__ == {"audiollm": "AudioLLM", "mulan": "MuLaN", "codec": "AudioCodec"}[cfg.model_type]
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) > 0
 
 

@@ -3,7 +3,8 @@
 Every user-fixable problem surfaces as one line, ``audiollm: error: …``, and a non-zero exit
 (2, or 130 after Ctrl-C). Handlers import what they run inside themselves, so ``--help`` is
 fast. The subcommands live beside this file: `data`, `train` (train, features, convert),
-`infer` (ask, evaluate, transcribe, generate) and `mulan` (embed, index, search, tag, score).
+`infer` (ask, evaluate, transcribe, generate), `mulan` (embed, index, search, tag, score) and
+`codec` (codec encode, codec decode).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 import sys
 
 from audiollm import __version__
-from audiollm.cli import data, infer, mulan, train
+from audiollm.cli import codec, data, infer, mulan, train
 from audiollm.errors import AudioLLMError
 
 
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "transcribe, generate; MuLaN embed, index, search, tag, score.")
     p.add_argument("--version", action="version", version=f"audiollm {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (data, train, infer, mulan):
+    for module in (data, train, infer, mulan, codec):
         module.add_commands(sub)
     return p
 

@@ -35,7 +35,8 @@ def format_dry_run(info: dict) -> str:
         f"{m['gradients_and_optimizer']:.3f} + activations {m['activations_per_micro_batch']:.3f} "
         f"(micro-batch of {info['micro_batch']})",
         f"tokens per example: mean {t['mean']} (audio {t['audio_mean']} + text {t['text_mean']}), max {t['max']}",
-        f"tokenizer: {info['tokenizer']['kind']}, {info['tokenizer']['vocab_size']:,} tokens",
+        f"tokenizer: {info['tokenizer']['kind']}, {info['tokenizer']['vocab_size']:,} tokens"
+        if info["tokenizer"]["kind"] != "none" else "tokenizer: none (a codec: its tokens are frames of codes)",
         "first batch:",
     ]
     for i, e in enumerate(info["first_batch"]):

@@ -79,8 +79,13 @@ def write_manifest(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     return atomic_write_text(path, "".join(lines))
 
 
-def load_rows(path: str, split: str = "", tasks: Sequence[str] = ()) -> list[dict]:
-    """A manifest's usable rows, optionally only those of ``split`` and of ``tasks``."""
+def load_rows(path: str | Sequence[str], split: str = "", tasks: Sequence[str] = ()) -> list[dict]:
+    """A manifest's usable rows, optionally only those of ``split`` and of ``tasks``; a list of
+    manifests gives their rows one after the other."""
+    if not isinstance(path, str):
+        if not path:
+            raise ConfigError("an empty list of manifests")
+        return [row for p in path for row in load_rows(p, split, tasks)]
     rows = read_manifest(path)
     if split:
         rows = [r for r in rows if r.get("split") == split]

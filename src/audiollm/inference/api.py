@@ -38,6 +38,7 @@ from audiollm.inference.answer import (
     candidate_logprobs,
     generate_answers,
 )
+from audiollm.inference.codec import CodecModel
 from audiollm.inference.compose import COMPOSE_OPTIONS, Piece, compose, generate_midi
 from audiollm.inference.index import build_index
 from audiollm.inference.transcribe import DEFAULT_QUESTION as TRANSCRIBE_QUESTION
@@ -238,11 +239,12 @@ class EmbeddingModel:
                            progress=progress, device=str(self.device), dtype=str(self.dtype).removeprefix("torch."))
 
 
-PIPELINES = {"audiollm": AudioLanguageModel, "mulan": EmbeddingModel}
+PIPELINES = {"audiollm": AudioLanguageModel, "mulan": EmbeddingModel,
+             "codec": lambda model, tokenizer, directory: CodecModel(model, directory)}
 
 
 def load(model_dir: str | os.PathLike, device: str = "cpu", dtype: str | None = None
-         ) -> AudioLanguageModel | EmbeddingModel:
+         ) -> AudioLanguageModel | EmbeddingModel | CodecModel:
     """Load a saved model directory for inference on ``device`` (cpu, cuda, cuda:N or auto) in
     ``dtype`` (float32, bfloat16, float16; default as saved), as the object its type supports."""
     model_type, _, _ = read_model_config(model_dir)

@@ -50,7 +50,8 @@ class ContrastiveDataConfig:
 
 @dataclass
 class DataConfig:
-    train: str = "data/corpus/train.jsonl"  # training manifest (JSONL; paths relative to it)
+    train: str | list[str] = "data/corpus/train.jsonl"  # training manifest (JSONL; paths relative to it),
+    #   or a list of manifests whose rows are trained on together
     valid: str = "data/corpus/valid.jsonl"  # validation manifest: task metrics during training ("" = none)
     split: str = ""  # if set, keep only rows whose "split" field equals this (train manifest)
     valid_split: str = ""  # likewise for the validation manifest (e.g. FSDD: one file, 3 splits)

@@ -50,13 +50,18 @@ def dry_run(cfg: ExperimentConfig) -> dict:
     trainable = [p for p in params if p.requires_grad]
     weight_bytes = sum(p.numel() * p.element_size() for p in params)
     train_bytes = sum(p.numel() for p in trainable) * (4 + 8)  # gradient + AdamW's two moments, fp32
+    if tokenizer is None:  # a codec: examples are crops, its "tokens" are frames of codes
+        rate, hop = cfg.model.sample_rate, cfg.model.hop_length
+        examples = [{"seconds": e["length"] / rate, "input_ids": []} for e in examples]
+        audio_tokens = [-(-int(e["seconds"] * rate) // hop) for e in examples]
     first = []
     for e, a in zip(examples, audio_tokens):
         ids = list(e["input_ids"])
         answer = [t for t, lab in zip(ids, e["labels"]) if lab != -100] if "labels" in e else []
         prompt = ids[: len(ids) - len(answer)]
-        entry = {"seconds": round(e["seconds"], 2), "audio_tokens": int(a), "text_tokens": len(ids),
-                 "prompt" if answer else "text": tokenizer.decode(prompt)}
+        entry = {"seconds": round(e["seconds"], 2), "audio_tokens": int(a), "text_tokens": len(ids)}
+        if tokenizer is not None:
+            entry["prompt" if answer else "text"] = tokenizer.decode(prompt)
         if answer:
             entry["answer"] = tokenizer.decode(answer)
         first.append(entry)
@@ -74,7 +79,8 @@ def dry_run(cfg: ExperimentConfig) -> dict:
         "tokens_per_example": {"mean": round(sum(per_example) / len(per_example), 1), "max": max(per_example),
                                "audio_mean": round(sum(audio_tokens) / len(audio_tokens), 1),
                                "text_mean": round(sum(len(e["input_ids"]) for e in examples) / len(examples), 1)},
-        "tokenizer": {"kind": type(tokenizer).__name__, "vocab_size": tokenizer.vocab_size},
+        "tokenizer": {"kind": type(tokenizer).__name__ if tokenizer is not None else "none",
+                      "vocab_size": tokenizer.vocab_size if tokenizer is not None else 0},
         "micro_batch": micro,
         "first_batch": first,
     }

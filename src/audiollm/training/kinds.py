@@ -19,6 +19,7 @@ import torch
 
 from audiollm.data.augment import AudioAugment
 from audiollm.data.batching import ExampleBuilder, collate
+from audiollm.data.clips import ClipBuilder, clip_rows, collate_clips
 from audiollm.data.contrastive import PairBuilder, collate_pairs
 from audiollm.data.feature_cache import FeatureCache, check_cacheable
 from audiollm.errors import ConfigError
@@ -26,6 +27,7 @@ from audiollm.inference.api import AudioLanguageModel
 from audiollm.inference.embedding import zero_shot_accuracy
 from audiollm.metrics.retrieval import retrieval_metrics
 from audiollm.models.audiollm import AudioLLM
+from audiollm.models.codec import AudioCodec
 from audiollm.models.mulan import MuLaN
 from audiollm.models.registry import get_entry
 from audiollm.tokenizers.hf import HFTokenizer
@@ -50,6 +52,11 @@ class MuLaNKind:
     contrastive loss over the global batch."""
 
     name = "mulan"
+    throughput_name = "text_tokens_per_s"
+
+    @staticmethod
+    def throughput(batch: dict[str, torch.Tensor]) -> float:
+        return float(batch["text_lengths"].sum())
 
     @classmethod
     def check(cls, cfg: ExperimentConfig) -> None:
@@ -120,6 +127,8 @@ class AudioLLMKind:
     """Model type "audiollm" (the default): audio → text (or MIDI events), token-level loss."""
 
     name = "audiollm"
+    throughput_name = "text_tokens_per_s"
+    throughput = MuLaNKind.throughput
 
     @staticmethod
     def check(cfg: ExperimentConfig) -> None:
@@ -159,8 +168,77 @@ class AudioLLMKind:
         return validate_generation(AudioLanguageModel(net, tokenizer), rows, cfg, feature_cache(cfg), autocast)
 
 
+class CodecKind:
+    """Model type "codec": random crops of any manifest's audio (``data.max_audio_seconds`` long),
+    no tokenizer; the loss is per example; validation decodes whole clips at every bitrate."""
+
+    name = "codec"
+    throughput_name = "audio_samples_per_s"
+
+    @staticmethod
+    def check(cfg: ExperimentConfig) -> None:
+        if cfg.data.feature_cache:
+            raise ConfigError("data.feature_cache is for frozen encoders; a codec trains on the waveform (set it to \"\")")
+
+    @staticmethod
+    def prepare_rows(rows: list[dict], path: str) -> list[dict]:
+        return clip_rows(rows, path)
+
+    @staticmethod
+    def make_tokenizer(rows: list[dict], cfg: ExperimentConfig) -> None:
+        return None
+
+    @staticmethod
+    def build(cfg: ExperimentConfig, tokenizer) -> AudioCodec:
+        return AudioCodec(cfg.model)
+
+    @staticmethod
+    def example_builder(rows: list[dict], tokenizer, cfg: ExperimentConfig, *, train: bool) -> ClipBuilder:
+        return ClipBuilder(rows, sample_rate=cfg.model.sample_rate, seconds=cfg.data.max_audio_seconds,
+                           seed=cfg.train.seed, gain_db=12.0 if train and cfg.data.augment else 0.0)
+
+    @staticmethod
+    def collate(examples: list[dict], tokenizer) -> dict[str, torch.Tensor]:
+        return collate_clips(examples)
+
+    @staticmethod
+    def count(batch: dict[str, torch.Tensor]) -> int:
+        return int(batch["audio"].shape[0])
+
+    @staticmethod
+    def throughput(batch: dict[str, torch.Tensor]) -> float:
+        return float(batch["audio_lengths"].sum())
+
+    @staticmethod
+    @torch.no_grad()
+    def validate(net: AudioCodec, tokenizer, rows: list[dict], cfg: ExperimentConfig, autocast) -> dict[str, float]:
+        """Multi-scale log-mel distance of validation clips (one ``data.max_audio_seconds`` crop each,
+        the same every time) decoded from 1…K codebooks, and how many codes of each level they use.
+        The ``train.eval_examples`` clips are spread evenly over the manifest (speech and music alike)."""
+        step = max(1, len(rows) // cfg.train.eval_examples)
+        subset = rows[::step][: cfg.train.eval_examples]
+        build = CodecKind.example_builder(subset, None, cfg, train=False)
+        device = next(net.parameters()).device
+        totals = {k: 0.0 for k in range(1, net.num_codebooks + 1)}
+        codes_used: list[set] = [set() for _ in range(net.num_codebooks)]
+        bs = cfg.train.eval_batch_size
+        for start in range(0, len(subset), bs):
+            batch = collate_clips([build(i, 0) for i in range(start, min(start + bs, len(subset)))])
+            wav, lengths = batch["audio"].to(device), batch["audio_lengths"].to(device)
+            codes, frames = net.encode(wav, lengths)
+            for level in range(net.num_codebooks):
+                codes_used[level].update(codes[:, level][torch.arange(codes.shape[2], device=device)[None] < frames[:, None]].tolist())
+            for k in totals:
+                recon, _ = net.decode(codes[:, :k], frames)
+                totals[k] += float(net.mel_loss(wav, recon[:, : wav.shape[1]], lengths).sum())
+        metrics = {"mel_distance": totals[net.num_codebooks] / len(subset)}
+        metrics.update({f"mel_distance_{k}cb": v / len(subset) for k, v in totals.items()})
+        metrics.update({f"codes_used/{k}": float(len(u)) for k, u in enumerate(codes_used)})
+        return metrics
+
+
 # How the one loop builds, feeds and scores each model type (``model.type``).
-MODEL_KINDS = {"audiollm": AudioLLMKind, "mulan": MuLaNKind}
+MODEL_KINDS = {"audiollm": AudioLLMKind, "mulan": MuLaNKind, "codec": CodecKind}
 
 
 def feature_cache(cfg: ExperimentConfig) -> FeatureCache | None:

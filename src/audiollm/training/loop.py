@@ -48,7 +48,7 @@ from audiollm.training.config import ExperimentConfig, save_config
 from audiollm.training.init_from import init_tokenizer, init_weights
 from audiollm.training.kinds import get_kind
 
-LOWER_IS_BETTER = ("loss", "wer", "cer", "t2a_median_rank", "a2t_median_rank")
+LOWER_IS_BETTER = ("loss", "wer", "cer", "t2a_median_rank", "a2t_median_rank", "mel_distance")
 
 
 class TrainingInterrupted(AudioLLMError):
@@ -94,7 +94,8 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
         tokenizer = kind.make_tokenizer(train_rows, cfg)
     if main:  # the run folder documents itself, also when resuming into a new folder
         run_dir.mkdir(parents=True, exist_ok=True)
-        tokenizer.save_pretrained(run_dir / "tokenizer")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(run_dir / "tokenizer")
         save_config(cfg, run_dir / "config.yaml")
 
     model = kind.build(cfg, tokenizer)
@@ -159,7 +160,7 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
                 for name, (total, count) in out.aux_stats.items():  # kept on the device: read only when logged
                     pair = torch.stack([total.float(), count.float()])
                     aux_totals[name] = pair + aux_totals[name] if name in aux_totals else pair
-                tokens_since += int(batch["text_lengths"].sum())
+                tokens_since += kind.throughput(batch)
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip) if tc.grad_clip > 0 else None
             optimizer.step()
             scheduler.step()
@@ -177,7 +178,7 @@ def train(cfg: ExperimentConfig, *, resume: str | None = None, progress: bool = 
                     "loss": round(loss_mean, 5),
                     "lr": scheduler.get_last_lr()[0],
                     "grad_norm": None if grad_norm is None else round(float(grad_norm), 4),
-                    "text_tokens_per_s": round(tokens_since * world / max(now - t_last, 1e-9), 1),
+                    kind.throughput_name: round(tokens_since * world / max(now - t_last, 1e-9), 1),
                 }
                 for name in sorted(aux_totals):  # the same names on every process: one model
                     total, count = accelerator.reduce(aux_totals[name], "sum").tolist()
@@ -245,10 +246,6 @@ def validate(accelerator: Accelerator, kind, model, tokenizer, rows: list[dict],
         net.train()
     accelerator.wait_for_everyone()
     return metrics
-
-
-
-
 
 
 def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict, keep: int) -> Path:

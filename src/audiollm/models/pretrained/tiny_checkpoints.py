@@ -1,7 +1,9 @@
 """Tiny random transformers checkpoints, built from config objects (no download).
 
 Each builder writes a real ``save_pretrained`` checkpoint directory (config.json +
-model.safetensors, plus a tokenizer for the LM) with hidden sizes of 16–64 and 2 layers.
+model.safetensors, plus a tokenizer for the LM or a feature extractor) with hidden sizes of
+8–64 and 1–2 layers. The codecs (EnCodec, DAC, Mimi) have 3–4 codebooks of 32 entries, filled
+from the encoder's own latents so that random weights still give varied codes.
 The pretrained components' ``tiny()`` configs point at these, so tests, smoke runs and the
 registry-wide round trips exercise the same loading code a real checkpoint goes through.
 Built once per machine under the temp folder (deterministic: seed 0), reused afterwards.
@@ -18,7 +20,7 @@ import torch
 from audiollm.files import atomic_dir
 
 ROOT = Path(tempfile.gettempdir()) / "audiollm-tiny-checkpoints"
-VERSION = "v2"  # bump when a builder changes, so stale folders are not reused
+VERSION = "v3"  # bump when a builder changes, so stale folders are not reused
 
 # Text the tiny LM's byte-level BPE tokenizer is learned from (covers the test corpora).
 _TOKENIZER_TEXT = [
@@ -123,9 +125,92 @@ def qwen2_lm(directory: Path) -> None:
     fast.save_pretrained(directory)
 
 
+# -- codecs --------------------------------------------------------------------------------------
+
+
+def _probe_audio(sample_rate: int, channels: int) -> torch.Tensor:
+    """Two 1 s clips (B, C, T): noise over a rising chirp, what the codebooks are drawn from."""
+    t = torch.arange(sample_rate) / sample_rate
+    chirp = 0.3 * torch.sin(2 * torch.pi * (200 + 1500 * t) * t)
+    return (chirp + 0.1 * torch.randn(2, channels, sample_rate)).float()
+
+
+@torch.no_grad()
+def _codebooks_from_latents(latents: torch.Tensor, codebooks: list[torch.Tensor]) -> None:
+    """Fill residual codebooks (each (size, dim), in place) with latent frames (N, dim), each
+    level from what the levels before it leave, as k-means initialisation does from data. A
+    random init's codebooks (zeros in EnCodec and Mimi) give the same code almost everywhere."""
+    residual = latents
+    for embed in codebooks:
+        embed.copy_(residual[torch.randperm(len(residual))[: len(embed)]])
+        residual = residual - embed[torch.cdist(residual, embed).argmin(-1)]
+
+
+def _frames(latents: torch.Tensor) -> torch.Tensor:
+    return latents.transpose(1, 2).reshape(-1, latents.shape[1])  # (B, D, F) -> (B·F, D)
+
+
+def encodec(directory: Path, audio_channels: int = 1) -> None:
+    """A random EnCodec shaped like MusicGen's facebook/encodec_32khz (non-causal convolutions,
+    reflect padding, no conv shortcut) at 16 kHz: hop 64 (250 frames/s), codebooks of 32 (5
+    bits), target bandwidths 1.25/2.5/5 kbps = 1/2/4 codebooks."""
+    T = _hf()
+    config = T.EncodecConfig(
+        sampling_rate=16000, audio_channels=audio_channels, hidden_size=16, num_filters=8,
+        upsampling_ratios=[4, 4, 4], num_lstm_layers=1, codebook_size=32, target_bandwidths=[1.25, 2.5, 5.0],
+        use_causal_conv=False, pad_mode="reflect", use_conv_shortcut=False, norm_type="weight_norm",
+    )
+    model = T.EncodecModel(config).eval()
+    with torch.no_grad():
+        latents = model.encoder(_probe_audio(16000, audio_channels))
+    _codebooks_from_latents(_frames(latents), [layer.codebook.embed for layer in model.quantizer.layers])
+    model.save_pretrained(directory)
+    T.EncodecFeatureExtractor(feature_size=audio_channels, sampling_rate=16000).save_pretrained(directory)
+
+
+def dac(directory: Path) -> None:
+    """A random DAC (descript/dac_16khz's layout, 4 strides instead of 4 larger ones): hop 64
+    (250 frames/s at 16 kHz), 3 codebooks of 32. Its factorised cosine codebooks vary as drawn."""
+    T = _hf()
+    config = T.DacConfig(
+        encoder_hidden_size=8, downsampling_ratios=[2, 4, 8], decoder_hidden_size=32, n_codebooks=3,
+        codebook_size=32, codebook_dim=4, sampling_rate=16000,
+    )
+    T.DacModel(config).save_pretrained(directory)
+    T.DacFeatureExtractor(sampling_rate=16000, hop_length=config.hop_length).save_pretrained(directory)
+
+
+def mimi(directory: Path) -> None:
+    """A random Mimi (kyutai/mimi's layout: causal SEANet, 1-layer causal transformers, stride-2
+    downsampling, 1 semantic + 3 acoustic codebooks of 32, a projection into the quantizer) at
+    16 kHz: SEANet hop 40 (odd stride 5, as kyutai/mimi has) × 2 = 80 samples, 200 frames/s."""
+    T = _hf()
+    config = T.MimiConfig(
+        sampling_rate=16000, hidden_size=16, num_filters=4, upsampling_ratios=[5, 4, 2], codebook_size=32,
+        codebook_dim=8, num_quantizers=4, num_semantic_quantizers=1, vector_quantization_hidden_dimension=8,
+        upsample_groups=16, num_hidden_layers=1, intermediate_size=32, num_attention_heads=2,
+        num_key_value_heads=2, sliding_window=32, max_position_embeddings=1024,
+    )
+    model = T.MimiModel(config).eval()
+    with torch.no_grad():
+        latents = model.encoder(_probe_audio(16000, 1)).latents  # (B, hidden, F)
+    for rvq in (model.quantizer.semantic_residual_vector_quantizer, model.quantizer.acoustic_residual_vector_quantizer):
+        projected = rvq.input_proj(latents) if rvq.input_proj is not None else latents
+        books = []
+        for layer in rvq.layers:
+            layer.codebook.cluster_usage.fill_(1.0)  # the codebook is embed_sum / cluster_usage
+            layer.codebook._embed = None
+            books.append(layer.codebook.embed_sum)
+        _codebooks_from_latents(_frames(projected), books)
+        for layer in rvq.layers:
+            layer.codebook._embed = None
+    model.save_pretrained(directory)
+    T.EncodecFeatureExtractor(feature_size=1, sampling_rate=16000).save_pretrained(directory)  # kyutai/mimi's
+
+
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "whisper": whisper, "hubert": hubert, "wav2vec2": wav2vec2, "mert": mert,
-    "ast": ast, "clap": clap, "qwen2_lm": qwen2_lm,
+    "ast": ast, "clap": clap, "qwen2_lm": qwen2_lm, "encodec": encodec, "dac": dac, "mimi": mimi,
 }
 
 
