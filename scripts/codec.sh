@@ -33,8 +33,8 @@ else
 fi
 
 echo "== 3/5 training configs/codec_quickstart.yaml → $RUN"
-"$AL" train configs/codec_quickstart.yaml output_dir="$RUN" data.train="$TRAIN" \
-  data.valid="$CORPUS/valid.jsonl" --no-progress ${TRAIN_OVERRIDES:-}
+"$AL" train --no-progress configs/codec_quickstart.yaml output_dir="$RUN" data.train="$TRAIN" \
+  data.valid="$CORPUS/valid.jsonl" ${TRAIN_OVERRIDES:-}
 
 echo "== 4/5 a round trip to listen to: $RUN/samples/"
 mkdir -p "$RUN/samples"
