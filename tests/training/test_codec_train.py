@@ -100,3 +100,23 @@ def test_codec_cli_round_trip_and_bad_input(tmp_path, toy_corpus, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], (argv, err)
+
+
+def test_codes_cache_encodes_once_and_names_its_codec(tmp_path, toy_corpus, capsys):
+    from audiollm.data.feature_cache import FeatureCache
+
+    final = train(load_config(codec_config(tmp_path / "a", toy_corpus, max_steps=2)), progress=False)
+    other = train(load_config(codec_config(tmp_path / "b", toy_corpus, max_steps=2, seed=1)), progress=False)
+    manifest, out = str(toy_corpus / "train.jsonl"), tmp_path / "codes"
+    assert main(["codec", "cache", manifest, "--model", str(final), "--out", str(out), "--no-progress"]) == 0
+    assert "16 clips: 16 encoded" in capsys.readouterr().out
+    assert main(["codec", "cache", manifest, "--model", str(final), "--out", str(out), "--no-progress"]) == 0
+    rerun = capsys.readouterr().out
+    assert "16 clips: 0 encoded" in rerun and "16 already cached" in rerun
+    clip = toy_corpus / "audio" / "train_m0.wav"
+    cached = FeatureCache(out).load(clip)
+    direct = audiollm.load(final).encode(clip)
+    assert cached.states.dtype == torch.int64 and torch.equal(cached.states, torch.from_numpy(direct.codes))
+    assert main(["codec", "cache", manifest, "--model", str(other), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already holds" in err[0]

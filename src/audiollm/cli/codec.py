@@ -1,4 +1,4 @@
-"""`audiollm codec encode|decode`: audio ⇄ codes files, thin handlers over
+"""`audiollm codec encode|decode|cache`: audio ⇄ codes files, datasets → codes caches, thin handlers over
 `audiollm.inference.codec` (any codec: ours, or a transformers EnCodec / DAC / Mimi)."""
 
 from __future__ import annotations
@@ -41,6 +41,20 @@ def cmd_decode(args: argparse.Namespace) -> None:
           f"({codes.bitrate / 1000:.3g} kbps) → {len(wav) / codec.sample_rate:.2f} s at {codec.sample_rate} Hz → {args.out}")
 
 
+def cmd_cache(args: argparse.Namespace) -> None:
+    from audiollm.data.manifest import read_manifest
+    from audiollm.inference.codec import build_codes_cache
+
+    paths = [row["audio"] for m in args.manifests for row in read_manifest(m, require_answer=False) if row.get("audio")]
+    codec = _open(args)
+    report = build_codes_cache(codec, paths, args.out, num_codebooks=args.num_codebooks, progress=not args.no_progress)
+    line = (f"{report.clips} clips: {report.computed} encoded ({report.audio_seconds:.1f} s of audio), "
+            f"{report.already_cached} already cached")
+    if report.missing:
+        line += f", {report.missing} missing (first: {report.first_missing})"
+    print(f"{line} → {args.out}")
+
+
 def add_commands(sub) -> None:
     """Add `audiollm codec` (encode, decode) to the `audiollm` subparsers ``sub``."""
     codec = sub.add_parser("codec", help="neural audio codecs: encode audio to codes files and decode them")
@@ -65,3 +79,12 @@ def add_commands(sub) -> None:
     model_options(dec)
     dec.add_argument("--out", required=True, type=Path, help="WAV file to write")
     dec.set_defaults(func=cmd_decode)
+
+    cache = actions.add_parser("cache", help="every clip of manifests → a codes cache (reruns encode only new or "
+                                             "changed clips)")
+    cache.add_argument("manifests", nargs="+", type=Path, help="JSONL manifests whose audio to encode")
+    model_options(cache)
+    cache.add_argument("--out", required=True, type=Path, help="cache directory (one codes file per clip)")
+    cache.add_argument("--num-codebooks", type=int, default=None, help="keep the first K codebooks (default: all)")
+    cache.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    cache.set_defaults(func=cmd_cache)

@@ -44,6 +44,7 @@ from audiollm.models.registry import get_entry
 
 INDEX_NAME = "features.json"
 FORMAT_VERSION = 1
+STORAGE = {**DTYPES, "int32": torch.int32}  # storage dtypes: floats for encoder states, int32 for codec codes
 
 
 def cache_signature(model_config) -> dict[str, Any]:
@@ -81,7 +82,7 @@ def _stamp(path: Path) -> tuple[str, str]:
 
 @dataclass
 class CachedClip:
-    states: torch.Tensor  # (F', K, D) float32
+    states: torch.Tensor  # (F', K, D) float32 encoder states, or (K, F) int64 codec codes
     seconds: float  # duration of the clip the states came from
 
 
@@ -158,12 +159,12 @@ class FeatureCache:
         if src.exists() and (meta.get("size"), meta.get("mtime_ns")) != _stamp(src):
             raise AudioLLMError(f"{audio_path}: changed since it was cached in {self.directory}; "
                                 f"rerun `audiollm features` to refresh it")
-        return CachedClip(states.float(), float(meta["seconds"]))
+        return CachedClip(states.float() if states.is_floating_point() else states.long(), float(meta["seconds"]))
 
     def save(self, audio_path: str | os.PathLike, states: torch.Tensor, seconds: float) -> None:
         size, mtime = _stamp(Path(audio_path))
         meta = {"source": str(Path(audio_path).resolve()), "size": size, "mtime_ns": mtime, "seconds": repr(seconds)}
-        data = save({"states": states.to(DTYPES[self.dtype]).contiguous()}, metadata=meta)
+        data = save({"states": states.to(STORAGE[self.dtype]).contiguous()}, metadata=meta)
         p = self.path_of(audio_path)
         p.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(p, data)

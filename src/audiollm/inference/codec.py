@@ -7,6 +7,11 @@
     codes.save("speech.codes.safetensors")
     wav = codec.decode(audiollm.read_codes("speech.codes.safetensors"))   # (T,) float32 at codec.sample_rate
 
+A dataset becomes a codes cache with `build_codes_cache` (``audiollm codec cache``): the
+feature cache's layout (`data.feature_cache`, one file per clip, fresh clips skipped on a rerun,
+written atomically) with the codec's identity as its signature, so codes of one codec are never
+read as another's.
+
 A codes file is safetensors: one int tensor ``codes`` (K, F) and metadata with the codec's
 identity (`models.codecs`), the frame count and the source's duration. Decoding refuses codes
 from another codec (naming both), and a file that is not a codes file, in one line.
@@ -24,8 +29,10 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
-from audiollm.audio import as_samples, load_audio, resample, save_audio
+from audiollm.audio import as_samples, audio_info, load_audio, resample, save_audio
+from audiollm.data.feature_cache import CacheReport, FeatureCache
 from audiollm.errors import AudioLLMError
 from audiollm.files import atomic_file
 from audiollm.models.codecs import Codec, bitrate, check_num_codebooks, load_codec
@@ -162,3 +169,33 @@ def open_codec(source: str | os.PathLike, device: str = "cpu") -> CodecModel:
     """`CodecModel` over `models.codecs.load_codec` (a codec model directory, or a transformers
     EnCodec / DAC / Mimi checkpoint directory or hub id)."""
     return CodecModel(load_codec(source, device=device), source)
+
+
+def codes_signature(codec: Codec, num_codebooks: int) -> dict[str, Any]:
+    """What a codes cache is made of: the codec's identity and the codebooks kept."""
+    return {"codec": codec.identity(), "num_codebooks": num_codebooks}
+
+
+def build_codes_cache(codec: CodecModel, audio_paths, out_dir: str | os.PathLike, *, num_codebooks: int | None = None,
+                      progress: bool = True) -> CacheReport:
+    """Encode every listed clip not yet cached (or changed since) into ``out_dir``: per clip its
+    codes (K, F) as int32. Another codec's (or another K's) cache is refused, naming both."""
+    k = check_num_codebooks(codec.codec, num_codebooks)
+    cache = FeatureCache.create(out_dir, codes_signature(codec.codec, k), "int32", True)
+    report = CacheReport()
+    todo = []
+    for path in dict.fromkeys(str(Path(p)) for p in audio_paths):
+        report.clips += 1
+        if not Path(path).is_file():
+            report.missing += 1
+            report.first_missing = report.first_missing or path
+        elif cache.is_fresh(path):
+            report.already_cached += 1
+        else:
+            todo.append(path)
+    for path in tqdm(todo, desc="codes", unit="clip", disable=not progress):
+        codes = codec.encode(path, num_codebooks=k)
+        cache.save(path, torch.from_numpy(codes.codes), codes.seconds)
+        report.computed += 1
+        report.audio_seconds += audio_info(path).duration
+    return report
