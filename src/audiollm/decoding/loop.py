@@ -8,7 +8,12 @@ processors in order (`audiollm.decoding.processors`), then one token per sequenc
 (`sampling.sample_next_token`); a sequence stops at ``eos_id`` and leaves the batch, its cache
 rows too, so finished rows cost nothing.
 
-The language model needs: ``embed_tokens(ids)``, ``forward(inputs_embeds=, attention_mask=,
+A step may pick several tokens at once: when the LM's logits are (R, W, V) each sequence gets W
+tokens per step (the K codebooks of a codec frame under the delay pattern,
+`decoding.codec_pattern`), the step's token is a list of W ids, and a sequence stops when the
+last of them is ``eos_id``.
+
+The language model needs: ``embed_tokens(ids)`` ((R, 1) or (R, 1, W) ids), ``forward(inputs_embeds=, attention_mask=,
 cache=, logits_to_keep=)`` → logits, ``new_cache(batch, max_len, dtype, device)`` → a cache
 with ``select_rows(index)``, and ``max_seq_len`` (0 = no limit).
 """
@@ -69,7 +74,7 @@ def generate(
     rows = list(range(n))  # the sequence each active row decodes
     cache = lm.new_cache(R, P + options.max_new_tokens, dtype=prefix.dtype, device=device) if options.use_cache else None
     seq = prefix  # uncached: every embedding so far
-    logits = lm(inputs_embeds=prefix, attention_mask=mask, cache=cache, logits_to_keep=1)[:, -1]  # (R, V)
+    logits = lm(inputs_embeds=prefix, attention_mask=mask, cache=cache, logits_to_keep=1)[:, -1]  # (R, [W,] V)
     vocab = logits.shape[-1]
     for step in range(options.max_new_tokens):
         scores = logits
@@ -84,7 +89,7 @@ def generate(
         for j, (row, tok) in enumerate(zip(rows, next_tok.tolist())):
             if step_logits is not None:
                 step_logits[row].append(logits[j].float())
-            if eos_id is not None and tok == eos_id:
+            if eos_id is not None and (tok[-1] if isinstance(tok, list) else tok) == eos_id:
                 continue
             tokens[row].append(tok)
             keep.append(j)
@@ -99,9 +104,10 @@ def generate(
                 cache.select_rows(full)
             else:
                 seq = seq[full]
-        feed = next_tok.repeat(branches) if branches > 1 else next_tok  # every branch continues alike
+        # every branch continues alike
+        feed = next_tok.repeat(branches, *[1] * (next_tok.dim() - 1)) if branches > 1 else next_tok
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-        new = lm.embed_tokens(feed[:, None])  # (rows, 1, D)
+        new = lm.embed_tokens(feed[:, None])  # (rows, 1, D) from (rows, 1) or (rows, 1, W) ids
         if cache is not None:
             logits = lm(inputs_embeds=new, attention_mask=mask, cache=cache)[:, -1]
         else:
@@ -110,7 +116,7 @@ def generate(
     return _finish(tokens, step_logits, vocab)
 
 
-def _finish(tokens: list[list[int]], step_logits: list[list[torch.Tensor]] | None, vocab: int):
+def _finish(tokens: list[list], step_logits: list[list[torch.Tensor]] | None, vocab: int):
     if step_logits is None:
         return tokens
     return tokens, [torch.stack(s) if s else torch.empty(0, vocab) for s in step_logits]

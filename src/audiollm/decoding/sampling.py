@@ -41,7 +41,8 @@ def sample_next_token(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Pick one token per row from next-token scores (B, V) → (B,) long.
+    """Pick one token per row from next-token scores (B, V) → (B,) long; (B, W, V) scores (W
+    tokens per step) give (B, W), each drawn from its own distribution.
 
     temperature == 0 is greedy (argmax; top_k/top_p are then irrelevant). Otherwise the scores
     are divided by the temperature, filtered by top-k then top-p, and one token is drawn with
@@ -49,6 +50,9 @@ def sample_next_token(
     """
     if temperature == 0.0:
         return scores.argmax(dim=-1)
+    if scores.dim() == 3:
+        B, W, V = scores.shape
+        return sample_next_token(scores.reshape(B * W, V), temperature, top_k, top_p, generator).view(B, W)
     scores = scores.float() / temperature
     scores = top_k_filter(scores, int(top_k))
     scores = top_p_filter(scores, top_p)

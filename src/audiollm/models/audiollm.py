@@ -25,8 +25,9 @@ import torch.nn.functional as F
 from audiollm.config import choice, from_dict, resolve_choices
 from audiollm.decoding.loop import generate as decode
 from audiollm.decoding.options import DecodingOptions
-from audiollm.decoding.processors import LogitsProcessor
-from audiollm.errors import ConfigError, ModelDirError
+from audiollm.decoding.processors import ClassifierFreeGuidance, LogitsProcessor, LogProbabilities
+from audiollm.errors import AudioLLMError, ConfigError, ModelDirError
+from audiollm.models.codec_answer import AudioAnswerConfig, CodecAnswer, CodecAnswerLM
 from audiollm.models.frontend import LogMel, LogMelConfig
 from audiollm.models.heads import HEADS, Stats, check_heads
 from audiollm.models.lm import fuse_split_projections
@@ -57,6 +58,8 @@ class AudioLLMConfig:
     lm_config: Any = choice(LANGUAGE_MODELS, by="lm")  # that LM's config
     heads: dict[str, float] = field(default_factory=dict)  # auxiliary objectives on the encoder frames
     #   and their loss weights, e.g. {ctc: 1.0, note_activity: 0.3} (models.heads.HEADS)
+    audio_answer: AudioAnswerConfig = field(default_factory=AudioAnswerConfig)  # answers made of codec
+    #   tokens (text → speech, caption → music): the codec, its codebooks and their layout
 
     @classmethod
     def prepare_config(cls, raw: dict[str, Any]) -> dict[str, Any]:
@@ -74,6 +77,8 @@ class AudioLLMConfig:
     def __post_init__(self) -> None:
         if isinstance(self.frontend, dict):
             self.frontend = from_dict(LogMelConfig, self.frontend, "frontend")
+        if isinstance(self.audio_answer, dict):
+            self.audio_answer = from_dict(AudioAnswerConfig, self.audio_answer, "audio_answer")
         resolve_choices(self)
         self.heads = check_heads(self.heads)
         enc_mels = getattr(self.audio_encoder_config, "n_mels", None)
@@ -171,6 +176,8 @@ class AudioLLM(nn.Module):
         )
         d_enc, vocab = self.audio_encoder.output_dim, config.lm_config.vocab_size
         self.heads = nn.ModuleDict({name: HEADS[name](d_enc, vocab, w) for name, w in config.heads.items()})
+        # Codec heads and embeddings when the model answers in audio (models.codec_answer).
+        self.audio_answer = CodecAnswer(config.audio_answer, self.lm.d_model) if config.audio_answer.enabled else None
 
     # -- audio → frames → tokens ----------------------------------------------------------------
 
@@ -255,6 +262,9 @@ class AudioLLM(nn.Module):
         encoder_states: torch.Tensor | None = None,
         encoder_lengths: torch.Tensor | None = None,
         return_logits: bool | None = None,
+        codes: torch.Tensor | None = None,
+        code_lengths: torch.Tensor | None = None,
+        n_code_targets: torch.Tensor | None = None,
     ) -> AudioLLMOutput:
         """Logits over ``[audio][text]`` per row (right-padded); CE loss where labels != -100.
 
@@ -267,6 +277,12 @@ class AudioLLM(nn.Module):
         first text label). Labels past text_lengths are ignored. ``targets`` (from
         `heads.collate_targets`) feed the auxiliary heads the model has; their weighted losses
         come back in ``aux_loss_sum``.
+
+        ``codes`` (B, K, T) with ``code_lengths`` real frames (0: the row answers in text) are
+        audio answers: their pattern steps (`decoding.codec_pattern`) follow each row's prompt,
+        and the codec heads' cross-entropy on their real targets joins ``loss_sum`` and
+        ``n_targets`` (also logged as ``codec_loss``). ``n_code_targets``, counted by the
+        collate for the loss normaliser, is checked against the model's own count.
         """
         hidden, enc_lengths = self.encode_frames(audio, audio_lengths, encoder_states, encoder_lengths)
         audio_emb, audio_tok_lengths = self.projector(hidden, enc_lengths)
@@ -275,14 +291,23 @@ class AudioLLM(nn.Module):
         embeds, valid, text_index = merge_audio_text(
             audio_emb, audio_tok_lengths, text_emb, text_lengths, left_pad=False
         )  # (B, T, d_lm), (B, T), (B, T)
+        answer_steps = None
+        if codes is not None and code_lengths is not None and bool((code_lengths > 0).any()):
+            if self.audio_answer is None:
+                raise ConfigError("the batch has audio answers (codes), but this model has no audio_answer codec heads")
+            embeds, valid, text_index, answer_steps = self._append_answer_steps(embeds, valid, text_index, codes,
+                                                                                code_lengths)
         if return_logits is None:
             return_logits = labels is None
         head = getattr(self.lm, "output_weight", None)  # (V, d_lm); None: the head is not a plain matrix
-        if head is None:
+        if head is None and answer_steps is None:
             hidden_states, logits = None, self.lm(inputs_embeds=embeds, attention_mask=valid)  # (B, T, V)
         else:
             hidden_states = self.lm.hidden_states(inputs_embeds=embeds, attention_mask=valid)  # (B, T, d_lm)
-            logits = F.linear(hidden_states, head) if return_logits else None  # (B, T, V)
+            if head is None:
+                logits = self.lm(inputs_embeds=embeds, attention_mask=valid)
+            else:
+                logits = F.linear(hidden_states, head) if return_logits else None  # (B, T, V)
         out = AudioLLMOutput(logits=logits if return_logits else None, attention_mask=valid,
                              audio_token_lengths=audio_tok_lengths)
         if labels is None:
@@ -291,13 +316,21 @@ class AudioLLM(nn.Module):
         targets_at = torch.where(text_index >= 0, targets_at, torch.full_like(targets_at, -100))
         # Shift the targets, not the logits (no copy of the big tensor): position p predicts p + 1.
         shifted = F.pad(targets_at[:, 1:], (0, 1), value=-100)  # (B, T)
-        if hidden_states is not None:
+        if head is not None:
             loss_sum = linear_cross_entropy_sum(hidden_states, head, shifted)
         else:
             loss_sum = F.cross_entropy(
                 logits.float().view(-1, logits.shape[-1]), shifted.view(-1), ignore_index=-100, reduction="sum"
             )
         n_targets = (shifted != -100).sum()
+        if answer_steps is not None:
+            positions, code_targets = answer_steps
+            at = positions.clamp(max=hidden_states.shape[1] - 1)[..., None].expand(-1, -1, hidden_states.shape[-1])
+            codec_sum, codec_n = self.audio_answer.loss_sum(torch.gather(hidden_states, 1, at), code_targets)
+            if n_code_targets is not None and int(n_code_targets) != int(codec_n):
+                raise ValueError(f"the batch counts {int(n_code_targets)} codec targets, the model {int(codec_n)}")
+            out.aux_stats["codec_loss"] = (codec_sum.detach(), codec_n)
+            loss_sum, n_targets = loss_sum + codec_sum, n_targets + codec_n
         out.loss_sum, out.n_targets, out.loss = loss_sum, n_targets, loss_sum / n_targets.clamp(min=1)
         aux = []
         for name, module in self.heads.items():
@@ -309,6 +342,20 @@ class AudioLLM(nn.Module):
         if aux:
             out.aux_loss_sum = sum(aux[1:], aux[0])
         return out
+
+    def _append_answer_steps(self, embeds, valid, text_index, codes, code_lengths):
+        """``[audio][text]`` rows (right-padded) + audio answers → the rows with their answer's
+        pattern steps appended, and (positions (B, S) of the hidden states that predict each
+        step, targets (B, S, K))."""
+        pattern = self.audio_answer.pattern
+        inputs, targets, n_steps = pattern.training_steps(codes[:, : pattern.K], code_lengths)
+        step_emb = self.audio_answer.embed_steps(inputs).to(embeds.dtype)  # (B, S - 1, d_lm)
+        prefix = valid.sum(1)  # (B,) real positions before the answer
+        embeds, valid, _ = merge_audio_text(embeds, prefix, step_emb, (n_steps - 1).clamp(min=0), left_pad=False)
+        text_index = F.pad(text_index, (0, embeds.shape[1] - text_index.shape[1]), value=-1)
+        # The prompt's last position predicts step 0; step s's input predicts step s + 1.
+        positions = prefix[:, None] - 1 + torch.arange(targets.shape[1], device=embeds.device)[None, :]
+        return embeds, valid, text_index, (positions, targets)
 
     # -- generation -----------------------------------------------------------------------------
 
@@ -347,6 +394,43 @@ class AudioLLM(nn.Module):
         embeds, valid = self.prompt_embeds(*self.projector(frames, frame_lengths), prompt_ids)
         return decode(self.lm, embeds, valid, options=options, eos_id=eos_id, processors=processors,
                       generator=generator, return_logits=return_logits)
+
+    @torch.no_grad()
+    def generate_codes(
+        self,
+        prompt_ids: list[list[int]],
+        *,
+        max_frames: Sequence[int],
+        min_frames: Sequence[int] | int = 1,
+        options: DecodingOptions = DecodingOptions(),
+        unconditional_ids: list[int] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> list[torch.Tensor]:
+        """Audio answers: codes (K, T_i) per text prompt, T_i between ``min_frames`` and
+        ``max_frames[i]`` frames, decoded by the one loop through the codec heads under the
+        model's pattern (`decoding.codec_pattern`), with ``options`` (temperature, top-k/top-p,
+        KV cache). ``options.guidance`` ≠ 1 adds the ``unconditional_ids`` prompt as the second
+        branch of classifier-free guidance."""
+        if self.audio_answer is None:
+            raise AudioLLMError("this model answers in text: it has no codec heads (model.audio_answer)")
+        pattern = self.audio_answer.pattern
+        if len(max_frames) != len(prompt_ids):
+            raise ValueError(f"got {len(max_frames)} frame budgets for {len(prompt_ids)} prompts")
+        guided = options.guidance != 1.0
+        rows = list(prompt_ids)
+        if guided:
+            if unconditional_ids is None:
+                raise ValueError("guidance needs the unconditional prompt (unconditional_ids)")
+            rows += [unconditional_ids] * len(prompt_ids)
+        device = next(self.parameters()).device
+        no_audio = torch.zeros(len(rows), 0, self.lm.d_model, device=device)
+        embeds, mask = self.prompt_embeds(no_audio, torch.zeros(len(rows), dtype=torch.long, device=device), rows)
+        processors = [LogProbabilities()] + ([ClassifierFreeGuidance(options.guidance)] if guided else [])
+        processors.append(pattern.processor(max_frames, min_frames))
+        steps = decode(CodecAnswerLM(self.lm, self.audio_answer), embeds, mask,
+                       options=options.replace(max_new_tokens=pattern.max_steps(max(max_frames))),
+                       eos_id=pattern.eos_id, processors=processors, generator=generator)
+        return [pattern.codes_from_steps(s) for s in steps]
 
     @torch.no_grad()
     def candidate_logprobs(

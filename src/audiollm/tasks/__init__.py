@@ -4,6 +4,7 @@ Importing this package registers every task in :data:`TASKS`; use :func:`get_tas
 """
 
 from audiollm.tasks.asr import ASR_QUESTIONS, ASRTask
+from audiollm.tasks.audio_answer import AudioAnswerOptions, TextToAudioTask, TextToSpeechTask
 from audiollm.tasks.base import (
     TASKS,
     Task,
@@ -36,5 +37,8 @@ __all__ = [
     "TRANSCRIPTION_QUESTIONS",
     "TranscriptionTask",
     "TextToMidiTask",
+    "TextToSpeechTask",
+    "TextToAudioTask",
+    "AudioAnswerOptions",
     "split_labels",
 ]

@@ -65,6 +65,9 @@ class Task(ABC):
     #: False for a text-only task (text_to_midi): its rows have no ``audio`` and the model sees
     #: zero audio tokens.
     takes_audio: bool = True
+    #: True when the answer is audio: the codes of the row's ``audio`` (codec tokens, read from
+    #: ``data.codes_cache``) that the model's codec heads write (`tasks.audio_answer`).
+    answers_audio: bool = False
     #: Audio window (seconds) the task is trained and run on; long clips are cut into windows
     #: of this length. None: the whole clip (training crops it to ``data.max_audio_seconds``).
     window_seconds: float | None = None
@@ -104,6 +107,10 @@ class Task(ABC):
         if value is None or not str(value).strip():
             raise ManifestError(f"{self.name} {row_label(row)} has no 'answer'")
         return str(value).strip()
+
+    def training_texts(self, row: Row) -> list[str]:
+        """The row's texts the BPE tokenizer learns from (its answer; none for event answers)."""
+        return [] if self.answers_are_events else [row["answer"]]
 
     def references(self, row: Row) -> list[str]:
         """All acceptable answers: the ``answers`` list if the row has one, plus ``answer``."""

@@ -42,7 +42,7 @@ def train_tokenizer(rows: list[dict], cfg: ExperimentConfig) -> TextTokenizer:
     MIDI event tokens are appended when a task answers in events."""
     tasks = [get_task(name) for name in sorted({r["task"] for r in rows})]
     event_tasks = {t.name for t in tasks if t.answers_are_events}
-    texts = [r["answer"] for r in rows if r["task"] not in event_tasks]
+    texts = [text for r in rows for text in get_task(r["task"]).training_texts(r)]
     texts += [r["question"] for r in rows if r.get("question")]
     for task in tasks:
         texts.extend(task.questions)

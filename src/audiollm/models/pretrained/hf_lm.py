@@ -148,16 +148,19 @@ class HFCausalLM(PretrainedPart, nn.Module):
         return head.weight
 
     def hidden_states(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                      position_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """The decoder's final-norm hidden states (B, T, d_model), the LM head's input (no cache)."""
+                      position_ids: torch.Tensor | None = None, cache=None) -> torch.Tensor:
+        """The decoder's final-norm hidden states (B, T, d_model), the LM head's input; ``cache``
+        (from `new_cache`) is updated in place, as in `forward`."""
         B, T, _ = inputs_embeds.shape
         if attention_mask is None:
-            attention_mask = torch.ones(B, T, dtype=torch.long, device=inputs_embeds.device)
+            past = cache.get_seq_length() if cache is not None else 0
+            attention_mask = torch.ones(B, past + T, dtype=torch.long, device=inputs_embeds.device)
         attention_mask = attention_mask.long()
         if position_ids is None:
-            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
+            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, -T:]  # (B, T)
         out = self.model.get_decoder()(inputs_embeds=inputs_embeds.to(self.model.dtype),
-                                       attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+                                       attention_mask=attention_mask, position_ids=position_ids,
+                                       past_key_values=cache, use_cache=cache is not None)
         return out.last_hidden_state
 
     def forward(
