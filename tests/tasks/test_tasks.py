@@ -18,13 +18,13 @@ from audiollm.tasks import (
 
 
 def test_registry_lists_every_task():
-    assert set(TASKS) == {"tagging", "asr", "caption", "qa", "transcription", "text_to_midi"}
+    assert set(TASKS) == {"tagging", "asr", "caption", "qa", "transcription", "text_to_midi", "tts", "text_to_audio"}
     for name, task in TASKS.items():
         assert task.name == name and get_task(name) is task
 
 
 def test_unknown_task_names_valid_ones():
-    with pytest.raises(AudioLLMError, match="unknown task 'music'.*asr, caption, qa, tagging, text_to_midi, transcription"):
+    with pytest.raises(AudioLLMError, match="unknown task 'music'.*asr, caption, qa, tagging, text_to_audio, text_to_midi, transcription, tts"):
         get_task("music")
 
 

@@ -27,6 +27,26 @@ def stand_ins(path: Path) -> list[str]:
     return [f"model.audio_encoder_config.model={tiny_checkpoint(model.audio_encoder)}", "data.feature_cache="]
 
 
+def audio_answer_stand_ins(folder: Path) -> list[str]:
+    """A tiny codec, tts rows of two clips in ``folder`` (train and valid) and their codes cache:
+    the overrides that put them in place of a config's codec and cache."""
+    from audiollm.inference.codec import CodecModel, build_codes_cache
+    from audiollm.models.codec import AudioCodec, CodecConfig
+    from audiollm.models.hub import save_model
+
+    codec = AudioCodec(CodecConfig.tiny())
+    save_model(folder / "codec", codec.eval())
+    rows = []
+    for i in range(2):
+        sf.write(folder / f"say{i}.wav", tone(0.5, 300.0 + 100 * i), 16000)
+        rows.append({"task": "tts", "audio": f"say{i}.wav", "text": f"Sentence number {i}.", "voice": "test"})
+    for split in ("train", "valid"):
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    build_codes_cache(CodecModel(codec), [folder / r["audio"] for r in rows], folder / "codes", progress=False)
+    return [f"model.audio_answer.codec={folder / 'codec'}", "model.audio_answer.num_codebooks=0",
+            "model.audio_answer.codebook_size=0", f"data.codes_cache={folder / 'codes'}"]
+
+
 def test_overrides_parse_types():
     c = load_config(None, ["train.lr=3e-4", "train.max_steps=7", "data.augment=false", "output_dir=runs/x"])
     assert c.train.lr == 3e-4 and c.train.max_steps == 7 and c.data.augment is False and c.output_dir == "runs/x"
@@ -85,8 +105,12 @@ def test_shipped_configs_dry_run(path, toy_corpus_shared, capsys, tmp_path):
                     for r in rows]
         for split in ("train", "valid"):
             (toy / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    codec = []
+    if load_config(path).model_type == "audiollm" and load_config(path).model.audio_answer.enabled:
+        toy, codec = tmp_path, audio_answer_stand_ins(tmp_path)
     code = main(["train", str(path), f"data.train={toy / 'train.jsonl'}", f"data.valid={toy / 'valid.jsonl'}",
-                 "data.cache_audio=false", "train.batch_size=4", "train.grad_accum=1", *stand_ins(path), "--dry-run"])
+                 "data.cache_audio=false", "train.batch_size=4", "train.grad_accum=1", *stand_ins(path), *codec,
+                 "--dry-run"])
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "parameters:" in out.out and "first batch:" in out.out and "dry run: nothing was trained" in out.out

@@ -1,4 +1,4 @@
-"""`audiollm ask`, `evaluate`, `transcribe` and `generate`: thin handlers over the Python API
+"""`audiollm ask`, `evaluate`, `transcribe`, `generate` and `speak`: thin handlers over the Python API
 (`audiollm.inference.api`)."""
 
 from __future__ import annotations
@@ -92,8 +92,18 @@ def cmd_generate(args: argparse.Namespace) -> None:
         raise AudioLLMError("--keep needs --rerank MULAN_DIR (the model that scores the samples)")
     model = _load(args)
     reranker = None if args.rerank is None else load(args.rerank, device=args.device, dtype=args.dtype)
-    options = DecodingOptions(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                              top_p=args.top_p, seed=args.seed, guidance=args.guidance)
+    if model.writes_audio:  # codec tokens → audio directly
+        options = DecodingOptions(temperature=args.temperature, top_k=250 if args.top_k is None else args.top_k,
+                                  top_p=args.top_p, seed=args.seed, guidance=args.guidance)
+        sounds = model.generate_audio(args.text, seconds=args.seconds, num_samples=args.num_samples, options=options,
+                                      rerank=reranker, keep=args.keep)
+        for rank, sound in enumerate(sounds):
+            out = args.out if len(sounds) == 1 else args.out.with_name(f"{args.out.stem}_{rank}{args.out.suffix}")
+            scored = "" if sound.similarity is None else f", MuLaN similarity {sound.similarity:.4f}"
+            print(f"{sound.seconds:.2f} s{scored}: {sound.save(out)}")
+        return
+    options = DecodingOptions(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                              top_k=args.top_k or 0, top_p=args.top_p, seed=args.seed, guidance=args.guidance)
     pieces = model.compose(args.text, seconds=args.seconds, num_samples=args.num_samples, options=options,
                            tempo_fit=args.tempo_fit, soundfont=args.soundfont, rerank=reranker, keep=args.keep)
     for rank, piece in enumerate(pieces):
@@ -103,6 +113,28 @@ def cmd_generate(args: argparse.Namespace) -> None:
             f", sample {piece.sample} of {args.num_samples}, MuLaN similarity {piece.similarity:.4f}"
         tempo = f", {piece.tempo_note()}" if piece.tempo_note() else ""
         print(f"{len(piece.notes)} notes, {piece.seconds:g} s{scored}{tempo}: {wav} and {mid}")
+
+
+def cmd_speak(args: argparse.Namespace) -> None:
+    from audiollm.decoding.options import DecodingOptions
+
+    if args.out.suffix.lower() != ".wav":
+        raise AudioLLMError(f"--out {args.out} must end in .wav")
+    text = args.text
+    if args.text_file is not None:
+        if text is not None:
+            raise AudioLLMError("give the words with --text or --text-file, not both")
+        try:
+            text = args.text_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise AudioLLMError(f"{args.text_file}: cannot read: {e}") from None
+    if text is None:
+        raise AudioLLMError("give the words to say with --text \"…\" or --text-file FILE")
+    model = _load(args)
+    options = DecodingOptions(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                              guidance=args.guidance)
+    sound = model.speak(text, voice=args.voice, options=options)
+    print(f"{sound.seconds:.2f} s of speech ({len(sound.codes)} sentence(s)): {sound.save(args.out)}")
 
 
 def add_commands(sub) -> None:
@@ -181,11 +213,12 @@ def add_commands(sub) -> None:
     add_device_options(tr)
     tr.set_defaults(func=cmd_transcribe)
 
-    g = sub.add_parser("generate", help="text → music: sample MIDI from a text_to_midi model and render it to WAV",
+    g = sub.add_parser("generate", help="text → music: MIDI rendered to WAV (text_to_midi), or audio (text_to_audio)",
                        description="Sample pieces for a text (instrument, tempo, key, style; see docs/music.md) "
-                                   "with classifier-free guidance and grammar-constrained decoding, "
-                                   "write each as MIDI and render it through a General MIDI soundfont with FluidSynth.")
-    g.add_argument("model_dir", type=Path, help="a saved model directory trained on the text_to_midi task")
+                                   "with classifier-free guidance. A text_to_midi model writes each as MIDI (grammar-"
+                                   "constrained) and renders it through a General MIDI soundfont with FluidSynth; a "
+                                   "text_to_audio model writes codec tokens, decoded by its codec to WAV.")
+    g.add_argument("model_dir", type=Path, help="a saved model directory trained on text_to_midi or text_to_audio")
     g.add_argument("--text", required=True, help='what to play, e.g. "a cello in D minor at 72 bpm"')
     g.add_argument("--out", required=True, type=Path, help="WAV to write (.wav); the MIDI goes beside it (.mid)")
     g.add_argument("--num-samples", type=int, default=1, help="pieces to sample: OUT_0.wav, OUT_1.wav, … (default 1)")
@@ -193,7 +226,8 @@ def add_commands(sub) -> None:
                    help="piece length, at most the 4 s window the task is trained on (default 4)")
     g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = greedy (default 1)")
     g.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (1.0 = off; default 0.95)")
-    g.add_argument("--top-k", type=int, default=0, help="sample from the k most likely tokens (0 = off)")
+    g.add_argument("--top-k", type=int, default=None,
+                   help="sample from the k most likely tokens (0 = off; default: off for MIDI, 250 for audio)")
     g.add_argument("--guidance", type=float, default=3.0,
                    help="classifier-free guidance scale: 1 = off, > 1 follows the text more closely (default 3)")
     g.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
@@ -211,3 +245,22 @@ def add_commands(sub) -> None:
                    help="with --rerank: how many of the --num-samples to write (default all, best first)")
     add_device_options(g)
     g.set_defaults(func=cmd_generate)
+
+    sp = sub.add_parser("speak", help="text → speech: a tts model writes codec tokens, its codec decodes them to WAV",
+                        description="Say a text with a model trained on the tts task. The text is spoken sentence "
+                                    "by sentence (text longer than the model's context is split at sentence ends); "
+                                    "each sentence's length is bounded by its number of characters.")
+    sp.add_argument("model_dir", type=Path, help="a saved model directory trained on the tts task")
+    sp.add_argument("--text", default=None, help='the words to say, e.g. "The dog barked all night."')
+    sp.add_argument("--text-file", type=Path, default=None, help="read the words from this UTF-8 text file instead")
+    sp.add_argument("--out", required=True, type=Path, help="WAV to write (.wav), at the codec's sample rate")
+    sp.add_argument("--voice", default=None,
+                    help="voice description as in the training rows, e.g. \"natural US male (Piper)\" (default: none)")
+    sp.add_argument("--temperature", type=float, default=0.8, help="sampling temperature; 0 = greedy (default 0.8)")
+    sp.add_argument("--top-k", type=int, default=50, help="sample from the k most likely codes (0 = off; default 50)")
+    sp.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1.0 = off; default)")
+    sp.add_argument("--guidance", type=float, default=1.0,
+                    help="classifier-free guidance scale for a model trained with cond_dropout (1 = off; default)")
+    sp.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    add_device_options(sp)
+    sp.set_defaults(func=cmd_speak)

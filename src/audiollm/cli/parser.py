@@ -3,7 +3,7 @@
 Every user-fixable problem surfaces as one line, ``audiollm: error: …``, and a non-zero exit
 (2, or 130 after Ctrl-C). Handlers import what they run inside themselves, so ``--help`` is
 fast. The subcommands live beside this file: `data`, `train` (train, features, convert),
-`infer` (ask, evaluate, transcribe, generate), `mulan` (embed, index, search, tag, score) and
+`infer` (ask, evaluate, transcribe, generate, speak), `mulan` (embed, index, search, tag, score) and
 `codec` (codec encode, codec decode).
 """
 
@@ -27,7 +27,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="audiollm", description="Audio-language models: train, ask, evaluate, "
-                                "transcribe, generate; MuLaN embed, index, search, tag, score.")
+                                "transcribe, generate, speak; MuLaN embed, index, search, tag, score.")
     p.add_argument("--version", action="version", version=f"audiollm {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for module in (data, train, infer, mulan, codec):

@@ -19,6 +19,7 @@ import torch
 from audiollm.audio import SAMPLE_RATE, load_audio, pad_batch
 from audiollm.data.augment import AudioAugment
 from audiollm.data.feature_cache import CachedClip, FeatureCache, frame_window
+from audiollm.decoding.codec_pattern import CodecPattern
 from audiollm.errors import ConfigError
 from audiollm.models.heads import collate_targets
 from audiollm.tasks import TaskOptions, get_task
@@ -42,6 +43,8 @@ class ExampleBuilder:
         cache_audio: bool = False,
         features: FeatureCache | None = None,
         task_options: Mapping[str, TaskOptions] | None = None,
+        codes: FeatureCache | None = None,
+        pattern: CodecPattern | None = None,
     ):
         if features is not None and augment is not None:
             raise ConfigError("data.feature_cache: waveform augmentation cannot apply to cached encoder states; "
@@ -61,6 +64,9 @@ class ExampleBuilder:
         self._cache: dict[int, torch.Tensor | CachedClip] | None = {} if cache_audio else None
         # A frozen encoder's precomputed states replace the audio (see data/feature_cache.py).
         self.features = features
+        # Audio answers: the codec codes of each clip (a codes cache) laid out by the model's pattern.
+        self.codes, self.pattern = codes, pattern
+        self._codes: dict[int, torch.Tensor] = {}
 
     def load(self, index: int) -> torch.Tensor | CachedClip:
         """Row ``index``'s audio at ``sample_rate``, or its cached encoder states (kept in
@@ -83,6 +89,8 @@ class ExampleBuilder:
         variants = self.option(task.name, "variants")
         if variants > 0 and rng.random() < variants:
             row = task.variant(row, rng, self.tokenizer)
+        if task.answers_audio:
+            return self._audio_answer(index, row, task, rng)
         if not task.takes_audio:
             return self._text_only(row, task, rng)
         clip = self.load(index)
@@ -147,6 +155,29 @@ class ExampleBuilder:
         }
 
 
+    def _audio_answer(self, index: int, row: dict, task, rng: random.Random) -> dict:
+        """An example whose answer is the codes of the row's audio (no audio in): the whole clip,
+        or a random window of ``task.window_seconds``; the prompt may be dropped (cond_dropout)."""
+        if self.codes is None or self.pattern is None:
+            raise ConfigError(f"task {task.name} answers in audio: set model.audio_answer.codec and data.codes_cache "
+                              "(a codes cache of the clips: `audiollm codec cache MANIFEST --model CODEC --out DIR`)")
+        if index not in self._codes:
+            self._codes[index] = self.codes.load(row["audio"]).states[: self.pattern.K]  # (K, F), small: kept
+        codes = self._codes[index]
+        if task.window_seconds is not None:
+            n = max(1, int(round(task.window_seconds * float(self.codes.signature["codec"]["frame_rate"]))))
+            if codes.shape[1] > n:
+                start = rng.randrange(codes.shape[1] - n + 1)
+                codes = codes[:, start : start + n]
+        question = task.question(row, rng)
+        if self.option(task.name, "cond_dropout") > 0 and rng.random() < self.option(task.name, "cond_dropout"):
+            question = ""  # the unconditional prompt of classifier-free guidance
+        prompt = self.tokenizer.prompt_ids(question)
+        return {"audio": torch.zeros(0), "samples": 0, "seconds": 0.0, "input_ids": prompt,
+                "labels": [IGNORE_INDEX] * len(prompt), "targets": {}, "codes": codes,
+                "code_targets": self.pattern.num_targets(codes.shape[1])}
+
+
 def collate(examples: list[dict], pad_id: int) -> dict[str, Any]:
     """Pad a list of examples into the model's batch (see docs/DESIGN.md): waveforms (or a
     frozen encoder's cached states), tokens and labels, and every auxiliary head's targets.
@@ -177,6 +208,15 @@ def collate(examples: list[dict], pad_id: int) -> dict[str, Any]:
                      audio_lengths=torch.tensor([e["samples"] for e in examples], dtype=torch.long))
     else:
         batch["audio"], batch["audio_lengths"] = pad_batch([e["audio"] for e in examples])
+    if any("codes" in e for e in examples):  # audio answers: codes (B, K, T), 0 frames for text answers
+        K = next(e["codes"].shape[0] for e in examples if "codes" in e)
+        frames = torch.tensor([e["codes"].shape[1] if "codes" in e else 0 for e in examples], dtype=torch.long)
+        codes = torch.zeros(len(examples), K, max(1, int(frames.max())), dtype=torch.long)
+        for i, e in enumerate(examples):
+            if "codes" in e:
+                codes[i, :, : e["codes"].shape[1]] = e["codes"]
+        batch.update(codes=codes, code_lengths=frames,
+                     n_code_targets=torch.tensor(sum(e.get("code_targets", 0) for e in examples)))
     return batch
 
 
@@ -206,7 +246,8 @@ def length_groups(examples: list[dict], n_groups: int) -> list[list[dict]]:
     """
     if n_groups <= 1 or len(examples) <= 1:
         return [examples]
-    order = sorted(examples, key=lambda e: (audio_length(e), len(e["input_ids"])))
+    order = sorted(examples, key=lambda e: (audio_length(e), e["codes"].shape[1] if "codes" in e else 0,
+                                            len(e["input_ids"])))
     n = min(n_groups, len(order))
     bounds = [round(i * len(order) / n) for i in range(n + 1)]
     return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]

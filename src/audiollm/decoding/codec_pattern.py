@@ -53,6 +53,10 @@ class CodecPattern:
         """One answer's codes (K, T) → its steps' flat ids (S, width) and targets (S, K)."""
         raise NotImplementedError
 
+    def num_targets(self, frames: int) -> int:
+        """Real targets (codes and EOA) of an answer of ``frames`` frames: the loss normaliser's count."""
+        raise NotImplementedError
+
     def training_steps(self, codes: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Padded codes (B, K, T) with real frame counts (B,) (0: no audio answer) → the inputs
         (B, S - 1, width) fed after the prompt, targets (B, S, K), and steps per row (B,).
@@ -120,6 +124,9 @@ class DelayPattern(CodecPattern):
     def num_steps(self, frames: int) -> int:
         return frames + self.K  # T frames + EOA, the last codebook K - 1 steps late
 
+    def num_targets(self, frames: int) -> int:
+        return (frames + 1) * self.K
+
     def steps(self, codes):
         K, T = codes.shape
         S = self.num_steps(T)
@@ -172,6 +179,9 @@ class FlattenPattern(CodecPattern):
     width = 1
 
     def num_steps(self, frames: int) -> int:
+        return frames * self.K + 1
+
+    def num_targets(self, frames: int) -> int:
         return frames * self.K + 1
 
     def steps(self, codes):

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from audiollm.audio import SAMPLE_RATE, as_waveform
+from audiollm.audio import SAMPLE_RATE, as_waveform, resample
 from audiollm.data.feature_cache import CachedClip
 from audiollm.decoding.options import DecodingOptions
 from audiollm.errors import AudioLLMError
@@ -41,6 +41,7 @@ from audiollm.inference.answer import (
 from audiollm.inference.codec import CodecModel
 from audiollm.inference.compose import COMPOSE_OPTIONS, Piece, compose, generate_midi
 from audiollm.inference.index import build_index
+from audiollm.inference.speak import MUSIC_OPTIONS, SPEAK_OPTIONS, AudioAnswers, Sound
 from audiollm.inference.transcribe import DEFAULT_QUESTION as TRANSCRIBE_QUESTION
 from audiollm.inference.transcribe import plot_piano_roll, transcribe
 from audiollm.models.hub import load as load_dir
@@ -77,10 +78,23 @@ class AudioLanguageModel:
     def __init__(self, model, tokenizer, directory: str | os.PathLike | None = None):
         self.model, self.tokenizer = model, tokenizer
         self.directory = Path(directory) if directory is not None else None
+        self._audio_answers: AudioAnswers | None = None
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def writes_audio(self) -> bool:
+        """Whether the model answers in codec tokens (a tts or text_to_audio model)."""
+        return getattr(self.model, "audio_answer", None) is not None
+
+    @property
+    def audio_answers(self) -> AudioAnswers:
+        """The codec side of the model (`inference.speak.AudioAnswers`); AudioLLMError for a text model."""
+        if self._audio_answers is None:
+            self._audio_answers = AudioAnswers(self.model, self.tokenizer)
+        return self._audio_answers
 
     @property
     def writes_midi(self) -> bool:
@@ -169,6 +183,35 @@ class AudioLanguageModel:
                        options=_options(options, COMPOSE_OPTIONS, option_overrides), tempo_fit=tempo_fit,
                        render=render, soundfont=soundfont, keep=keep,
                        rerank=None if rerank is None else rerank.rerank)
+
+    # -- speak, generate audio ----------------------------------------------------------------
+
+    def speak(self, text: str, *, voice: str | None = None, options: DecodingOptions | None = None,
+              **option_overrides) -> Sound:
+        """Speech for ``text`` (sentence by sentence; `inference.speak.SPEAK_OPTIONS` unless
+        ``options``), in ``voice`` when the model was trained on voice descriptions."""
+        return self.audio_answers.speak(text, voice=voice, options=_options(options, SPEAK_OPTIONS, option_overrides))
+
+    def generate_audio(self, text: str, *, seconds: float = 4.0, num_samples: int = 1,
+                       options: DecodingOptions | None = None, rerank: "EmbeddingModel | None" = None,
+                       keep: int | None = None, **option_overrides) -> list[Sound]:
+        """``num_samples`` clips of ``seconds`` for a caption (`inference.speak.MUSIC_OPTIONS`
+        unless ``options``); with a MuLaN ``rerank`` model the ``keep`` best, best first."""
+        keep = num_samples if keep is None else keep
+        if not 1 <= keep <= max(1, num_samples):
+            raise AudioLLMError(f"keep must be between 1 and num_samples ({num_samples}), got {keep}")
+        if keep < num_samples and rerank is None:
+            raise AudioLLMError("keeping fewer samples than drawn needs a reranker (a MuLaN model) to choose them")
+        sounds = self.audio_answers.generate(text, seconds=seconds, num_samples=num_samples,
+                                             options=_options(options, MUSIC_OPTIONS, option_overrides))
+        if rerank is None:
+            return sounds
+        clips = [resample(torch.from_numpy(s.audio), s.sample_rate, SAMPLE_RATE) for s in sounds]
+        out = []
+        for i, similarity in rerank.rerank(text, clips, keep=keep):
+            sounds[i].similarity = similarity
+            out.append(sounds[i])
+        return out
 
     def compose_notes(self, texts: Sequence[str], *, seconds: float, options: DecodingOptions = COMPOSE_OPTIONS,
                       generator: torch.Generator | None = None, follow_caption: bool = True) -> list[list[Note]]:

@@ -66,6 +66,8 @@ class DataConfig:
     cache_audio: bool = False  # keep decoded training clips in memory (small corpora: faster steps)
     feature_cache: str = ""  # directory from `audiollm features`: a frozen pretrained encoder's states
     #   are read from it instead of recomputed each step (train and valid clips; needs augment: false)
+    codes_cache: str = ""  # directory from `audiollm codec cache`: the codec codes that audio answers
+    #   (tts, text_to_audio) train on, made by model.audio_answer.codec
     contrastive: ContrastiveDataConfig = field(default_factory=ContrastiveDataConfig)  # model.type mulan only
 
     def __post_init__(self) -> None:

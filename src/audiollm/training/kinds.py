@@ -22,7 +22,10 @@ from audiollm.data.batching import ExampleBuilder, collate
 from audiollm.data.clips import ClipBuilder, clip_rows, collate_clips
 from audiollm.data.contrastive import PairBuilder, collate_pairs
 from audiollm.data.feature_cache import FeatureCache, check_cacheable
-from audiollm.errors import ConfigError
+from audiollm.decoding.codec_pattern import make_pattern
+from audiollm.errors import AudioLLMError, ConfigError
+from audiollm.inference.codec import check_same_codec
+from audiollm.models.codecs import load_codec
 from audiollm.inference.api import AudioLanguageModel
 from audiollm.inference.embedding import zero_shot_accuracy
 from audiollm.metrics.retrieval import retrieval_metrics
@@ -133,6 +136,7 @@ class AudioLLMKind:
     @staticmethod
     def check(cfg: ExperimentConfig) -> None:
         feature_cache(cfg)  # a cache must match the model's encoder: fail before any work
+        resolve_audio_answer(cfg)
 
     @staticmethod
     def prepare_rows(rows: list[dict], path: str) -> list[dict]:
@@ -153,7 +157,7 @@ class AudioLLMKind:
             augment = AudioAugment(speed_perturb=cfg.data.speed_perturb, tilt=cfg.data.tilt, noise_snr_db=cfg.data.noise_snr_db)
         return ExampleBuilder(rows, tokenizer, seed=cfg.train.seed, max_audio_seconds=cfg.data.max_audio_seconds,
                               augment=augment, cache_audio=cfg.data.cache_audio and train, features=feature_cache(cfg),
-                              task_options=cfg.data.tasks if train else None)
+                              task_options=cfg.data.tasks if train else None, **answer_codes(cfg))
 
     @staticmethod
     def collate(examples: list[dict], tokenizer) -> dict[str, Any]:
@@ -161,11 +165,12 @@ class AudioLLMKind:
 
     @staticmethod
     def count(batch: dict[str, Any]) -> int:
-        return int((batch["labels"] != -100).sum())
+        return int((batch["labels"] != -100).sum()) + int(batch.get("n_code_targets", 0))
 
     @staticmethod
     def validate(net, tokenizer, rows: list[dict], cfg: ExperimentConfig, autocast) -> dict[str, float]:
-        return validate_generation(AudioLanguageModel(net, tokenizer), rows, cfg, feature_cache(cfg), autocast)
+        return validate_generation(AudioLanguageModel(net, tokenizer), rows, cfg, feature_cache(cfg), autocast,
+                                   **answer_codes(cfg))
 
 
 class CodecKind:
@@ -249,6 +254,52 @@ def feature_cache(cfg: ExperimentConfig) -> FeatureCache | None:
     cache = FeatureCache(cfg.data.feature_cache)
     cache.check_matches(cfg.model)
     return cache
+
+
+def resolve_audio_answer(cfg: ExperimentConfig) -> None:
+    """Fill ``model.audio_answer`` from its codec (codebook size, rates, the weights' fingerprint;
+    the codebook count from the codes cache when unset) and check that ``data.codes_cache`` was
+    made by that codec, naming both when not. Nothing to do for a text-only model."""
+    answer = cfg.model.audio_answer
+    if not answer.enabled:
+        if cfg.data.codes_cache:
+            raise ConfigError("data.codes_cache is set but model.audio_answer.codec is not: name the codec whose "
+                              "codes the model should write")
+        return
+    identity = load_codec(answer.codec).identity()
+    cache = FeatureCache(cfg.data.codes_cache) if cfg.data.codes_cache else None
+    if cache is not None:
+        made_by = cache.signature.get("codec", {})
+        try:
+            check_same_codec(made_by, identity)
+        except AudioLLMError as e:
+            raise ConfigError(f"data.codes_cache {cache.directory}: {e}") from None
+        if not answer.num_codebooks:
+            answer.num_codebooks = int(cache.signature["num_codebooks"])
+        if answer.num_codebooks > int(cache.signature["num_codebooks"]):
+            raise ConfigError(f"model.audio_answer.num_codebooks={answer.num_codebooks}, but data.codes_cache holds "
+                              f"{cache.signature['num_codebooks']} codebooks per frame")
+    if not answer.num_codebooks:
+        answer.num_codebooks = int(identity["num_codebooks"])
+    if answer.num_codebooks > int(identity["num_codebooks"]):
+        raise ConfigError(f"model.audio_answer.num_codebooks={answer.num_codebooks}: the codec has "
+                          f"{identity['num_codebooks']}")
+    if answer.codebook_size and answer.codebook_size != int(identity["codebook_size"]):
+        raise ConfigError(f"model.audio_answer.codebook_size={answer.codebook_size}, but codec {answer.codec} has "
+                          f"{identity['codebook_size']} codes per codebook")
+    answer.codebook_size = int(identity["codebook_size"])
+    answer.frame_rate = float(identity["frame_rate"])
+    answer.sample_rate = int(identity["sample_rate"])
+    answer.fingerprint = str(identity["fingerprint"])
+
+
+def answer_codes(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The codes cache and pattern an example builder needs for audio answers ({} for a text model)."""
+    answer = cfg.model.audio_answer
+    if not answer.resolved or not cfg.data.codes_cache:
+        return {}
+    return {"codes": FeatureCache(cfg.data.codes_cache),
+            "pattern": make_pattern(answer.pattern, answer.num_codebooks, answer.codebook_size)}
 
 
 def get_kind(cfg: ExperimentConfig):

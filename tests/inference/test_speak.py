@@ -1,0 +1,135 @@
+"""Text → speech end to end at toy size: a codec, its codes cache, a tts manifest, `audiollm train`,
+then `audiollm speak` and the Python API; the bad inputs of the issue, each one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+from helpers import tiny_model_section, tone
+
+import audiollm
+from audiollm.cli.parser import main
+from audiollm.errors import AudioLLMError
+from audiollm.inference.speak import split_sentences
+from audiollm.models.codec import AudioCodec, CodecConfig
+from audiollm.models.hub import save_model
+
+SENTENCES = ["A cat sat.", "The dog ran far.", "Birds sing at dawn.", "Rain fell all day.", "We walked home."]
+
+
+def make_codec(path: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    codec = AudioCodec(CodecConfig.tiny()).train()
+    wav = torch.from_numpy(np.stack([tone(1.0, f) for f in (220.0, 330.0, 440.0, 660.0)]))
+    codec(wav, torch.full((4,), wav.shape[1]))
+    return save_model(path, codec.eval())
+
+
+@pytest.fixture(scope="module")
+def tts_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tts")
+    codec_dir = make_codec(root / "codec")
+    (root / "audio").mkdir()
+    rows = []
+    for i, text in enumerate(SENTENCES * 2):
+        path = root / "audio" / f"s{i}.wav"
+        sf.write(path, tone(0.3 + 0.05 * len(text.split()), 200.0 + 40 * i) * 0.5, 16000)
+        rows.append({"task": "tts", "id": f"s{i}", "audio": str(path), "text": text, "voice": "test tone",
+                     "split": "train"})
+    manifest = root / "tts.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["codec", "cache", str(manifest), "--model", str(codec_dir), "--out", str(root / "codes"),
+                 "--no-progress"]) in (0, None)
+    model = tiny_model_section()
+    model["audio_answer"] = {"codec": str(codec_dir)}
+    model["lm_config"]["max_seq_len"] = 512
+    cfg = {"output_dir": str(root / "run"),
+           "data": {"train": str(manifest), "valid": str(manifest), "codes_cache": str(root / "codes"),
+                    "augment": False, "tasks": {"tts": {"cond_dropout": 0.2}}},
+           "tokenizer": {"vocab_size": 300}, "model": model,
+           "train": {"max_steps": 30, "batch_size": 4, "lr": 3e-3, "warmup_steps": 2, "eval_every": 30,
+                     "save_every": 0, "log_every": 10, "eval_examples": 4, "mixed_precision": "no"}}
+    (root / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(root / "cfg.yaml"), "--no-progress"]) in (0, None)
+    return root
+
+
+def test_training_writes_a_model_that_speaks_through_its_codec(tts_run, capsys):
+    run = tts_run / "run" / "final"
+    answer = json.loads((run / "config.json").read_text())["audio_answer"]
+    # filled from the codec; every codebook the cache holds (the tiny codec's 3)
+    assert answer["codebook_size"] == 16 and answer["fingerprint"] and answer["num_codebooks"] == 3
+    assert answer["frame_rate"] > 0 and answer["sample_rate"] == 16000
+    log = [json.loads(line) for line in (tts_run / "run" / "log.jsonl").read_text().splitlines()]
+    losses = [r["codec_loss"] for r in log if r.get("codec_loss") is not None]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert any("valid/codec_loss" in r for r in log)  # validation scores the audio answers too
+    out = tts_run / "said.wav"
+    assert main(["speak", str(run), "--text", "A cat sat. The dog ran far.", "--out", str(out)]) in (0, None)
+    wav, rate = sf.read(out)
+    assert rate == 16000 and wav.ndim == 1 and 0 < len(wav) / rate < 2 * (1 + 30 / 6)
+    assert "2 sentence(s)" in capsys.readouterr().out
+
+    model = audiollm.load(run)
+    assert model.writes_audio
+    a = model.speak("Birds sing at dawn.", seed=4)
+    b = model.speak("Birds sing at dawn.", seed=4)
+    assert np.array_equal(a.audio, b.audio) and a.sample_rate == 16000 and len(a.codes) == 1
+    clips = model.generate_audio("Birds sing at dawn.", seconds=0.5, num_samples=2, guidance=2.0)
+    assert [c.codes[0].shape[1] for c in clips] == [model.audio_answers.frames(0.5)] * 2
+
+
+def test_bad_inputs_are_one_line_errors(tts_run, tmp_path, capsys):
+    run = str(tts_run / "run" / "final")
+    for text, message in (("   ", "the text is empty"), ("?!... --", "no letters or digits")):
+        assert main(["speak", run, "--text", text, "--out", str(tmp_path / "x.wav")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["speak", run, "--text", "Hello there.", "--out", str(tmp_path / "x.mp3")]) == 2
+    assert "must end in .wav" in capsys.readouterr().err
+    long_sentence = " ".join(["word"] * 300) + "."
+    assert main(["speak", run, "--text", long_sentence, "--out", str(tmp_path / "x.wav")]) == 2
+    assert "exceed the model's context of 512 positions" in capsys.readouterr().err
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_a_replaced_codec_is_named_with_both_fingerprints(tts_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "model"
+    shutil.copytree(tts_run / "run" / "final", run)
+    config_path = run / "config.json"
+    raw = json.loads(config_path.read_text())
+    section = raw
+    other = make_codec(tmp_path / "other_codec", seed=5)
+    section["audio_answer"]["codec"] = str(other)
+    config_path.write_text(json.dumps(raw))
+    model = audiollm.load(run)
+    with pytest.raises(AudioLLMError, match="trained on codec .* with weights .* now holds weights"):
+        model.speak("A cat sat.")
+    section["audio_answer"]["codec"] = str(tmp_path / "gone")
+    config_path.write_text(json.dumps(raw))
+    with pytest.raises(AudioLLMError, match="cannot be loaded"):
+        audiollm.load(run).speak("A cat sat.")
+
+
+def test_text_models_refuse_to_speak():
+    from helpers import tiny_model
+
+    from audiollm.inference.api import AudioLanguageModel
+    from audiollm.tokenizers.text import TextTokenizer
+
+    api = AudioLanguageModel(tiny_model(), TextTokenizer.train(["say this"] * 3, vocab_size=300))
+    assert not api.writes_audio
+    with pytest.raises(AudioLLMError, match="answers in text"):
+        api.speak("hello")
+
+
+def test_sentences_split_at_their_ends():
+    assert split_sentences("  One.  Two?Three! Four ") == ["One.", "Two?Three!", "Four"]
