@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${VENV:-.venv}/bin/python
 mkdir -p runs/benchmarks
-BENCHES="decode_kv_cache vs_hf_llama mfu decode_midi"
+BENCHES="decode_kv_cache vs_hf_llama mfu decode_midi codec_lm"
 [ -d ../shared/data/fsdd ] && BENCHES="$BENCHES feature_cache"  # needs the spoken-digit recordings
 for b in $BENCHES; do
   echo "== benchmarks/$b.py" >&2

@@ -32,6 +32,14 @@ def test_decode_kv_cache_quick():
     assert out["kv_cache_tokens_per_s"] > 0 and out["recompute_tokens_per_s"] > 0 and out["speedup"] > 0
 
 
+def test_codec_lm_quick():
+    out = run_quick("codec_lm.py")
+    assert out["benchmark"] == "codec_lm" and out["outputs_identical"] is True
+    assert out["kv_cache_frames_per_s"] > 0 and out["recompute_frames_per_s"] > 0
+    assert set(out["vs_musicgen_decoder"]) == {"batch_1", "batch_4"}
+    assert all(v["ours_frames_per_s"] > 0 and v["musicgen_frames_per_s"] > 0 for v in out["vs_musicgen_decoder"].values())
+
+
 def test_decode_midi_quick():
     out = run_quick("decode_midi.py")
     assert out["benchmark"] == "decode_midi" and out["outputs_identical"] is True

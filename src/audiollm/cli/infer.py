@@ -82,26 +82,11 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from audiollm.decoding.options import DecodingOptions
     from audiollm.inference.api import load
 
-    if args.out.suffix.lower() != ".wav":
-        raise AudioLLMError(f"--out {args.out} must end in .wav (the MIDI file is written beside it as .mid)")
-    if args.num_samples < 1:
-        raise AudioLLMError(f"--num-samples must be at least 1, got {args.num_samples}")
-    if args.keep is not None and not 1 <= args.keep <= args.num_samples:
-        raise AudioLLMError(f"--keep must be between 1 and --num-samples ({args.num_samples}), got {args.keep}")
-    if args.keep is not None and args.rerank is None:
-        raise AudioLLMError("--keep needs --rerank MULAN_DIR (the model that scores the samples)")
+    _check_generate_args(args)
     model = _load(args)
     reranker = None if args.rerank is None else load(args.rerank, device=args.device, dtype=args.dtype)
     if model.writes_audio:  # codec tokens → audio directly
-        options = DecodingOptions(temperature=args.temperature, top_k=250 if args.top_k is None else args.top_k,
-                                  top_p=args.top_p, seed=args.seed, guidance=args.guidance)
-        sounds = model.generate_audio(args.text, seconds=args.seconds, num_samples=args.num_samples, options=options,
-                                      rerank=reranker, keep=args.keep)
-        for rank, sound in enumerate(sounds):
-            out = args.out if len(sounds) == 1 else args.out.with_name(f"{args.out.stem}_{rank}{args.out.suffix}")
-            scored = "" if sound.similarity is None else f", MuLaN similarity {sound.similarity:.4f}"
-            print(f"{sound.seconds:.2f} s{scored}: {sound.save(out)}")
-        return
+        return _generate_audio(args, model, reranker)
     options = DecodingOptions(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                               top_k=args.top_k or 0, top_p=args.top_p, seed=args.seed, guidance=args.guidance)
     pieces = model.compose(args.text, seconds=args.seconds, num_samples=args.num_samples, options=options,
@@ -113,6 +98,30 @@ def cmd_generate(args: argparse.Namespace) -> None:
             f", sample {piece.sample} of {args.num_samples}, MuLaN similarity {piece.similarity:.4f}"
         tempo = f", {piece.tempo_note()}" if piece.tempo_note() else ""
         print(f"{len(piece.notes)} notes, {piece.seconds:g} s{scored}{tempo}: {wav} and {mid}")
+
+
+def _check_generate_args(args: argparse.Namespace) -> None:
+    if args.out.suffix.lower() != ".wav":
+        raise AudioLLMError(f"--out {args.out} must end in .wav (a MIDI model's .mid is written beside it)")
+    if args.num_samples < 1:
+        raise AudioLLMError(f"--num-samples must be at least 1, got {args.num_samples}")
+    if args.keep is not None and not 1 <= args.keep <= args.num_samples:
+        raise AudioLLMError(f"--keep must be between 1 and --num-samples ({args.num_samples}), got {args.keep}")
+    if args.keep is not None and args.rerank is None:
+        raise AudioLLMError("--keep needs --rerank MULAN_DIR (the model that scores the samples)")
+
+
+def _generate_audio(args: argparse.Namespace, model, reranker) -> None:
+    from audiollm.decoding.options import DecodingOptions
+
+    options = DecodingOptions(temperature=args.temperature, top_k=250 if args.top_k is None else args.top_k,
+                              top_p=args.top_p, seed=args.seed, guidance=args.guidance)
+    sounds = model.generate_audio(args.text, seconds=args.seconds, num_samples=args.num_samples, options=options,
+                                  rerank=reranker, keep=args.keep)
+    for rank, sound in enumerate(sounds):
+        out = args.out if len(sounds) == 1 else args.out.with_name(f"{args.out.stem}_{rank}{args.out.suffix}")
+        scored = "" if sound.similarity is None else f", MuLaN similarity {sound.similarity:.4f}"
+        print(f"{sound.seconds:.2f} s{scored}: {sound.save(out)}")
 
 
 def cmd_speak(args: argparse.Namespace) -> None:
