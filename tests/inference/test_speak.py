@@ -133,3 +133,20 @@ def test_text_models_refuse_to_speak():
 
 def test_sentences_split_at_their_ends():
     assert split_sentences("  One.  Two?Three! Four ") == ["One.", "Two?Three!", "Four"]
+
+
+def test_the_tts_benchmark_runs_and_reports_each_system(tts_run):
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "tts.py"), "--quick", "--model",
+                           str(tts_run / "run" / "final"), "--data", str(tts_run / "tts.jsonl")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["sentences"] == 4 and out["model_scores"]["n"] == 4
+    assert 1.0 <= out["model_scores"]["dnsmos_ovrl"] <= 5.0 and out["model_scores"]["rtf"] > 0
+    assert 0.0 <= out["model_scores"]["implausible_share"] <= 1.0
+    assert out["codec_reconstruction"]["n"] == 4 and "reference_?" in out
