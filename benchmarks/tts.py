@@ -22,7 +22,6 @@ Prints one JSON object.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from audiollm.decoding.codec_pattern import IGNORE, DelayPattern, FlattenPattern, make_pattern
+from audiollm.decoding.codec_pattern import (
+    IGNORE,
+    DelayPattern,
+    FlattenPattern,
+    make_pattern,
+)
 from audiollm.errors import ConfigError
 
 

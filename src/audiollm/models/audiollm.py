@@ -25,7 +25,11 @@ import torch.nn.functional as F
 from audiollm.config import choice, from_dict, resolve_choices
 from audiollm.decoding.loop import generate as decode
 from audiollm.decoding.options import DecodingOptions
-from audiollm.decoding.processors import ClassifierFreeGuidance, LogitsProcessor, LogProbabilities
+from audiollm.decoding.processors import (
+    ClassifierFreeGuidance,
+    LogitsProcessor,
+    LogProbabilities,
+)
 from audiollm.errors import AudioLLMError, ConfigError, ModelDirError
 from audiollm.models.codec_answer import AudioAnswerConfig, CodecAnswer, CodecAnswerLM
 from audiollm.models.frontend import LogMel, LogMelConfig

@@ -4,7 +4,11 @@ Importing this package registers every task in :data:`TASKS`; use :func:`get_tas
 """
 
 from audiollm.tasks.asr import ASR_QUESTIONS, ASRTask
-from audiollm.tasks.audio_answer import AudioAnswerOptions, TextToAudioTask, TextToSpeechTask
+from audiollm.tasks.audio_answer import (
+    AudioAnswerOptions,
+    TextToAudioTask,
+    TextToSpeechTask,
+)
 from audiollm.tasks.base import (
     TASKS,
     Task,

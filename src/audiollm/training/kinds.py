@@ -24,13 +24,13 @@ from audiollm.data.contrastive import PairBuilder, collate_pairs
 from audiollm.data.feature_cache import FeatureCache, check_cacheable
 from audiollm.decoding.codec_pattern import make_pattern
 from audiollm.errors import AudioLLMError, ConfigError
-from audiollm.inference.codec import check_same_codec
-from audiollm.models.codecs import load_codec
 from audiollm.inference.api import AudioLanguageModel
+from audiollm.inference.codec import check_same_codec
 from audiollm.inference.embedding import zero_shot_accuracy
 from audiollm.metrics.retrieval import retrieval_metrics
 from audiollm.models.audiollm import AudioLLM
 from audiollm.models.codec import AudioCodec
+from audiollm.models.codecs import load_codec
 from audiollm.models.mulan import MuLaN
 from audiollm.models.registry import get_entry
 from audiollm.tokenizers.hf import HFTokenizer
