@@ -34,7 +34,7 @@ stamp="$VENV/.installed-$(cat pyproject.toml constraints.txt | sha1sum | cut -c1
 if [ ! -f "$stamp" ]; then
   echo "[setup] installing torch (CPU wheel) and the project"
   $PIP install -q "torch==${TORCH_VERSION:-2.13.0}"
-  $PIP install -q -e ".[dev,mulan,plot,judges]"
+  $PIP install -q -e ".[dev,mulan,plot,judges,tts]"
   touch "$stamp"
 fi
 

@@ -88,12 +88,15 @@ class TextToAudioTask(AudioAnswerTask):
         return str(row["caption"]).strip()
 
     def score(self, predictions: Sequence[str], rows: Sequence[Row]) -> dict[str, float]:
-        """Share of outputs whose judged label (e.g. the tagger's instrument family) is the row's ``family``."""
+        """Share of outputs whose judged label (a tagger's instrument family, a genre classifier's
+        genre) is the row's own ``family`` (or, for GTZAN rows, ``genre``)."""
         self._check_pairs(predictions, rows)
         if not rows:
             return {"n": 0}
-        hits = [str(p).strip().lower() == str(r.get("family", "")).strip().lower() for p, r in zip(predictions, rows)]
-        return {"n": len(rows), "family_accuracy": sum(hits) / len(rows)}
+        def label(r: Row) -> str:
+            return str(r.get("family") or r.get("genre") or "").strip().lower()
+        hits = [str(p).strip().lower() == label(r) for p, r in zip(predictions, rows)]
+        return {"n": len(rows), "label_accuracy": sum(hits) / len(rows)}
 
 
 def speech_prompt(text: str, voice: str | None = None) -> str:

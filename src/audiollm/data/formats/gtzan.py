@@ -1,4 +1,4 @@
-"""GTZAN music genres → single-label tagging rows (answer = the genre).
+"""GTZAN music genres → single-label tagging rows (answer = the genre), or caption → audio rows.
 
 Layout: ``ROOT/genres/<genre>/<genre>.000NN.wav`` — 10 genres × 100 clips of 30 s, 22.05 kHz
 mono. Also accepted: ``genres_original/`` (the Kaggle re-upload, also under ``Data/``), a
@@ -20,6 +20,11 @@ Splits (every row carries ``split``), chosen with the ``scheme`` option:
   the rest → train. Simple and complete, but GTZAN orders clips by artist, so artists are
   shared across splits and accuracy comes out optimistic; prefer ``filtered``.
 
+``task=text_to_audio`` (option) makes genre → audio rows instead: ``{"task": "text_to_audio",
+"id", "audio", "caption": a short caption naming the genre ("A jazz recording.", one of
+`CAPTION_TEMPLATES` chosen by a stable hash of the clip, the same on every run), "genre",
+"duration", "sample_rate", "split"}``.
+
 Quirk: one clip of the Kaggle copy (``jazz.00054.wav``) is not a readable audio file;
 unreadable files are skipped with one warning that counts them.
 """
@@ -35,6 +40,7 @@ import soundfile as sf
 from audiollm.data.formats.base import register_format
 from audiollm.data.formats.common import (
     as_choice,
+    bucket,
     dataset_dir,
     report_skipped,
     require_rows,
@@ -46,6 +52,17 @@ LAYOUT = "ROOT/genres/<genre>/<genre>.000NN.wav (or genres_original/, or .au fil
 QUESTION = "What is the genre of this music?"
 NAME_PATTERN = re.compile(r"^(?P<genre>[a-z]+)\.(?P<num>[0-9]{5})\.(?:wav|au)$", re.IGNORECASE)
 SCHEMES = ("filtered", "folds")
+TASKS = ("tagging", "text_to_audio")
+# How a caption names each genre, and the caption paraphrases (text_to_audio rows).
+GENRE_NAMES = {"hiphop": "hip-hop"}
+CAPTION_TEMPLATES = (
+    "A {genre} recording.",
+    "A {genre} track.",
+    "A piece of {genre} music.",
+    "{Genre} music.",
+    "A recording of {genre} music.",
+    "Music in the {genre} style.",
+)
 
 # Fault-filtered split (see the module docstring): track numbers per genre, "a-b" inclusive.
 FILTERED_SPLIT: dict[str, dict[str, str]] = {
@@ -115,16 +132,27 @@ def genres_dir(root: Path) -> Path:
     raise AudioLLMError(f"{root}: no GTZAN genre folders (blues/, classical/, ...) found; expected the layout {LAYOUT}")
 
 
+def genre_caption(genre: str, clip: str) -> str:
+    """A short caption naming ``genre``: one of `CAPTION_TEMPLATES`, chosen by a stable hash of
+    ``clip`` (``"jazz.00054"``)."""
+    name = GENRE_NAMES.get(genre, genre)
+    template = CAPTION_TEMPLATES[bucket(f"caption:{clip}") % len(CAPTION_TEMPLATES)]
+    return template.format(genre=name, Genre=name[0].upper() + name[1:])
+
+
 def fold_split(num: int) -> str:
     return "valid" if num % 10 == 8 else "test" if num % 10 == 9 else "train"
 
 
 @register_format("gtzan")
-def gtzan_rows(root: Path, *, scheme: str = "filtered") -> list[dict[str, Any]]:
+def gtzan_rows(root: Path, *, scheme: str = "filtered", task: str = "tagging") -> list[dict[str, Any]]:
     """One ``tagging`` row per clip: answer = the genre; labels ``genre``, ``duration``,
-    ``sample_rate``; a fixed genre ``question``. Sorted by genre and track number."""
+    ``sample_rate``; a fixed genre ``question``. With ``task=text_to_audio``, one
+    ``text_to_audio`` row per clip instead: a genre ``caption`` → the clip. Sorted by genre
+    and track number."""
     base = genres_dir(dataset_dir(root, "GTZAN", LAYOUT))
     scheme = as_choice("gtzan", "scheme", scheme, SCHEMES)
+    task = as_choice("gtzan", "task", task, TASKS)
     table = filtered_split_table() if scheme == "filtered" else {}
 
     rows: list[dict[str, Any]] = []
@@ -150,6 +178,18 @@ def gtzan_rows(root: Path, *, scheme: str = "filtered") -> list[dict[str, Any]]:
                 info = sf.info(str(path))
             except (sf.LibsndfileError, RuntimeError):
                 unreadable.append(f"{genre}/{path.name}")
+                continue
+            if task == "text_to_audio":
+                rows.append({
+                    "task": "text_to_audio",
+                    "id": f"gtzan-{clip}",
+                    "audio": str(path.resolve()),
+                    "caption": genre_caption(genre, clip),
+                    "genre": genre,
+                    "duration": round(info.frames / info.samplerate, 4),
+                    "sample_rate": info.samplerate,
+                    "split": split,
+                })
                 continue
             rows.append({
                 "id": f"gtzan-{clip}",

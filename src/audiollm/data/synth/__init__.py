@@ -3,6 +3,8 @@ spoken sentences (espeak-ng), with exact labels, written as audio + JSONL manife
 
 ``music.py`` renders clips, ``speech.py`` speaks sentences, ``templates.py`` holds every
 piece of text (sentences, captions, questions), ``corpus.py`` plans, splits and writes.
+``tts.py`` builds the separate TTS corpus (``audiollm data synth-tts``): WordNet sentences
+(``sentences.py``) read by Piper's natural voice (``piper_voice.py``) and espeak-ng voices.
 Heavy dependencies (music21, FluidSynth, torch) load only when a build runs.
 """
 
