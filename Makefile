@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 CORPUS ?= data/corpus_quickstart
 RUN ?= runs/quickstart
 
-.PHONY: setup demo test test-fast bench fsdd codec clean
+.PHONY: setup demo test test-fast bench fsdd codec tts clean
 
 setup:
 	bash scripts/setup.sh
@@ -24,6 +24,9 @@ fsdd: setup
 
 codec: setup
 	VENV=$(VENV) bash scripts/codec.sh
+
+tts: setup
+	VENV=$(VENV) bash scripts/tts.sh
 
 bench: setup
 	bash scripts/bench.sh

@@ -150,3 +150,17 @@ def test_the_tts_benchmark_runs_and_reports_each_system(tts_run):
     assert 1.0 <= out["model_scores"]["dnsmos_ovrl"] <= 5.0 and out["model_scores"]["rtf"] > 0
     assert 0.0 <= out["model_scores"]["implausible_share"] <= 1.0
     assert out["codec_reconstruction"]["n"] == 4 and "reference_?" in out
+
+
+def test_evaluate_scores_tts_rows_by_what_a_whisper_judge_hears(tts_run, tmp_path, capsys):
+    from helpers import build_tiny_whisper_judge
+
+    judge = build_tiny_whisper_judge(tmp_path / "whisper")
+    run, manifest = str(tts_run / "run" / "final"), str(tts_run / "tts.jsonl")
+    assert main(["evaluate", run, "--data", manifest, "--limit", "2", "--json", str(tmp_path / "m.json"),
+                 "--whisper", str(judge), "--no-progress"]) in (0, None)
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert result["metrics"]["tts"]["n"] == 2 and "wer" in result["metrics"]["tts"]
+    capsys.readouterr()
+    assert main(["evaluate", run, "--data", manifest, "--limit", "2", "--no-progress"]) == 2
+    assert "pass --whisper DIR" in capsys.readouterr().err

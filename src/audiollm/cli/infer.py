@@ -56,13 +56,21 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                "bertscore_layer": args.bertscore_layer, "tag_scores": args.tag_scores, "seed": args.baseline_seed}
     result = evaluate(model, rows, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                       max_audio_seconds=args.max_seconds, progress=not args.no_progress, ctc_weight=args.ctc_weight,
-                      protocol=args.protocol, protocol_options=options)
+                      protocol=args.protocol, protocol_options=options, judge=_judge(args.whisper))
     print(format_table(result.results))
     for line in result.notes:
         print(f"note: {line}")
     if args.json:
         write_json(args.json, result.results, result.predictions, rows, questions=result.questions, notes=result.notes)
         print(f"metrics and predictions written to {args.json}")
+
+
+def _judge(whisper: Path | None):
+    if whisper is None:
+        return None
+    from audiollm.metrics.asr_judge import WhisperJudge
+
+    return WhisperJudge(whisper)
 
 
 def cmd_transcribe(args: argparse.Namespace) -> None:
@@ -194,6 +202,9 @@ def add_commands(sub) -> None:
                         "the generated list (default auto: likelihood when the model can)")
     e.add_argument("--baseline-seed", type=int, default=0,
                    help="mullama: seed of the shuffled-reference baseline pairing (default 0)")
+    e.add_argument("--whisper", type=Path, default=None,
+                   help="tts rows: a local Whisper checkpoint that transcribes the model's speech for WER/CER "
+                        "(e.g. models/whisper-tiny.en, which `make fsdd` installs)")
     e.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_device_options(e)
     e.set_defaults(func=cmd_evaluate)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -26,6 +27,7 @@ from audiollm.decoding.options import CTC_DECODE_WEIGHT, DecodingOptions
 from audiollm.errors import AudioError, AudioLLMError, ManifestError
 from audiollm.evaluation.protocols import ProtocolContext, run_protocols, select
 from audiollm.files import atomic_write_text
+from audiollm.metrics.asr_judge import normalize_asr
 from audiollm.tasks import Task, get_task, row_label
 
 
@@ -61,6 +63,13 @@ def rows_to_evaluate(manifest: str | os.PathLike, model, *, split: str = "", tas
             n = len(rows)
             rows = [r for r in rows if r["task"] not in events]
             note = f"skipped {n - len(rows)} row(s) of {', '.join(events)}: the model has no MIDI vocabulary"
+    if not getattr(model, "writes_audio", False):
+        audio = sorted({r["task"] for r in rows if get_task(r["task"]).answers_audio})
+        if audio:
+            n = len(rows)
+            rows = [r for r in rows if r["task"] not in audio]
+            note = "; ".join(filter(None, [note, f"skipped {n - len(rows)} row(s) of {', '.join(audio)}: the model "
+                                                 "has no codec heads"]))
     if limit:
         rows = rows[:limit]
     if not rows:
@@ -102,6 +111,7 @@ def predict(
     progress: bool = True,
     load: Callable[[Mapping[str, Any]], Any] | None = None,
     ctc_weight: float = CTC_DECODE_WEIGHT,
+    judge=None,
 ) -> list[str]:
     """Each row's prediction from ``model`` (an `inference.api.AudioLanguageModel`), in input order.
 
@@ -116,6 +126,8 @@ def predict(
     whole clips). ``load(row)`` replaces reading the audio of ``ask`` rows (training
     validation passes cached encoder states this way). Transcript rows (``aligned_answer``)
     are decoded jointly with the model's CTC head when it has one, with weight ``ctc_weight``.
+    ``speak`` rows (tts) are spoken by the model (seeded by row) and their prediction is what
+    ``judge`` (`metrics.asr_judge.WhisperJudge`) hears.
     """
     if batch_size < 1:
         raise AudioLLMError(f"batch_size must be at least 1, got {batch_size}")
@@ -150,6 +162,8 @@ def predict(
                 if task.pipeline == "compose":
                     results = compose_notes(model, task, [rows[i] for i in idx], qs, max_new_tokens=max_new_tokens,
                                             batch_size=batch_size)
+                elif task.pipeline == "speak":
+                    results = speak_and_hear(model, task, [rows[i] for i in idx], judge, first_seed=start - len(idx))
                 elif task.pipeline == "transcribe":
                     results = [t.notes for t in model.transcribe_many(
                         [rows[i]["audio"] for i in idx], qs, window_seconds=task.window_seconds,
@@ -164,6 +178,20 @@ def predict(
     finally:
         net.train(was_training)
     return [p if p is not None else "" for p in predictions]
+
+
+def speak_and_hear(model, task: Task, rows: Sequence[Mapping[str, Any]], judge, first_seed: int = 0) -> list[str]:
+    """What ``judge`` hears in the model's speech for each tts row (sampled, seed = position)."""
+    if task.name != "tts":
+        raise AudioLLMError(f"evaluate does not score {task.name} rows yet (no judge of generated music here); "
+                            "leave them out with --tasks")
+    if judge is None:
+        raise AudioLLMError("tts rows are scored by what Whisper hears in the speech: pass --whisper DIR "
+                            "(`make fsdd` installs models/whisper-tiny.en)")
+    sounds = [model.speak(r["text"], voice=r.get("voice"), seed=first_seed + k) for k, r in enumerate(rows)]
+    heard = judge.transcribe([s.audio if s.audio.size else np.zeros(160, np.float32) for s in sounds],
+                             sounds[0].sample_rate)
+    return [normalize_asr(h) for h in heard]  # numerals spelled out, as the sentences are written
 
 
 def compose_notes(model, task: Task, rows: Sequence[Mapping[str, Any]], questions: Sequence[str], *,

@@ -11,8 +11,8 @@ config records it and must still have the weights the model learned (same finger
 otherwise the error names both.
 
 Length is tied to the request: a sentence gets between ``len(text) / MAX_CHARS_PER_SECOND`` and
-``1 + len(text) / MIN_CHARS_PER_SECOND`` seconds (speech runs at about 15 characters a second;
-the budget allows ~2.5× slower, the floor ~2.7× faster), so a model that never stops is cut and
+``1 + len(text) / MIN_CHARS_PER_SECOND`` seconds (the TTS corpus speaks 10-25 characters a second,
+median 17.6; the budget allows ~2× slower, the floor ~2× faster), so a model that never stops is cut and
 one that stops at once is not allowed to. A text is spoken sentence by sentence (one batch),
 joined with a short pause, so text longer than the model's context is split at sentence ends;
 a single sentence too long for the context is refused, naming the limit.
@@ -35,7 +35,7 @@ from audiollm.inference.codec import CodecModel, open_codec
 from audiollm.tasks.audio_answer import speech_prompt
 
 UNCONDITIONAL = ""  # the prompt condition dropout trains on
-MIN_CHARS_PER_SECOND = 6.0  # the slowest speech the budget allows (sets the frame budget)
+MIN_CHARS_PER_SECOND = 8.0  # the slowest speech the budget allows (sets the frame budget)
 MAX_CHARS_PER_SECOND = 40.0  # the fastest speech accepted (sets the floor)
 PAUSE_SECONDS = 0.25  # silence between sentences
 #: How `speak` samples by default: sampling (greedy codec decoding loops), moderate temperature, top-k.

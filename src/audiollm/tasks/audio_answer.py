@@ -54,6 +54,9 @@ class AudioAnswerTask(Task):
     def answer(self, row: Row) -> str:
         return str(row[self.text_key]).strip()
 
+    def references(self, row: Row) -> list[str]:
+        return [self.answer(row)]
+
     def training_texts(self, row: Row) -> list[str]:
         return [self.question(row, random.Random(0))]
 
