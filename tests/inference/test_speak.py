@@ -164,3 +164,37 @@ def test_evaluate_scores_tts_rows_by_what_a_whisper_judge_hears(tts_run, tmp_pat
     capsys.readouterr()
     assert main(["evaluate", run, "--data", manifest, "--limit", "2", "--no-progress"]) == 2
     assert "pass --whisper DIR" in capsys.readouterr().err
+
+
+def test_continuation_keeps_the_prompt_and_extends_past_the_window(tts_run, tmp_path, capsys):
+    model = audiollm.load(tts_run / "run" / "final")
+    answers = model.audio_answers
+    stereo_8k = tmp_path / "prompt.wav"  # another rate and channel count: resampled and downmixed
+    sf.write(stereo_8k, np.stack([tone(0.3, 300.0, sr=8000)] * 2, axis=1) * 0.5, 8000)
+    prompt_frames = answers.codec.encode(stereo_8k, num_codebooks=answers.config.num_codebooks).codes.shape[1]
+    calls = []
+    sample = answers.sample
+
+    def spy(prompts, max_s, min_s, options, generator=None, prompt_codes=None):
+        calls.append((0 if prompt_codes is None else prompt_codes[0].shape[1], answers.frames(max_s[0])))
+        return sample(prompts, max_s, min_s, options, generator, prompt_codes)
+
+    answers.sample = spy
+    out = model.generate_audio(prompt_audio=stereo_8k, seconds=1.0, window_seconds=0.4, stride_seconds=0.2,
+                               num_samples=2, seed=3)
+    window = answers.frames(0.4)
+    assert len(out) == 2 and all(s.codes[0].shape[1] == prompt_frames + answers.frames(1.0) for s in out)
+    assert calls[0][0] == prompt_frames and all(p + n <= window for p, n in calls)  # never past the window
+    assert len(calls) > 2 and all(p == answers.frames(0.2) for p, _ in calls[1:])  # continues the last 0.2 s
+    first = out[0].codes[0][:, :prompt_frames]
+    assert np.array_equal(first, answers.codec.encode(stereo_8k, num_codebooks=answers.config.num_codebooks).codes)
+    answers.sample = sample
+    assert main(["generate", str(tts_run / "run" / "final"), "--prompt-audio", str(stereo_8k), "--seconds", "0.3",
+                 "--out", str(tmp_path / "more.wav")]) in (0, None)
+    assert sf.info(tmp_path / "more.wav").samplerate == 16000
+    capsys.readouterr()
+    assert main(["generate", str(tts_run / "run" / "final"), "--prompt-audio", str(stereo_8k), "--stride", "9",
+                 "--out", str(tmp_path / "bad.wav")]) == 2
+    assert "extension stride must be in (0, window]" in capsys.readouterr().err
+    assert main(["generate", str(tts_run / "run" / "final"), "--out", str(tmp_path / "bad.wav")]) == 2
+    assert "give --text" in capsys.readouterr().err

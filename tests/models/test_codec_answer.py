@@ -71,6 +71,11 @@ def test_a_trained_answer_is_decoded_back_exactly_with_and_without_the_cache(pat
         got = model.generate_codes(prompts, max_frames=[20, 20], options=DecodingOptions(use_cache=use_cache))
         assert got[0].tolist() == codes[0].tolist()
         assert got[1].tolist() == codes[1, :, :4].tolist()  # ends on its own EOA, not the budget
+    # continuation: the first frames as an audio prompt, the rest decoded after them
+    for use_cache in (True, False):
+        rest = model.generate_codes(prompts, max_frames=[20, 20], prompt_codes=[codes[0, :, :3], codes[1, :, :3]],
+                                    options=DecodingOptions(use_cache=use_cache))
+        assert rest[0].tolist() == codes[0, :, 3:].tolist() and rest[1].tolist() == codes[1, :, 3:4].tolist()
 
 
 @pytest.mark.parametrize("pattern", ["delay", "flatten"])

@@ -18,13 +18,14 @@ from audiollm.tasks import (
 
 
 def test_registry_lists_every_task():
-    assert set(TASKS) == {"tagging", "asr", "caption", "qa", "transcription", "text_to_midi", "tts", "text_to_audio"}
+    assert set(TASKS) == {"tagging", "asr", "caption", "qa", "transcription", "text_to_midi", "tts", "text_to_audio",
+                          "continuation"}
     for name, task in TASKS.items():
         assert task.name == name and get_task(name) is task
 
 
 def test_unknown_task_names_valid_ones():
-    with pytest.raises(AudioLLMError, match="unknown task 'music'.*asr, caption, qa, tagging, text_to_audio, text_to_midi, transcription, tts"):
+    with pytest.raises(AudioLLMError, match="unknown task 'music'.*asr, caption, continuation, qa, tagging, text_to_audio, text_to_midi, transcription, tts"):
         get_task("music")
 
 

@@ -12,6 +12,9 @@ from audiollm.cli.common import add_device_options, unit_interval
 from audiollm.decoding.options import CTC_DECODE_WEIGHT
 from audiollm.errors import AudioLLMError
 from audiollm.inference import DEFAULT_QUESTION
+from audiollm.tasks.audio_answer import ContinuationTask
+
+CONTINUE_QUESTION = ContinuationTask.questions[0]
 
 
 def _load(args: argparse.Namespace, model_type: str = "audiollm"):
@@ -92,6 +95,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
     _check_generate_args(args)
     model = _load(args)
+    if args.text is None and not (model.writes_audio and args.prompt_audio):
+        raise AudioLLMError("give --text (what to play), or --prompt-audio to continue a recording")
     reranker = None if args.rerank is None else load(args.rerank, device=args.device, dtype=args.dtype)
     if model.writes_audio:  # codec tokens → audio directly
         return _generate_audio(args, model, reranker)
@@ -124,8 +129,9 @@ def _generate_audio(args: argparse.Namespace, model, reranker) -> None:
 
     options = DecodingOptions(temperature=args.temperature, top_k=250 if args.top_k is None else args.top_k,
                               top_p=args.top_p, seed=args.seed, guidance=args.guidance)
-    sounds = model.generate_audio(args.text, seconds=args.seconds, num_samples=args.num_samples, options=options,
-                                  rerank=reranker, keep=args.keep)
+    sounds = model.generate_audio(args.text or CONTINUE_QUESTION, seconds=args.seconds, num_samples=args.num_samples,
+                                  options=options, rerank=reranker, keep=args.keep, prompt_audio=args.prompt_audio,
+                                  window_seconds=args.window, stride_seconds=args.stride)
     for rank, sound in enumerate(sounds):
         out = args.out if len(sounds) == 1 else args.out.with_name(f"{args.out.stem}_{rank}{args.out.suffix}")
         scored = "" if sound.similarity is None else f", MuLaN similarity {sound.similarity:.4f}"
@@ -239,11 +245,14 @@ def add_commands(sub) -> None:
                                    "constrained) and renders it through a General MIDI soundfont with FluidSynth; a "
                                    "text_to_audio model writes codec tokens, decoded by its codec to WAV.")
     g.add_argument("model_dir", type=Path, help="a saved model directory trained on text_to_midi or text_to_audio")
-    g.add_argument("--text", required=True, help='what to play, e.g. "a cello in D minor at 72 bpm"')
+    g.add_argument("--text", default=None,
+                   help='what to play, e.g. "a cello in D minor at 72 bpm" (an audio model continuing --prompt-audio '
+                        'may leave it out)')
     g.add_argument("--out", required=True, type=Path, help="WAV to write (.wav); the MIDI goes beside it (.mid)")
     g.add_argument("--num-samples", type=int, default=1, help="pieces to sample: OUT_0.wav, OUT_1.wav, … (default 1)")
     g.add_argument("--seconds", type=float, default=4.0,
-                   help="piece length, at most the 4 s window the task is trained on (default 4)")
+                   help="piece length: for MIDI at most the 4 s window the task is trained on; audio models extend "
+                        "past their window (see --window, --stride) (default 4)")
     g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = greedy (default 1)")
     g.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (1.0 = off; default 0.95)")
     g.add_argument("--top-k", type=int, default=None,
@@ -252,6 +261,15 @@ def add_commands(sub) -> None:
                    help="classifier-free guidance scale: 1 = off, > 1 follows the text more closely (default 3)")
     g.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     g.add_argument("--max-new-tokens", type=int, default=1024, help="event-token budget per piece (default 1024)")
+    g.add_argument("--prompt-audio", type=Path, default=None,
+                   help="audio models: a recording to continue (any rate or channel count; kept at the start of "
+                        "each output); --seconds is then the new audio")
+    g.add_argument("--window", type=float, default=4.0,
+                   help="audio models: the window the model was trained on; longer --seconds are made window by "
+                        "window (default 4)")
+    g.add_argument("--stride", type=float, default=2.0,
+                   help="audio models: new seconds per extension window, each continuing the rest of the window "
+                        "(default 2)")
     g.add_argument("--soundfont", type=Path, default=None,
                    help="General MIDI .sf2 (default: Debian's FluidR3_GM, else pretty_midi's TimGM6mb)")
     g.add_argument("--tempo-fit", action=argparse.BooleanOptionalAction, default=True,

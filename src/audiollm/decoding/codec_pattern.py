@@ -17,6 +17,12 @@ targets (B, S, K) the per-codebook heads are scored on, -100 wherever nothing re
 Decoding: `processor` is a logits processor of the one loop (`decoding.loop`) that allows only
 the ids the layout permits at each step, ends the answer between ``min_frames`` and
 ``max_frames`` frames, and `codes_from_steps` reads the codes back from the steps decoded.
+
+Continuation: an audio prompt's P frames fill the first `steps_before(P)` steps (the steps
+they determine entirely), which are fed as part of the prefix; decoding then starts at that
+step, and the mask forces the prompt's codes wherever a delayed codebook still writes a
+prompt frame. Training needs nothing special: a causal LM trained on whole windows has always
+predicted each frame from the frames before it.
 """
 
 from __future__ import annotations
@@ -94,20 +100,31 @@ class CodecPattern:
     def max_steps(self, max_frames: int) -> int:
         return self.num_steps(max_frames)
 
-    def processor(self, max_frames: Sequence[int], min_frames: Sequence[int] | int = 1) -> "PatternMask":
-        return PatternMask(self, max_frames, min_frames)
+    def steps_before(self, prompt_frames: int) -> int:
+        """Steps entirely determined by the first ``prompt_frames`` frames (fed, not decoded)."""
+        raise NotImplementedError
 
-    def allowed(self, step: int, end: int | None, max_frames: int, min_frames: int, device) -> torch.Tensor:
+    def prompt_steps(self, codes: torch.Tensor) -> torch.Tensor:
+        """A prompt's codes (K, P) → the flat ids (steps_before(P), width) of its steps."""
+        return self.steps(codes)[0][: self.steps_before(codes.shape[1])]
+
+    def processor(self, max_frames: Sequence[int], min_frames: Sequence[int] | int = 1,
+                  prompts: Sequence[torch.Tensor] | None = None) -> "PatternMask":
+        return PatternMask(self, max_frames, min_frames, prompts)
+
+    def allowed(self, step: int, end: int | None, max_frames: int, min_frames: int, device,
+                prompt: torch.Tensor | None = None) -> torch.Tensor:
         """(width, V) or (K·V,) bool: the ids allowed at ``step`` for a row whose codebook 0
-        ended at frame ``end`` (None: not yet)."""
+        ended at frame ``end`` (None: not yet) and whose first frames are ``prompt`` (K, P)."""
         raise NotImplementedError
 
     def ended_at(self, step: int, token: torch.Tensor) -> int | None:
         """The frame at which this step's token put codebook 0's EOA (None if it did not)."""
         raise NotImplementedError
 
-    def codes_from_steps(self, steps: Sequence) -> torch.Tensor:
-        """The steps one sequence decoded (eos step excluded) → its codes (K, T)."""
+    def codes_from_steps(self, steps: Sequence, prompt: torch.Tensor | None = None) -> torch.Tensor:
+        """The steps one sequence decoded (eos step excluded) → its codes (K, T): the frames
+        after ``prompt`` (K, P) when decoding continued one."""
         raise NotImplementedError
 
 
@@ -127,6 +144,9 @@ class DelayPattern(CodecPattern):
     def num_targets(self, frames: int) -> int:
         return (frames + 1) * self.K
 
+    def steps_before(self, prompt_frames: int) -> int:
+        return prompt_frames  # step s < P holds frames s - k < P only
+
     def steps(self, codes):
         K, T = codes.shape
         S = self.num_steps(T)
@@ -143,11 +163,13 @@ class DelayPattern(CodecPattern):
     def step_logits(self, logits):
         return logits.view(*logits.shape[:-1], self.K, self.V)  # (R, K, V)
 
-    def allowed(self, step, end, max_frames, min_frames, device):
+    def allowed(self, step, end, max_frames, min_frames, device, prompt=None):
         ok = torch.zeros(self.K, self.V, dtype=torch.bool, device=device)
         for k in range(self.K):
             f = step - k  # the frame codebook k writes at this step
-            if f < 0 or (end is not None and f > end):
+            if prompt is not None and 0 <= f < prompt.shape[1]:
+                ok[k, int(prompt[k, f])] = True  # a prompt frame a delayed codebook still writes
+            elif f < 0 or (end is not None and f > end):
                 ok[k, self.pad] = True
             elif end is not None and f == end:
                 ok[k, self.eoa] = True
@@ -162,14 +184,17 @@ class DelayPattern(CodecPattern):
     def ended_at(self, step, token):
         return step if int(token[0]) == self.eoa else None
 
-    def codes_from_steps(self, steps):
+    def codes_from_steps(self, steps, prompt=None):
         grid = torch.as_tensor([list(s) for s in steps], dtype=torch.long).view(-1, self.K)  # (S', K)
+        if prompt is not None:  # the prompt's own steps come first
+            grid = torch.cat([self.prompt_steps(prompt) - self.offsets, grid])
         first = grid[:, 0]
         ends = (first == self.eoa).nonzero()
         T = int(ends[0]) if len(ends) else max(0, grid.shape[0] - (self.K - 1))
         T = min(T, max(0, grid.shape[0] - (self.K - 1)))  # every codebook has written frame T - 1
         codes = torch.stack([grid[k : k + T, k] for k in range(self.K)]) if T else torch.zeros(self.K, 0, dtype=torch.long)
-        return codes.clamp(max=self.C - 1)  # a stray special id in a cut-off row becomes a code
+        codes = codes.clamp(max=self.C - 1)  # a stray special id in a cut-off row becomes a code
+        return codes if prompt is None else codes[:, prompt.shape[1]:]
 
 
 class FlattenPattern(CodecPattern):
@@ -183,6 +208,9 @@ class FlattenPattern(CodecPattern):
 
     def num_targets(self, frames: int) -> int:
         return frames * self.K + 1
+
+    def steps_before(self, prompt_frames: int) -> int:
+        return prompt_frames * self.K
 
     def steps(self, codes):
         K, T = codes.shape
@@ -200,7 +228,7 @@ class FlattenPattern(CodecPattern):
     def step_logits(self, logits):
         return logits  # (R, K·V): the mask keeps the one codebook of the step
 
-    def allowed(self, step, end, max_frames, min_frames, device):
+    def allowed(self, step, end, max_frames, min_frames, device, prompt=None):
         ok = torch.zeros(self.K * self.V, dtype=torch.bool, device=device)
         k, f = step % self.K, step // self.K
         base = k * self.V
@@ -215,8 +243,8 @@ class FlattenPattern(CodecPattern):
     def ended_at(self, step, token):
         return step // self.K if int(token) == self.eoa else None
 
-    def codes_from_steps(self, steps):
-        flat = torch.as_tensor([int(s) for s in steps], dtype=torch.long)
+    def codes_from_steps(self, steps, prompt=None):
+        flat = torch.as_tensor([int(s) for s in steps], dtype=torch.long)  # decoding starts on a frame
         T = len(flat) // self.K
         grid = flat[: T * self.K].view(T, self.K) - torch.arange(self.K) * self.V  # (T, K)
         return grid.T.clamp(0, self.C - 1).contiguous()
@@ -236,17 +264,23 @@ class PatternMask(Processor):
     not allow for each row (its frame budget ``max_frames[row]`` included), and remember when a
     row's codebook 0 wrote the EOA so the later codebooks end on the same frame."""
 
-    def __init__(self, pattern: CodecPattern, max_frames: Sequence[int], min_frames: Sequence[int] | int = 1):
+    def __init__(self, pattern: CodecPattern, max_frames: Sequence[int], min_frames: Sequence[int] | int = 1,
+                 prompts: Sequence[torch.Tensor] | None = None):
+        """Frame counts are of the whole answer, ``prompts`` (K, P) included (one P for all rows)."""
         self.pattern = pattern
         self.max_frames = [int(m) for m in max_frames]
         n = len(self.max_frames)
         self.min_frames = [int(min_frames)] * n if isinstance(min_frames, int) else [int(m) for m in min_frames]
+        self.prompts = list(prompts) if prompts is not None else [None] * n
         self.ends: list[int | None] = [None] * n
-        self.step = 0
+        P = {0 if p is None else int(p.shape[1]) for p in self.prompts}
+        if len(P) != 1:
+            raise ValueError(f"audio prompts of one batch must have the same length, got {sorted(P)} frames")
+        self.step = pattern.steps_before(P.pop())  # the prompt's steps are fed, not decoded
 
     def __call__(self, rows, scores):
         masks = torch.stack([self.pattern.allowed(self.step, self.ends[r], self.max_frames[r], self.min_frames[r],
-                                                  scores.device) for r in rows])
+                                                  scores.device, self.prompts[r]) for r in rows])
         return scores.masked_fill(~masks.view(scores.shape), float("-inf"))
 
     def advance(self, rows, tokens):

@@ -41,13 +41,21 @@ from audiollm.inference.answer import (
 from audiollm.inference.codec import CodecModel
 from audiollm.inference.compose import COMPOSE_OPTIONS, Piece, compose, generate_midi
 from audiollm.inference.index import build_index
-from audiollm.inference.speak import MUSIC_OPTIONS, SPEAK_OPTIONS, AudioAnswers, Sound
+from audiollm.inference.speak import (
+    MUSIC_OPTIONS,
+    SPEAK_OPTIONS,
+    STRIDE_SECONDS,
+    WINDOW_SECONDS,
+    AudioAnswers,
+    Sound,
+)
 from audiollm.inference.transcribe import DEFAULT_QUESTION as TRANSCRIBE_QUESTION
 from audiollm.inference.transcribe import plot_piano_roll, transcribe
 from audiollm.models.hub import load as load_dir
 from audiollm.models.hub import read_model_config
 from audiollm.music.midi_file import write_midi
 from audiollm.music.notes import Note
+from audiollm.tasks.audio_answer import ContinuationTask
 
 
 @dataclass
@@ -66,6 +74,9 @@ class Transcription:
     def plot(self, path: str | os.PathLike) -> Path:
         """Save a piano roll (time × pitch) as an image (needs matplotlib)."""
         return plot_piano_roll(self.notes, path, duration=self.seconds)
+
+
+CONTINUE_QUESTION = ContinuationTask.questions[0]
 
 
 def _options(options: DecodingOptions | None, default: DecodingOptions, overrides: dict[str, Any]) -> DecodingOptions:
@@ -192,18 +203,25 @@ class AudioLanguageModel:
         ``options``), in ``voice`` when the model was trained on voice descriptions."""
         return self.audio_answers.speak(text, voice=voice, options=_options(options, SPEAK_OPTIONS, option_overrides))
 
-    def generate_audio(self, text: str, *, seconds: float = 4.0, num_samples: int = 1,
+    def generate_audio(self, text: str = CONTINUE_QUESTION, *, seconds: float = 4.0, num_samples: int = 1,
                        options: DecodingOptions | None = None, rerank: "EmbeddingModel | None" = None,
-                       keep: int | None = None, **option_overrides) -> list[Sound]:
-        """``num_samples`` clips of ``seconds`` for a caption (`inference.speak.MUSIC_OPTIONS`
-        unless ``options``); with a MuLaN ``rerank`` model the ``keep`` best, best first."""
+                       keep: int | None = None, prompt_audio=None, sample_rate: int | None = None,
+                       window_seconds: float = WINDOW_SECONDS, stride_seconds: float = STRIDE_SECONDS,
+                       **option_overrides) -> list[Sound]:
+        """``num_samples`` clips of ``seconds`` new audio for a caption (`inference.speak.MUSIC_OPTIONS`
+        unless ``options``), continuing ``prompt_audio`` (a path, or samples at ``sample_rate``)
+        when given; longer than ``window_seconds``, extended window by window
+        (`inference.speak.AudioAnswers.generate`). With a MuLaN ``rerank`` model the ``keep``
+        best, best first."""
         keep = num_samples if keep is None else keep
         if not 1 <= keep <= max(1, num_samples):
             raise AudioLLMError(f"keep must be between 1 and num_samples ({num_samples}), got {keep}")
         if keep < num_samples and rerank is None:
             raise AudioLLMError("keeping fewer samples than drawn needs a reranker (a MuLaN model) to choose them")
         sounds = self.audio_answers.generate(text, seconds=seconds, num_samples=num_samples,
-                                             options=_options(options, MUSIC_OPTIONS, option_overrides))
+                                             options=_options(options, MUSIC_OPTIONS, option_overrides),
+                                             prompt_audio=prompt_audio, prompt_sample_rate=sample_rate,
+                                             window_seconds=window_seconds, stride_seconds=stride_seconds)
         if rerank is None:
             return sounds
         clips = [resample(torch.from_numpy(s.audio), s.sample_rate, SAMPLE_RATE) for s in sounds]

@@ -38,6 +38,8 @@ UNCONDITIONAL = ""  # the prompt condition dropout trains on
 MIN_CHARS_PER_SECOND = 8.0  # the slowest speech the budget allows (sets the frame budget)
 MAX_CHARS_PER_SECOND = 40.0  # the fastest speech accepted (sets the floor)
 PAUSE_SECONDS = 0.25  # silence between sentences
+WINDOW_SECONDS = 4.0  # the window text_to_audio and continuation train on: longer audio is extended
+STRIDE_SECONDS = 2.0  # new audio per extension window (audiocraft's extend stride)
 #: How `speak` samples by default: sampling (greedy codec decoding loops), moderate temperature, top-k.
 SPEAK_OPTIONS = DecodingOptions(temperature=0.8, top_k=50)
 #: How `generate_audio` samples by default (MusicGen's recipe: top-k 250, guidance 3).
@@ -109,12 +111,16 @@ class AudioAnswers:
         return max(1, int(round(seconds * self.config.frame_rate)))
 
     def sample(self, prompts: list[str], max_seconds: list[float], min_seconds: list[float],
-               options: DecodingOptions, generator: torch.Generator | None = None) -> list[np.ndarray]:
-        """Codes (K, F) per prompt, each between its ``min_seconds`` and ``max_seconds``."""
+               options: DecodingOptions, generator: torch.Generator | None = None,
+               prompt_codes: list[np.ndarray] | None = None) -> list[np.ndarray]:
+        """Codes (K, F) per prompt, each between its ``min_seconds`` and ``max_seconds`` (after
+        ``prompt_codes``, an audio prompt of one length for all, when given)."""
         ids = [self.tokenizer.prompt_ids(p) for p in prompts]
         uncond = self.tokenizer.prompt_ids(UNCONDITIONAL)
         max_frames = [self.frames(s) for s in max_seconds]
-        steps = self.model.audio_answer.pattern.max_steps(max(max_frames))
+        pattern = self.model.audio_answer.pattern
+        P = 0 if prompt_codes is None else int(prompt_codes[0].shape[1])
+        steps = pattern.max_steps(P + max(max_frames))
         limit = int(getattr(self.model.lm, "max_seq_len", 0) or 0)
         longest = max(len(i) for i in ids + ([uncond] if options.guidance != 1.0 else []))
         if limit and longest + steps > limit:
@@ -125,7 +131,9 @@ class AudioAnswers:
         try:
             codes = self.model.generate_codes(ids, max_frames=max_frames,
                                               min_frames=[min(self.frames(s), m) for s, m in zip(min_seconds, max_frames)],
-                                              options=options, unconditional_ids=uncond, generator=generator)
+                                              options=options, unconditional_ids=uncond, generator=generator,
+                                              prompt_codes=None if prompt_codes is None else
+                                              [torch.as_tensor(c) for c in prompt_codes])
         finally:
             self.model.train(was_training)
         return [c.cpu().numpy() for c in codes]
@@ -139,14 +147,40 @@ class AudioAnswers:
         return self.decode(codes)
 
     def generate(self, text: str, *, seconds: float, options: DecodingOptions = MUSIC_OPTIONS, num_samples: int = 1,
-                 generator: torch.Generator | None = None) -> list[Sound]:
+                 generator: torch.Generator | None = None, prompt_audio=None, prompt_sample_rate: int | None = None,
+                 window_seconds: float = WINDOW_SECONDS, stride_seconds: float = STRIDE_SECONDS) -> list[Sound]:
+        """``num_samples`` clips of ``seconds`` new audio for ``text``, after ``prompt_audio``
+        (a path or samples, encoded by the model's codec) when given — the prompt is then kept
+        at the start of each clip. Past ``window_seconds`` (the training window) the audio is
+        extended window by window: each new window continues the last ``window_seconds -
+        stride_seconds`` of what came before and adds ``stride_seconds``."""
         text = check_words(text)
         if not seconds > 0:
             raise AudioLLMError(f"seconds must be > 0, got {seconds:g}")
         if num_samples < 1:
             raise AudioLLMError(f"num_samples must be at least 1, got {num_samples}")
-        codes = self.sample([text] * num_samples, [seconds] * num_samples, [seconds] * num_samples, options, generator)
-        return [self.decode([c]) for c in codes]
+        if not 0 < stride_seconds <= window_seconds:
+            raise AudioLLMError(f"the extension stride must be in (0, window] = (0, {window_seconds:g}] s, "
+                                f"got {stride_seconds:g}")
+        K = self.config.num_codebooks
+        context = np.zeros((K, 0), dtype=np.int64)
+        if prompt_audio is not None:
+            prompt = self.codec.encode(prompt_audio, num_codebooks=K, sample_rate=prompt_sample_rate)
+            context = prompt.codes
+        window = self.frames(window_seconds)
+        keep = min(window - 1, int(round((window_seconds - stride_seconds) * self.config.frame_rate)))
+        total, made, new = self.frames(seconds), [context] * num_samples, 0
+        while new < total:
+            # A prompt shorter than a window is continued whole; after that, the last `keep` frames.
+            whole = new == 0 and made[0].shape[1] < window
+            ctx = [m if whole else m[:, m.shape[1] - min(keep, m.shape[1]):] for m in made]
+            n = min(window - ctx[0].shape[1], total - new)
+            step_seconds = n / self.config.frame_rate
+            codes = self.sample([text] * num_samples, [step_seconds] * num_samples, [step_seconds] * num_samples,
+                                options, generator, prompt_codes=ctx if ctx[0].shape[1] else None)
+            made = [np.concatenate([m, c], axis=1) for m, c in zip(made, codes)]
+            new += n
+        return [self.decode([m]) for m in made]
 
     def decode(self, parts: list[np.ndarray]) -> Sound:
         codec = self.codec

@@ -409,12 +409,15 @@ class AudioLLM(nn.Module):
         options: DecodingOptions = DecodingOptions(),
         unconditional_ids: list[int] | None = None,
         generator: torch.Generator | None = None,
+        prompt_codes: Sequence[torch.Tensor] | None = None,
     ) -> list[torch.Tensor]:
         """Audio answers: codes (K, T_i) per text prompt, T_i between ``min_frames`` and
         ``max_frames[i]`` frames, decoded by the one loop through the codec heads under the
         model's pattern (`decoding.codec_pattern`), with ``options`` (temperature, top-k/top-p,
         KV cache). ``options.guidance`` ≠ 1 adds the ``unconditional_ids`` prompt as the second
-        branch of classifier-free guidance."""
+        branch of classifier-free guidance. ``prompt_codes`` (K, P) per row (one P for all) are
+        an audio prompt to continue: its steps follow the text prompt, and only the new frames
+        come back."""
         if self.audio_answer is None:
             raise AudioLLMError("this model answers in text: it has no codec heads (model.audio_answer)")
         pattern = self.audio_answer.pattern
@@ -429,12 +432,27 @@ class AudioLLM(nn.Module):
         device = next(self.parameters()).device
         no_audio = torch.zeros(len(rows), 0, self.lm.d_model, device=device)
         embeds, mask = self.prompt_embeds(no_audio, torch.zeros(len(rows), dtype=torch.long, device=device), rows)
+        P = 0
+        if prompt_codes is not None:
+            if len(prompt_codes) != len(prompt_ids):
+                raise ValueError(f"got {len(prompt_codes)} audio prompts for {len(prompt_ids)} prompts")
+            prompt_codes = [c[: pattern.K].long().cpu() for c in prompt_codes]
+            P = int(prompt_codes[0].shape[1])
+            steps_in = torch.stack([pattern.prompt_steps(c) for c in prompt_codes]).to(device)  # (B, S_p, width)
+            step_emb = self.audio_answer.embed_steps(steps_in).to(embeds.dtype)
+            if guided:
+                step_emb = torch.cat([step_emb, step_emb])
+            embeds = torch.cat([embeds, step_emb], dim=1)  # still left-padded: the steps are real positions
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], step_emb.shape[1])], dim=1)
+        min_frames = [min_frames] * len(prompt_ids) if isinstance(min_frames, int) else list(min_frames)
         processors = [LogProbabilities()] + ([ClassifierFreeGuidance(options.guidance)] if guided else [])
-        processors.append(pattern.processor(max_frames, min_frames))
+        processors.append(pattern.processor([P + m for m in max_frames], [P + m for m in min_frames], prompt_codes))
+        budget = pattern.max_steps(P + max(max_frames)) - pattern.steps_before(P)
         steps = decode(CodecAnswerLM(self.lm, self.audio_answer), embeds, mask,
-                       options=options.replace(max_new_tokens=pattern.max_steps(max(max_frames))),
-                       eos_id=pattern.eos_id, processors=processors, generator=generator)
-        return [pattern.codes_from_steps(s) for s in steps]
+                       options=options.replace(max_new_tokens=budget), eos_id=pattern.eos_id, processors=processors,
+                       generator=generator)
+        prompts = prompt_codes or [None] * len(steps)
+        return [pattern.codes_from_steps(s, p) for s, p in zip(steps, prompts)]
 
     @torch.no_grad()
     def candidate_logprobs(

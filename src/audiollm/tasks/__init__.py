@@ -44,5 +44,6 @@ __all__ = [
     "TextToSpeechTask",
     "TextToAudioTask",
     "AudioAnswerOptions",
+    "ContinuationTask",
     "split_labels",
 ]

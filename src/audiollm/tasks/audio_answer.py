@@ -1,8 +1,9 @@
-"""Tasks whose answer is audio (codec tokens): text → speech, and a caption → music.
+"""Tasks whose answer is audio (codec tokens): text → speech, a caption → music, and more of a recording.
 
     {"task": "tts", "text": "The dog barked all night.", "audio": "audio/tts_000123.wav",
      "voice": "natural US male (Piper)", ...}
     {"task": "text_to_audio", "caption": "A jazz recording.", "audio": "clips/jazz.00012.wav", ...}
+    {"task": "continuation", "audio": "clips/jazz.00012.wav"}
 
 The question is built from the row (the sentence to say, with its voice when the row names one;
 the caption), and the answer is the codes of the row's audio, read from the codes cache
@@ -100,6 +101,29 @@ class TextToAudioTask(AudioAnswerTask):
             return str(r.get("family") or r.get("genre") or "").strip().lower()
         hits = [str(p).strip().lower() == label(r) for p, r in zip(predictions, rows)]
         return {"n": len(rows), "label_accuracy": sum(hits) / len(rows)}
+
+
+@register_task("continuation")
+class ContinuationTask(AudioAnswerTask):
+    """More of the row's audio: trained on windows of its codes after a fixed question; at
+    inference an audio prompt's codes come first and the model continues them."""
+
+    required_keys = ("audio",)
+    window_seconds = 4.0
+    questions = ("Continue this recording.",)
+
+    def validate(self, row: Row, index: int | None = None) -> None:
+        Task.validate(self, row, index)
+
+    def question(self, row: Row, rng: random.Random) -> str:
+        return self.questions[0]
+
+    def answer(self, row: Row) -> str:
+        return str(row["audio"])
+
+    def score(self, predictions: Sequence[str], rows: Sequence[Row]) -> dict[str, float]:
+        """Share of continuations whose judged label matches the row's (as text_to_audio)."""
+        return TextToAudioTask.score(self, predictions, rows)
 
 
 def speech_prompt(text: str, voice: str | None = None) -> str:
