@@ -40,7 +40,7 @@ from audiollm.music.prompt import MusicRequest, caption, check_request, parse_re
 from audiollm.music.render import find_soundfont
 from audiollm.music.tempo_fit import fit_tempo
 from audiollm.music.theory import TEMPO_RANGES, key_name
-from audiollm.tasks import TextToMidiOptions, get_task
+from audiollm.tasks import TASKS, TextToMidiOptions, get_task
 from audiollm.tokenizers.midi import TEMPO_BINS, TIE, MidiVocab, bin_tempo, tempo_bin
 from audiollm.tokenizers.text import TextTokenizer
 from audiollm.training.config import ExperimentConfig
@@ -577,3 +577,12 @@ def test_text_to_midi_benchmark_scores_model_and_reference(model_dir, tmp_path):
     assert out["captions"] == 3 and out["model"]["valid_rate"] == 1.0
     assert out["reference"]["instrument_adherence"] == 1.0 and out["reference"]["tempo_bpm_adherence"] == 1.0
     assert set(out["ratio_to_reference"]) <= set(out["model"]) and out["pieces_per_s"] > 0
+
+
+def test_text_to_audio_rows_pair_a_label_caption_with_the_clips_audio():
+    rows = derive_rows([clip_row(), {**clip_row(clip="m00002"), "audio": None}], task="text_to_audio")
+    assert len(rows) == 1  # a clip without audio has no codes to answer with
+    (row,) = rows
+    assert row["task"] == "text_to_audio" and row["audio"] == "x.wav" and row["id"] == "m00001-t2a"
+    assert "cello" in row["caption"].lower() and row["program"] == 42  # labels kept for judging
+    TASKS["text_to_audio"].validate(row)

@@ -50,8 +50,9 @@ def test_the_command_table_has_one_line_per_subcommand_and_each_parses():
         build_parser().parse_args(argv)  # exits (SystemExit) on a line the CLI would refuse
         named.append(" ".join(argv[:2]) if argv[0] in ("data", "codec") else argv[0])
     assert sorted(named) == sorted(set(named)), "a subcommand is listed twice"
-    listed = set(named) | {"data text-to-midi"}  # named beside `data transcription` in its line
-    assert "data text-to-midi" in README
+    beside = {"data text-to-midi", "data text-to-audio"}  # named beside `data transcription` in its line
+    listed = set(named) | beside
+    assert all(f"`{name}`" in README for name in beside)
     assert listed >= subcommands(), f"subcommands missing from the README: {subcommands() - listed}"
 
 

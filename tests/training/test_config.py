@@ -40,9 +40,10 @@ def audio_answer_stand_ins(folder: Path) -> list[str]:
     for i in range(2):
         sf.write(folder / f"say{i}.wav", tone(0.5, 300.0 + 100 * i), 16000)
         rows.append({"task": "tts", "audio": f"say{i}.wav", "text": f"Sentence number {i}.", "voice": "test"})
+        rows.append({"task": "text_to_audio", "audio": f"say{i}.wav", "caption": f"A tone, take {i}."})
     for split in ("train", "valid"):
         (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    build_codes_cache(CodecModel(codec), [folder / r["audio"] for r in rows], folder / "codes", progress=False)
+    build_codes_cache(CodecModel(codec), {folder / r["audio"] for r in rows}, folder / "codes", progress=False)
     return [f"model.audio_answer.codec={folder / 'codec'}", "model.audio_answer.num_codebooks=0",
             "model.audio_answer.codebook_size=0", f"data.codes_cache={folder / 'codes'}"]
 

@@ -206,6 +206,8 @@ def add_commands(sub) -> None:
                          "a caption drawn from the labels, the notes, no audio"),
         "transcription": ("transcription", "derive transcription rows (audio → notes) from a manifest's music rows",
                           "the clip's audio and its exact notes"),
+        "text_to_audio": ("text-to-audio", "derive text_to_audio rows (caption → codec audio) from a manifest's "
+                          "music rows", "a caption drawn from the labels and the clip's audio"),
     }
     for task, (name, help_text, what) in derived.items():
         tm = dsub.add_parser(name, help=help_text,

@@ -1,5 +1,6 @@
-"""Event-answer rows from music clips: ``text_to_midi`` (a caption in, the clip's notes out; no
-audio) and ``transcription`` (the clip's audio in, its notes out).
+"""Rows derived from music clips: ``text_to_midi`` (a caption in, the clip's notes out; no
+audio), ``transcription`` (the clip's audio in, its notes out) and ``text_to_audio`` (a caption
+in, the codes of the clip's audio out).
 
 The embedded corpus writes both per music clip (``music_rows``); :func:`derive_rows` makes the
 same rows from an existing manifest's music rows (``audiollm data text-to-midi`` /
@@ -50,21 +51,32 @@ def transcription_row(labels: Mapping[str, Any], seed: int = 0) -> dict[str, Any
     return _keep(row, labels)
 
 
+def text_to_audio_row(labels: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """One text_to_audio row: a caption drawn from the clip's labels (as text_to_midi's) and the
+    clip's ``audio``, whose codec codes are the answer."""
+    row = _base_row(labels, "text_to_audio", "t2a")
+    row["caption"] = caption(labels, random.Random(f"{seed}:t2m:{labels['clip']}"))
+    row["audio"] = labels["audio"]
+    return _keep(row, labels)
+
+
 ROW_MAKERS: dict[str, Callable[..., dict[str, Any]]] = {"text_to_midi": text_to_midi_row,
-                                                         "transcription": transcription_row}
+                                                         "transcription": transcription_row,
+                                                         "text_to_audio": text_to_audio_row}
 
 
 def derive_rows(rows: Iterable[Mapping[str, Any]], task: str = "text_to_midi", seed: int = 0) -> list[dict[str, Any]]:
     """One ``task`` row per music clip found in ``rows`` (rows with ``notes`` and ``program``,
     grouped by ``clip``; the first row of a clip is used), in manifest order. A transcription
-    row needs the clip's audio, so music rows without ``audio`` are passed over for it."""
+    row (and a text_to_audio row) needs the clip's audio, so music rows without ``audio`` are
+    passed over for it."""
     if task not in ROW_MAKERS:
         raise AudioLLMError(f"no derived rows for task {task!r}; choose from {', '.join(ROW_MAKERS)}")
     out, seen = [], set()
     for row in rows:
         if row.get("task") in ROW_MAKERS or row.get("notes") is None or row.get("program") is None:
             continue
-        if task == "transcription" and not row.get("audio"):
+        if task in ("transcription", "text_to_audio") and not row.get("audio"):
             continue
         clip = row.get("clip") or row.get("id")
         if clip in seen:
