@@ -512,7 +512,12 @@ class AudioLLM(nn.Module):
     def card_summary(self) -> str:
         heads = f", with auxiliary heads {', '.join(self.heads)}" if len(self.heads) else ""
         front = "" if self.takes_waveform else "log-mel frontend → "
-        return (f"Audio in, text out: {front}`{self.config.audio_encoder}` audio encoder → `{self.config.projector}` "
+        out = "text out"
+        if self.audio_answer is not None:
+            a = self.config.audio_answer
+            out = (f"text or audio out (codes of the codec at {a.codec}, fingerprint {a.fingerprint}: "
+                   f"{a.num_codebooks} × {a.codebook_size} codes at {a.frame_rate:g} frames/s, {a.pattern} pattern)")
+        return (f"Audio in, {out}: {front}`{self.config.audio_encoder}` audio encoder → `{self.config.projector}` "
                 f"projector → `{self.config.lm}` causal language model{heads}.")
 
     @staticmethod
