@@ -170,7 +170,8 @@ class ExampleBuilder:
                 start = rng.randrange(codes.shape[1] - n + 1)
                 codes = codes[:, start : start + n]
         question = task.question(row, rng)
-        if self.option(task.name, "cond_dropout") > 0 and rng.random() < self.option(task.name, "cond_dropout"):
+        cond_dropout = self.option(task.name, "cond_dropout")
+        if cond_dropout > 0 and rng.random() < cond_dropout:
             question = ""  # the unconditional prompt of classifier-free guidance
         prompt = self.tokenizer.prompt_ids(question)
         return {"audio": torch.zeros(0), "samples": 0, "seconds": 0.0, "input_ids": prompt,

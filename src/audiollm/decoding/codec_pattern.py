@@ -27,6 +27,7 @@ predicted each frame from the frames before it.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import torch
@@ -37,7 +38,7 @@ from audiollm.errors import ConfigError
 IGNORE = -100
 
 
-class CodecPattern:
+class CodecPattern(ABC):
     """Base class: K codebooks of C codes each; ids per codebook are C codes, PAD = C, EOA = C + 1."""
 
     name = ""
@@ -51,17 +52,17 @@ class CodecPattern:
 
     # -- layout --------------------------------------------------------------------------------
 
+    @abstractmethod
     def num_steps(self, frames: int) -> int:
         """Decoding steps that hold ``frames`` frames and the EOA."""
-        raise NotImplementedError
 
+    @abstractmethod
     def steps(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One answer's codes (K, T) → its steps' flat ids (S, width) and targets (S, K)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def num_targets(self, frames: int) -> int:
         """Real targets (codes and EOA) of an answer of ``frames`` frames: the loss normaliser's count."""
-        raise NotImplementedError
 
     def training_steps(self, codes: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Padded codes (B, K, T) with real frame counts (B,) (0: no audio answer) → the inputs
@@ -82,13 +83,13 @@ class CodecPattern:
                 targets[i, : tgt.shape[0]] = tgt
         return inputs.to(codes.device), targets.to(codes.device), n_steps.to(codes.device)
 
+    @abstractmethod
     def to_flat(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens as the decoding loop picks them → flat ids (..., width) of the embedding tables."""
-        raise NotImplementedError
 
+    @abstractmethod
     def step_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """The heads' (R, K·V) scores of one step → what the loop samples from."""
-        raise NotImplementedError
 
     # -- decoding ------------------------------------------------------------------------------
 
@@ -100,9 +101,9 @@ class CodecPattern:
     def max_steps(self, max_frames: int) -> int:
         return self.num_steps(max_frames)
 
+    @abstractmethod
     def steps_before(self, prompt_frames: int) -> int:
         """Steps entirely determined by the first ``prompt_frames`` frames (fed, not decoded)."""
-        raise NotImplementedError
 
     def prompt_steps(self, codes: torch.Tensor) -> torch.Tensor:
         """A prompt's codes (K, P) → the flat ids (steps_before(P), width) of its steps."""
@@ -112,20 +113,20 @@ class CodecPattern:
                   prompts: Sequence[torch.Tensor] | None = None) -> "PatternMask":
         return PatternMask(self, max_frames, min_frames, prompts)
 
+    @abstractmethod
     def allowed(self, step: int, end: int | None, max_frames: int, min_frames: int, device,
                 prompt: torch.Tensor | None = None) -> torch.Tensor:
         """(width, V) or (K·V,) bool: the ids allowed at ``step`` for a row whose codebook 0
         ended at frame ``end`` (None: not yet) and whose first frames are ``prompt`` (K, P)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def ended_at(self, step: int, token: torch.Tensor) -> int | None:
         """The frame at which this step's token put codebook 0's EOA (None if it did not)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def codes_from_steps(self, steps: Sequence, prompt: torch.Tensor | None = None) -> torch.Tensor:
         """The steps one sequence decoded (eos step excluded) → its codes (K, T): the frames
         after ``prompt`` (K, P) when decoding continued one."""
-        raise NotImplementedError
 
 
 class DelayPattern(CodecPattern):
